@@ -1,0 +1,103 @@
+"""Archive activities: move landed instances into the archive bucket and announce it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Mapping
+
+from temporalio import activity
+
+from infra.eventlog import EventPublisher
+from infra.objectstore import ArchiveStore, archive_key
+from ingest.landing import Landing
+from schemas.events import InstanceStored, StudyStabilized, fact_event_id
+from schemas.workflows import (
+    ArchiveBatch,
+    ArchivedInstance,
+    ArchiveResult,
+    LandedInstance,
+    StudyStableNotice,
+)
+
+log = logging.getLogger(__name__)
+
+# SeaweedFS gains nothing past a handful of concurrent PUTs on two cores.
+ARCHIVE_CONCURRENCY = 8
+
+
+class StorageActivities:
+    """Built once per worker with its clients; every method is safe to retry."""
+
+    def __init__(
+        self, landings: Mapping[str, Landing], archive: ArchiveStore, publisher: EventPublisher
+    ) -> None:
+        self.landings = landings
+        self.archive = archive
+        self.publisher = publisher
+        self._limit = asyncio.Semaphore(ARCHIVE_CONCURRENCY)
+
+    def _copy_one(self, landed: LandedInstance) -> InstanceStored | None:
+        ref = landed.instance
+        key = archive_key(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid)
+        current = self.archive.head(key)
+        stored_event = InstanceStored(
+            event_id=fact_event_id("stored", ref.sop_instance_uid, ref.sha256),
+            instance=ref,
+            bucket=self.archive.bucket,
+            archive_key=key,
+        )
+        if current is not None and current.sha256 == ref.sha256:
+            return stored_event  # a retry after the write: nothing left to copy
+        data = self.landings[landed.landing_mode].get(landed.landing_key)
+        if data is None:
+            log.error("landed copy %s is gone and the archive does not hold it", landed.landing_key)
+            return None
+        if hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise OSError(f"landed copy {landed.landing_key} does not match its checksum")
+        if current is not None:
+            stored_event.previous_version_key = self.archive.keep_version(key, current.sha256)
+        self.archive.put_verified(key, data, ref.sha256)
+        return stored_event
+
+    async def _copy_limited(self, landed: LandedInstance) -> InstanceStored | None:
+        async with self._limit:
+            return await asyncio.to_thread(self._copy_one, landed)
+
+    @activity.defn
+    async def archive_instances(self, batch: ArchiveBatch) -> ArchiveResult:
+        """Copy, verify, announce `pacs.instance.stored`, and only then drop the landed copies."""
+        events = await asyncio.gather(*(self._copy_limited(i) for i in batch.instances))
+        stored = [e for e in events if e is not None]
+        await self.publisher.publish_many(stored)
+        done = {(e.instance.sop_instance_uid, e.instance.sha256) for e in stored}
+        for landed in batch.instances:
+            if (landed.instance.sop_instance_uid, landed.instance.sha256) in done:
+                landing = self.landings[landed.landing_mode]
+                await asyncio.to_thread(landing.delete, landed.landing_key)
+        return ArchiveResult(
+            archived=[
+                ArchivedInstance(
+                    sop_instance_uid=e.instance.sop_instance_uid,
+                    series_instance_uid=e.instance.series_instance_uid,
+                    sha256=e.instance.sha256,
+                    archive_key=e.archive_key,
+                )
+                for e in stored
+            ]
+        )
+
+    @activity.defn
+    async def announce_study_stable(self, notice: StudyStableNotice) -> None:
+        """Emit `pacs.study.stabilized` (same event id on retry)."""
+        await self.publisher.publish(
+            StudyStabilized(
+                event_id=notice.event_id,
+                study_instance_uid=notice.study_instance_uid,
+                patient_id=notice.patient_id,
+                series_count=notice.series_count,
+                instance_count=notice.instance_count,
+                quiet_seconds=notice.quiet_seconds,
+            )
+        )

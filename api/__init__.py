@@ -1,0 +1,1 @@
+"""FastAPI app: DICOMweb and the REST admin API."""

@@ -1,0 +1,53 @@
+"""Clients the API shares across requests, opened in the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from minio import Minio
+from temporalio.client import Client as TemporalClient
+
+from infra.audit_projector import AuditProjector
+from infra.clickhouse import ClickHouse
+from infra.eventlog import EventPublisher
+from infra.objectstore import ArchiveStore
+from infra.settings import Settings
+from ingest.accept import Acceptor
+from ingest.landing import Landing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    minio: Minio
+    archive: ArchiveStore
+    landing: Landing
+    publisher: EventPublisher
+    acceptor: Acceptor
+    clickhouse: ClickHouse | None = None
+    projector: AuditProjector | None = None
+    _temporal: TemporalClient | None = field(default=None, repr=False)
+    _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def temporal(self) -> TemporalClient:
+        """Connect on first use so the API starts even while Temporal is still coming up."""
+        async with self._temporal_lock:
+            if self._temporal is None:
+                self._temporal = await TemporalClient.connect(
+                    self.settings.temporal.address, namespace=self.settings.temporal.namespace
+                )
+            return self._temporal
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,1 @@
+"""Settings, client factories, the local stack and the processes that run our code."""

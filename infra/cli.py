@@ -1,0 +1,114 @@
+"""`pacs`: the one entry point for every process and operator command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import typer
+
+from infra.settings import Settings, get_settings
+
+app = typer.Typer(help="An event-sourced PACS.", no_args_is_help=True)
+projections = typer.Typer(help="Read models built from the event log.")
+app.add_typer(projections, name="projections")
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # pynetdicom logs every PDU at INFO; that alone costs throughput.
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def _run_until_signal(main: Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    _logging()
+    settings = get_settings()
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(settings, stop)
+
+    asyncio.run(runner())
+
+
+@app.command()
+def up(external: bool = typer.Option(False, help="Use the configured remote servers.")) -> None:
+    """Start the whole platform in the foreground; Ctrl-C stops it all."""
+    from infra.stack import run_foreground
+
+    _logging()
+    settings = get_settings()
+    if external:
+        settings = settings.model_copy(update={"external": True})
+    raise typer.Exit(asyncio.run(run_foreground(settings)))
+
+
+@app.command()
+def gateway() -> None:
+    """DIMSE gateway (C-ECHO, C-STORE SCP)."""
+    from ingest.gateway import run_gateway
+
+    _run_until_signal(run_gateway)
+
+
+@app.command()
+def api() -> None:
+    """HTTP API: DICOMweb, admin, health; owns the embedded ClickHouse and its projectors."""
+    import uvicorn
+
+    from api.app import create_app
+
+    _logging()
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http.host,
+        port=settings.http.port,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Temporal worker: archive workflows and activities."""
+    from infra.worker import run_worker
+
+    _run_until_signal(run_worker)
+
+
+@app.command()
+def dispatcher() -> None:
+    """Event log → Temporal: starts and signals study workflows."""
+    from infra.dispatcher import run_dispatcher
+
+    _run_until_signal(run_dispatcher)
+
+
+@projections.command("rebuild")
+def rebuild() -> None:
+    """Drop every read model and rebuild it from offset zero (asks the running API)."""
+    import httpx
+
+    settings = get_settings()
+    url = f"http://{settings.http.host}:{settings.http.port}/api/admin/projections/rebuild"
+    try:
+        response = httpx.post(url, timeout=10)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the API at {url}: {exc}; start the platform first", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(response.text)
+    raise typer.Exit(0 if response.is_success else 1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,67 @@
+"""ClickHouse read models: client factory and DDL.
+
+With the embedded chDB engine a data directory can be opened by one process at a time, so
+in the embedded shape the API process owns it and runs the projectors; the same code talks
+to a ClickHouse server over HTTP when the DSN says so.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id UUID,
+    type LowCardinality(String),
+    version UInt16,
+    occurred_at DateTime64(3, 'UTC'),
+    study_instance_uid String,
+    series_instance_uid String,
+    sop_instance_uid String,
+    patient_id String,
+    via LowCardinality(String),
+    calling_ae String,
+    client String,
+    size UInt64,
+    sha256 String,
+    log_partition UInt32,
+    log_offset UInt64,
+    -- A repeated announcement (same event id, later offset) must not replace the first,
+    -- which carries who sent the instance: the row with the highest rank is kept.
+    keep_rank UInt64,
+    body String
+)
+ENGINE = ReplacingMergeTree(keep_rank)
+ORDER BY (study_instance_uid, event_id)
+"""
+
+
+class ClickHouse:
+    """A thread-safe wrapper: chDB sessions must not be used from two threads at once."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._client: Client = clickhouse_connect.get_client(dsn=dsn)
+        self._lock = threading.Lock()
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        with self._lock:
+            return self._client.command(sql, parameters=parameters)
+
+    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return [
+                tuple(row) for row in self._client.query(sql, parameters=parameters).result_rows
+            ]
+
+    def insert(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
+        with self._lock:
+            self._client.insert(table, rows, column_names=columns)
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()

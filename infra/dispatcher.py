@@ -1,0 +1,162 @@
+"""Event dispatcher: turns `pacs.instance.received` events into StudyIngestWorkflow signals.
+
+Offsets are committed only after every signal-with-start of a poll succeeded, so a crash
+re-delivers (the workflow ignores instances it already has). One signal carries every
+instance of a study in the poll: the Temporal dev server takes ~210 signals/s, not 4,000.
+It also re-announces landed objects that have waited too long (their announcement was lost
+in a crash between landing and the broker ack), so nothing stays in landing forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+
+from temporalio.client import Client
+from temporalio.common import TypedSearchAttributes
+
+from infra.eventlog import EventPublisher, make_consumer
+from infra.settings import Settings
+from infra.temporal_client import connect_temporal
+from infra.worker import landings
+from ingest.header import HeaderError, read_header
+from ingest.landing import Landing, sha_of_key
+from ingest.wiring import start_with_retry
+from schemas.events import InstanceReceived, InstanceRef, fact_event_id, parse_event
+from schemas.workflows import InstancesReceived, LandedInstance, StudyContext, StudyIngestInput
+from workflows.study_ingest import StudyIngestWorkflow, search_attributes
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "pacs-dispatcher"
+SWEEP_EVERY_SECONDS = 30.0
+
+
+def workflow_id(study_instance_uid: str) -> str:
+    return f"study-ingest:{study_instance_uid}"
+
+
+def landed(event: InstanceReceived) -> LandedInstance:
+    return LandedInstance(
+        instance=event.instance,
+        landing_mode=event.landing_mode,
+        landing_key=event.landing_key,
+        transfer_syntax_uid=event.transfer_syntax_uid,
+        replaces_sha256=event.replaces_sha256,
+    )
+
+
+def context_of(event: InstanceReceived) -> StudyContext:
+    return StudyContext(
+        study_instance_uid=event.instance.study_instance_uid,
+        patient_id=event.patient_id,
+        modality=event.modality,
+        calling_ae=event.calling_ae,
+    )
+
+
+async def signal_study(client: Client, settings: Settings, events: list[InstanceReceived]) -> None:
+    context = context_of(events[0])
+    await client.start_workflow(
+        StudyIngestWorkflow.run,
+        StudyIngestInput(
+            context=context,
+            stable_after_seconds=settings.ingest.stable_after_seconds,
+            batch_size=settings.ingest.archive_batch_size,
+        ),
+        id=workflow_id(context.study_instance_uid),
+        task_queue=settings.temporal.ingest_task_queue,
+        start_signal="instances_received",
+        start_signal_args=[
+            InstancesReceived(context=context, instances=[landed(e) for e in events])
+        ],
+        search_attributes=TypedSearchAttributes(search_attributes(context)),
+    )
+
+
+def orphan_event(landing: Landing, key: str) -> InstanceReceived | None:
+    """Rebuild the announcement of a landed object from its own bytes."""
+    data = landing.get(key)
+    if data is None:
+        return None
+    try:
+        header = read_header(data)
+    except HeaderError:
+        log.error("landed object %s is unreadable; left in place for an operator", key)
+        return None
+    sha = sha_of_key(key)
+    return InstanceReceived(
+        event_id=fact_event_id("received", header.sop_instance_uid, sha, ""),
+        instance=InstanceRef(
+            study_instance_uid=header.study_instance_uid,
+            series_instance_uid=header.series_instance_uid,
+            sop_instance_uid=header.sop_instance_uid,
+            sop_class_uid=header.sop_class_uid,
+            sha256=sha,
+            size=len(data),
+        ),
+        transfer_syntax_uid=header.transfer_syntax_uid,
+        patient_id=header.patient_id,
+        modality=header.modality,
+        landing_mode="s3" if landing.mode == "s3" else "spool",
+        landing_key=key,
+        via="dimse",
+        calling_ae="",
+        client="landing-sweep",
+    )
+
+
+def find_orphans(landing: Landing, older_than: float) -> list[InstanceReceived]:
+    events = []
+    for key in landing.older_than(older_than):
+        if (event := orphan_event(landing, key)) is not None:
+            events.append(event)
+    return events
+
+
+async def sweep_landing(settings: Settings, publisher: EventPublisher) -> int:
+    """Re-announce every landed object older than the orphan age; returns how many."""
+    total = 0
+    for landing in landings(settings).values():
+        events = await asyncio.to_thread(
+            find_orphans, landing, settings.ingest.orphan_after_seconds
+        )
+        if events:
+            await publisher.publish_many(events)
+            log.warning("re-announced %d landed objects from %s landing", len(events), landing.mode)
+            total += len(events)
+    return total
+
+
+async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
+    client = await connect_temporal(settings.temporal)
+    publisher = EventPublisher(settings.kafka)
+    await start_with_retry(publisher)
+    consumer = make_consumer(settings.kafka, GROUP_ID)
+    await consumer.start()
+    next_sweep = time.monotonic() + settings.ingest.orphan_after_seconds
+    try:
+        while not stop.is_set():
+            polled = await consumer.getmany(timeout_ms=500, max_records=1000)
+            by_study: dict[str, list[InstanceReceived]] = defaultdict(list)
+            for records in polled.values():
+                for record in records:
+                    if record.value is None:
+                        continue
+                    event = parse_event(record.value)
+                    if isinstance(event, InstanceReceived):
+                        by_study[event.instance.study_instance_uid].append(event)
+            if by_study:
+                await asyncio.gather(
+                    *(signal_study(client, settings, events) for events in by_study.values())
+                )
+            if polled:
+                await consumer.commit()
+            if time.monotonic() >= next_sweep:
+                await sweep_landing(settings, publisher)
+                next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
+    finally:
+        await consumer.stop()
+        await publisher.stop()

@@ -1,0 +1,129 @@
+"""One settings model for every process: every external part is chosen here.
+
+Values come from the environment (`PACS_` prefix, `__` between nested names, e.g.
+`PACS_KAFKA__BOOTSTRAP_SERVERS=broker:9092`) or a `.env` file, so the same code runs
+against the embedded local stack or remote Kafka / S3 / ClickHouse / Temporal.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LandingMode(StrEnum):
+    """Where the ingest gateways put bytes before the archive workflow moves them."""
+
+    SPOOL = "spool"  # fsync'd file under the data dir: fastest durable write on one node
+    S3 = "s3"  # landing bucket: gateways keep no state at all
+
+
+class DuplicatePolicy(StrEnum):
+    """What a re-sent SOP Instance UID with *different* bytes does."""
+
+    REJECT = "reject"
+    OVERWRITE = "overwrite"
+
+
+class DicomSettings(BaseModel):
+    ae_title: str = "PACS"
+    host: str = "127.0.0.1"
+    port: int = 11112
+    max_associations: int = 64
+    # 0 = no limit: peers may send whole datasets in one P-DATA PDU, which is far
+    # cheaper for pynetdicom than reassembling dozens of 16 KiB fragments.
+    max_pdu_size: int = 0
+    network_timeout_seconds: float = 60.0
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "pacs.events"
+    partitions: int = 4
+    # Sends from concurrent associations wait this long so they share one produce request.
+    linger_ms: int = 2
+    request_timeout_ms: int = 10_000
+
+
+class S3Settings(BaseModel):
+    endpoint: str = "127.0.0.1:8333"
+    access_key: str = "pacs"
+    secret_key: str = "pacs-secret"
+    region: str = "us-east-1"
+    secure: bool = False
+    archive_bucket: str = "pacs-archive"
+    landing_bucket: str = "pacs-landing"
+    # Tansu keeps its log segments here when it runs on the local SeaweedFS.
+    broker_bucket: str = "tansu"
+
+
+class ClickHouseSettings(BaseModel):
+    # Empty = embedded chDB under <data_dir>/clickhouse; or e.g. http://host:8123/pacs
+    dsn: str = ""
+
+
+class TemporalSettings(BaseModel):
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    ingest_task_queue: str = "pacs-ingest"
+    ui_port: int = 8233
+
+
+class IngestSettings(BaseModel):
+    landing: LandingMode = LandingMode.SPOOL
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.REJECT
+    # Landing write + event publish must finish within this, else the sender gets a failure.
+    accept_timeout_seconds: float = 10.0
+    # A study with no new instance for this long is declared stable.
+    stable_after_seconds: float = 30.0
+    # A landed object older than this with no archive yet gets its event re-announced.
+    orphan_after_seconds: float = 120.0
+    archive_batch_size: int = 50
+
+
+class Settings(BaseSettings):
+    """All configuration of a PACS node."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PACS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Path("./data")
+    # True: use the configured remote servers; `pacs up` starts only our own processes.
+    external: bool = False
+    dicom: DicomSettings = Field(default_factory=DicomSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        if self.clickhouse.dsn:
+            return self.clickhouse.dsn
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

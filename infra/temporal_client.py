@@ -1,0 +1,30 @@
+"""Temporal client factory: one data converter for every process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from infra.settings import TemporalSettings
+
+log = logging.getLogger(__name__)
+
+
+async def connect_temporal(settings: TemporalSettings, attempts: int = 60) -> Client:
+    """Connect, waiting for a server that is still starting (or restarting after a crash)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await Client.connect(
+                settings.address,
+                namespace=settings.namespace,
+                data_converter=pydantic_data_converter,
+            )
+        except Exception as exc:
+            if attempt == attempts:
+                raise
+            log.warning("Temporal not reachable yet (%r); retry %d/%d", exc, attempt, attempts)
+            await asyncio.sleep(1)
+    raise AssertionError("unreachable")

@@ -1,0 +1,49 @@
+"""The Temporal worker process: runs StudyIngestWorkflow and its storage activities."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from temporalio.worker import Worker
+
+from activities.storage import StorageActivities
+from infra.eventlog import EventPublisher
+from infra.objectstore import ArchiveStore, make_minio
+from infra.settings import Settings
+from infra.temporal_client import connect_temporal
+from ingest.landing import Landing, S3Landing, SpoolLanding
+from ingest.wiring import start_with_retry
+from workflows.study_ingest import StudyIngestWorkflow
+
+log = logging.getLogger(__name__)
+
+
+def landings(settings: Settings) -> dict[str, Landing]:
+    """Both landing areas: events say where each instance was landed, whatever the setting now."""
+    client = make_minio(settings.s3)
+    return {
+        "spool": SpoolLanding(settings.spool_dir),
+        "s3": S3Landing(client, settings.s3.landing_bucket),
+    }
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    client = await connect_temporal(settings.temporal)
+    publisher = EventPublisher(settings.kafka)
+    await start_with_retry(publisher)
+    archive = ArchiveStore(make_minio(settings.s3), settings.s3.archive_bucket)
+    activities = StorageActivities(landings(settings), archive, publisher)
+    worker = Worker(
+        client,
+        task_queue=settings.temporal.ingest_task_queue,
+        workflows=[StudyIngestWorkflow],
+        activities=[activities.archive_instances, activities.announce_study_stable],
+        max_concurrent_activities=16,
+    )
+    log.info("worker polling %s", settings.temporal.ingest_task_queue)
+    try:
+        async with worker:
+            await stop.wait()
+    finally:
+        await publisher.stop()

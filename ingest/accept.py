@@ -1,0 +1,224 @@
+"""The one accept path for DIMSE and STOW-RS.
+
+Order matters and is the product's promise: (1) the bytes are durable in the landing area,
+(2) the `pacs.instance.received` event is acknowledged by the broker, (3) only then does the
+sender hear success. Any failure or timeout in (1) or (2) becomes a failure status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import zlib
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Literal
+
+from infra.eventlog import EventPublisher
+from infra.objectstore import ArchiveStore, archive_key
+from infra.settings import DuplicatePolicy, IngestSettings
+from ingest.header import HeaderError, InstanceHeader, read_header
+from ingest.landing import Landing, landing_key, sha_of_key
+from ingest.statuses import DUPLICATE_SOP_INSTANCE, OUT_OF_RESOURCES, STUDY_UID_MISMATCH, SUCCESS
+from schemas.events import (
+    Event,
+    InstanceReceived,
+    InstanceRef,
+    InstanceRejected,
+    fact_event_id,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who sent the object, for the audit trail."""
+
+    via: Literal["dimse", "stow"]
+    calling_ae: str = ""
+    client: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the sender is told. `status` is a DICOM status (0 = success)."""
+
+    status: int
+    reason: str = ""
+    header: InstanceHeader | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
+
+
+@dataclass(frozen=True)
+class _Landed:
+    """Bytes are durable; `event` must be acknowledged before success is answered."""
+
+    header: InstanceHeader
+    event: Event
+    answer: Outcome
+
+
+class _StripedLocks:
+    """Serialises work on the same SOP Instance UID across associations, in bounded memory."""
+
+    def __init__(self, stripes: int = 256) -> None:
+        self._locks = [threading.Lock() for _ in range(stripes)]
+
+    def for_key(self, key: str) -> threading.Lock:
+        return self._locks[zlib.crc32(key.encode()) % len(self._locks)]
+
+
+class Acceptor:
+    """Lands bytes durably, announces them, and decides the answer to the sender."""
+
+    def __init__(
+        self,
+        landing: Landing,
+        archive: ArchiveStore,
+        publisher: EventPublisher,
+        settings: IngestSettings,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.landing = landing
+        self.archive = archive
+        self.publisher = publisher
+        self.settings = settings
+        self.loop = loop
+        self._locks = _StripedLocks()
+
+    # -- blocking part: runs on a DIMSE association thread or a worker thread ------------
+
+    def _land(self, part10: bytes, origin: Origin, expect_study: str | None) -> _Landed | Outcome:
+        try:
+            header = read_header(part10)
+        except HeaderError as exc:
+            return Outcome(exc.code, exc.reason)
+        if expect_study and header.study_instance_uid != expect_study:
+            return Outcome(
+                STUDY_UID_MISMATCH,
+                f"StudyInstanceUID {header.study_instance_uid} does not match the target study "
+                f"{expect_study}",
+                header,
+            )
+        sha256 = hashlib.sha256(part10).hexdigest()
+        ref = InstanceRef(
+            study_instance_uid=header.study_instance_uid,
+            series_instance_uid=header.series_instance_uid,
+            sop_instance_uid=header.sop_instance_uid,
+            sop_class_uid=header.sop_class_uid,
+            sha256=sha256,
+            size=len(part10),
+        )
+        uids = (header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid)
+        with self._locks.for_key(header.sop_instance_uid):
+            landed = self.landing.versions(*uids)
+            key = landing_key(*uids, sha256)
+            if key in landed:
+                # Landed before but the sender may never have heard success (crash or a
+                # failed announce): announce again under the same event id, consumers dedupe.
+                return _Landed(
+                    header,
+                    self._received(ref, header, key, origin, None),
+                    Outcome(SUCCESS, "", header),
+                )
+            current = sha_of_key(landed[-1]) if landed else None
+            if current is None:
+                stored = self.archive.head(archive_key(*uids))
+                current = stored.sha256 if stored else None
+                if current == sha256:
+                    return Outcome(SUCCESS, "identical instance already archived", header)
+            replaces: str | None = None
+            if current is not None:
+                if self.settings.duplicate_policy is DuplicatePolicy.REJECT:
+                    rejected = InstanceRejected(
+                        event_id=fact_event_id("rejected", ref.sop_instance_uid, sha256, current),
+                        instance=ref,
+                        reason="duplicate SOP Instance UID with different content",
+                        existing_sha256=current,
+                        via=origin.via,
+                        calling_ae=origin.calling_ae,
+                        client=origin.client,
+                    )
+                    reason = (
+                        f"SOP Instance {header.sop_instance_uid} is already stored with different "
+                        "content (duplicate policy: reject)"
+                    )
+                    return _Landed(
+                        header, rejected, Outcome(DUPLICATE_SOP_INSTANCE, reason, header)
+                    )
+                replaces = current
+            self.landing.put(key, part10)
+        return _Landed(
+            header, self._received(ref, header, key, origin, replaces), Outcome(SUCCESS, "", header)
+        )
+
+    def _received(
+        self,
+        ref: InstanceRef,
+        header: InstanceHeader,
+        key: str,
+        origin: Origin,
+        replaces: str | None,
+    ) -> InstanceReceived:
+        return InstanceReceived(
+            event_id=fact_event_id("received", ref.sop_instance_uid, ref.sha256, replaces or ""),
+            instance=ref,
+            transfer_syntax_uid=header.transfer_syntax_uid,
+            patient_id=header.patient_id,
+            modality=header.modality,
+            landing_mode="s3" if self.landing.mode == "s3" else "spool",
+            landing_key=key,
+            via=origin.via,
+            calling_ae=origin.calling_ae,
+            client=origin.client,
+            replaces_sha256=replaces,
+        )
+
+    def _failure(self, header: InstanceHeader | None, exc: BaseException) -> Outcome:
+        what = header.sop_instance_uid if header else "instance"
+        log.warning("could not accept %s: %r", what, exc)
+        return Outcome(OUT_OF_RESOURCES, f"could not store durably: {exc!r}", header)
+
+    # -- entry points --------------------------------------------------------------------
+
+    def accept_blocking(
+        self, part10: bytes, origin: Origin, expect_study: str | None = None
+    ) -> Outcome:
+        """For threads outside the event loop (pynetdicom handlers)."""
+        try:
+            landed = self._land(part10, origin, expect_study)
+        except Exception as exc:  # noqa: BLE001 - any landing failure is "out of resources"
+            return self._failure(None, exc)
+        if isinstance(landed, Outcome):
+            return landed
+        future = asyncio.run_coroutine_threadsafe(self.publisher.publish(landed.event), self.loop)
+        try:
+            future.result(self.settings.accept_timeout_seconds)
+        except (FutureTimeout, Exception) as exc:  # noqa: BLE001
+            future.cancel()
+            return self._failure(landed.header, exc)
+        return landed.answer
+
+    async def accept(
+        self, part10: bytes, origin: Origin, expect_study: str | None = None
+    ) -> Outcome:
+        """For async callers (STOW-RS)."""
+        try:
+            landed = await asyncio.to_thread(self._land, part10, origin, expect_study)
+        except Exception as exc:  # noqa: BLE001
+            return self._failure(None, exc)
+        if isinstance(landed, Outcome):
+            return landed
+        try:
+            await asyncio.wait_for(
+                self.publisher.publish(landed.event), self.settings.accept_timeout_seconds
+            )
+        except Exception as exc:  # noqa: BLE001 - includes TimeoutError
+            return self._failure(landed.header, exc)
+        return landed.answer

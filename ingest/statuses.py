@@ -1,0 +1,13 @@
+"""DIMSE status codes we answer with, named (PS3.4 B.2.3, PS3.7 C)."""
+
+SUCCESS = 0x0000
+# Out of resources: the bytes or the event could not be made durable in time.
+OUT_OF_RESOURCES = 0xA700
+# Cannot understand: the dataset could not be decoded.
+CANNOT_UNDERSTAND = 0xC210
+# Cannot understand: a required identifying attribute is missing or not a valid UID.
+MISSING_IDENTIFIER = 0xC211
+# Same SOP Instance UID as a stored instance, different bytes, duplicate policy "reject".
+DUPLICATE_SOP_INSTANCE = 0x0111
+# STOW-RS study-level POST with an instance of another study.
+STUDY_UID_MISMATCH = 0xA900

@@ -1,0 +1,79 @@
+"""Synthetic DICOM objects for tests and benchmarks (no patient data anywhere)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
+
+
+def ct_dataset(
+    study_uid: str,
+    series_uid: str,
+    number: int,
+    *,
+    size: int = 512,
+    patient_id: str = "TEST-0001",
+    seed: int = 0,
+) -> Dataset:
+    """A CT slice: `size` x `size`, 16-bit, explicit VR little endian."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.SOPClassUID = CTImageStorage
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.PatientID = patient_id
+    ds.PatientName = "Test^Patient"
+    ds.Modality = "CT"
+    ds.StudyDate = "20261127"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = number
+    ds.Rows = ds.Columns = size
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    rng = np.random.default_rng(seed + number)
+    ds.PixelData = rng.integers(0, 4096, (size, size), dtype=np.uint16).tobytes()
+    return ds
+
+
+def part10_bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def ct_series(
+    count: int, *, size: int = 512, study_uid: str | None = None, patient_id: str = "TEST-0001"
+) -> Iterator[Dataset]:
+    study = study_uid or generate_uid()
+    series = generate_uid()
+    for number in range(1, count + 1):
+        yield ct_dataset(study, series, number, size=size, patient_id=patient_id)
+
+
+def write_series(folder: Path, datasets: Iterator[Dataset]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ds in datasets:
+        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths

@@ -1,0 +1,1 @@
+"""Temporal workflows: deterministic, no side effects (the sandbox re-imports these files)."""

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from infra.clickhouse import EVENTS_DDL, ClickHouse
-from infra.eventlog import make_consumer
+from infra.eventlog import PollPacer, make_consumer
 from infra.settings import KafkaSettings
 from schemas.events import InstanceReceived, InstanceRejected, InstanceStored, parse_event
 
@@ -99,8 +99,10 @@ class AuditProjector:
 
     async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         positioned: set[TopicPartition] = set()
+        pacer = PollPacer(self.kafka.consumer_poll_interval_seconds)
         while not stop.is_set() and not self._rebuild.is_set():
-            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+            await pacer.wait()
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             if not positioned and consumer.assignment():
                 positions = await asyncio.to_thread(self.positions)
                 for tp in consumer.assignment():

@@ -17,7 +17,7 @@ from collections import defaultdict
 from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes
 
-from infra.eventlog import EventPublisher, make_consumer
+from infra.eventlog import EventPublisher, PollPacer, make_consumer
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
 from infra.worker import landings
@@ -137,9 +137,11 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     consumer = make_consumer(settings.kafka, GROUP_ID)
     await consumer.start()
     next_sweep = time.monotonic() + settings.ingest.orphan_after_seconds
+    pacer = PollPacer(settings.kafka.consumer_poll_interval_seconds)
     try:
         while not stop.is_set():
-            polled = await consumer.getmany(timeout_ms=500, max_records=1000)
+            await pacer.wait()
+            polled = await consumer.getmany(timeout_ms=500, max_records=5000)
             by_study: dict[str, list[InstanceReceived]] = defaultdict(list)
             for records in polled.values():
                 for record in records:

@@ -58,6 +58,22 @@ class EventPublisher:
         await asyncio.gather(*futures)
 
 
+class PollPacer:
+    """Spaces consumer fetches at least `interval` apart, without delaying an idle consumer's
+    first fetch after a quiet spell."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last = 0.0
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self._last + self.interval - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._last = loop.time()
+
+
 def make_consumer(settings: KafkaSettings, group_id: str) -> AIOKafkaConsumer:
     """A consumer that resumes from committed offsets and starts new groups at offset zero."""
     # "latest" is unreliable on Tansu; every group starts from the beginning of the log.

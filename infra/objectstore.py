@@ -107,6 +107,11 @@ class ArchiveStore:
         if (result.etag or "").strip('"') != expected:
             raise OSError(f"archive write of {key} not verified: etag {result.etag} != {expected}")
 
+    def sops_in_study(self, study_instance_uid: str) -> set[str]:
+        """SOP Instance UIDs archived for a study (one LIST, no per-object calls)."""
+        objects = self.client.list_objects(self.bucket, f"{study_instance_uid}/", recursive=True)
+        return {str(o.object_name).rsplit("/", 1)[-1].removesuffix(".dcm") for o in objects}
+
     def keep_version(self, key: str, sha256: str) -> str:
         """Copy the current object aside before it is overwritten; returns the copy's key."""
         target = version_key(key, sha256)

@@ -15,6 +15,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+class ProcessStartError(RuntimeError):
+    """A child could not be started (already running, port taken, bad executable)."""
+
+
 @dataclass
 class ManagedProcess:
     """A child process started in its own session, output appended to `log_path`.
@@ -44,10 +48,10 @@ class ManagedProcess:
 
     def start(self) -> None:
         if self.alive():
-            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
+            raise ProcessStartError(f"{self.name} is already running (pid {self.pid})")
         for host, port in self.ports:
             if not port_is_free(host, port):
-                raise RuntimeError(
+                raise ProcessStartError(
                     f"{self.name}: port {host}:{port} is already in use "
                     "(is a previous stack still running?)"
                 )
@@ -60,15 +64,18 @@ class ManagedProcess:
             out.flush()
             # A new session keeps Ctrl+C in the terminal from reaching the children
             # directly: shutdown order is ours to decide (apps before the servers).
-            self._proc = subprocess.Popen(
-                self.argv,
-                env={**os.environ, **self.env},
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    env={**os.environ, **self.env},
+                    cwd=self.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ProcessStartError(f"{self.name}: cannot run {self.argv[0]}: {exc}") from exc
         self.started_at = time.monotonic()
         log.info("started %s (pid %d), log %s", self.name, self._proc.pid, self.log_path)
 

@@ -30,13 +30,14 @@ from minio import Minio
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from infra.processes import ManagedProcess, port_is_free
+from infra.processes import ManagedProcess, ProcessStartError, port_is_free
 from infra.settings import Settings
 
 __all__ = [
     "APP_COMMANDS",
     "LocalStack",
     "ManagedProcess",
+    "ProcessStartError",
     "StackError",
     "port_is_free",
     "run_foreground",
@@ -470,7 +471,8 @@ class LocalStack:
             proc.terminate()
         deadline = time.monotonic() + timeout
         for proc in apps:
-            proc.wait(deadline - time.monotonic())
+            if proc.wait(deadline - time.monotonic()):
+                log.info("stopped %s (exit %s)", proc.name, proc.returncode)
 
     def stop_all(self) -> None:
         # Apps first so they can flush to Kafka/S3; then Temporal, Tansu and SeaweedFS
@@ -530,8 +532,8 @@ class _Restarter:
                 del self.due[proc.name]
                 try:
                     proc.start()
-                except Exception:
-                    log.exception("restarting %s failed", proc.name)
+                except ProcessStartError as exc:
+                    log.error("restarting %s failed: %s", proc.name, exc)
                     # Counted as an immediate exit: the next pass schedules a longer wait.
                     proc.started_at = now
 
@@ -563,7 +565,7 @@ async def run_foreground(settings: Settings) -> int:
         stop_task.cancel()
         try:
             startup_task.result()
-        except StackError as exc:
+        except (StackError, ProcessStartError) as exc:
             log.error("startup failed: %s", exc)
             return 1
 

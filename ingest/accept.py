@@ -20,6 +20,7 @@ from infra.eventlog import EventPublisher
 from infra.objectstore import ArchiveStore, archive_key
 from infra.settings import DuplicatePolicy, IngestSettings
 from ingest.header import HeaderError, InstanceHeader, read_header
+from ingest.known_instances import KnownInstances
 from ingest.landing import Landing, landing_key, sha_of_key
 from ingest.statuses import DUPLICATE_SOP_INSTANCE, OUT_OF_RESOURCES, STUDY_UID_MISMATCH, SUCCESS
 from schemas.events import (
@@ -91,6 +92,7 @@ class Acceptor:
         self.settings = settings
         self.loop = loop
         self._locks = _StripedLocks()
+        self.known = KnownInstances(archive, landing)
 
     # -- blocking part: runs on a DIMSE association thread or a worker thread ------------
 
@@ -116,9 +118,14 @@ class Acceptor:
             size=len(part10),
         )
         uids = (header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid)
+        key = landing_key(*uids, sha256)
         with self._locks.for_key(header.sop_instance_uid):
+            if not self.known.may_exist(header.study_instance_uid, header.sop_instance_uid):
+                self.landing.put(key, part10)
+                self.known.add(header.study_instance_uid, header.sop_instance_uid)
+                event = self._received(ref, header, key, origin, None)
+                return _Landed(header, event, Outcome(SUCCESS, "", header))
             landed = self.landing.versions(*uids)
-            key = landing_key(*uids, sha256)
             if key in landed:
                 # Landed before but the sender may never have heard success (crash or a
                 # failed announce): announce again under the same event id, consumers dedupe.
@@ -154,6 +161,7 @@ class Acceptor:
                     )
                 replaces = current
             self.landing.put(key, part10)
+            self.known.add(header.study_instance_uid, header.sop_instance_uid)
         return _Landed(
             header, self._received(ref, header, key, origin, replaces), Outcome(SUCCESS, "", header)
         )

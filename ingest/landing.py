@@ -2,8 +2,10 @@
 
 Two implementations behind one small interface, chosen by settings: an fsync'd spool on the
 gateway's disk (fastest durable write on one node) and an S3 landing bucket (stateless
-gateways). Keys are content-addressed per instance, `study/series/sop/<sha256>.dcm`, so a
+gateways). Keys are content-addressed per instance, `study/series/<sop>.<sha256>.dcm`, so a
 re-sent identical object lands on the same key and a different version never overwrites it.
+Versions sit beside each other in the series folder: no per-instance folder means one
+directory fsync per instance instead of three.
 """
 
 from __future__ import annotations
@@ -23,11 +25,20 @@ from infra.objectstore import is_not_found
 
 
 def landing_key(study: str, series: str, sop: str, sha256: str) -> str:
-    return f"{study}/{series}/{sop}/{sha256}.dcm"
+    return f"{study}/{series}/{sop}.{sha256}.dcm"
+
+
+def _sop_and_sha(key: str) -> tuple[str, str]:
+    sop, _, sha = key.rsplit("/", 1)[-1].removesuffix(".dcm").rpartition(".")
+    return sop, sha
 
 
 def sha_of_key(key: str) -> str:
-    return key.rsplit("/", 1)[-1].removesuffix(".dcm")
+    return _sop_and_sha(key)[1]
+
+
+def sop_of_key(key: str) -> str:
+    return _sop_and_sha(key)[0]
 
 
 class Landing(Protocol):
@@ -44,6 +55,9 @@ class Landing(Protocol):
 
     def versions(self, study: str, series: str, sop: str) -> list[str]:
         """Landed keys of one instance, oldest first."""
+
+    def sops_in_study(self, study: str) -> set[str]:
+        """SOP Instance UIDs with anything landed for a study."""
 
     def older_than(self, seconds: float) -> Iterator[str]:
         """Keys landed more than `seconds` ago (candidates for a lost announcement)."""
@@ -106,23 +120,27 @@ class SpoolLanding:
         path = self._path(key)
         path.unlink(missing_ok=True)
         # Prune empty parents so the spool does not fill with empty study folders.
-        for parent in list(path.parents)[:3]:
+        for parent in list(path.parents)[:2]:
             try:
                 parent.rmdir()
             except OSError:
                 break
 
     def versions(self, study: str, series: str, sop: str) -> list[str]:
-        folder = self.root / study / series / sop
+        folder = self.root / study / series
         try:
-            entries = sorted(folder.glob("*.dcm"), key=lambda p: p.stat().st_mtime)
+            entries = sorted(folder.glob(f"{sop}.*.dcm"), key=lambda p: p.stat().st_mtime)
         except FileNotFoundError:
             return []
-        return [str(p.relative_to(self.root)) for p in entries]
+        # A glob on "1.2.3.*" also matches SOP "1.2.3.4": keep exact matches only.
+        return [str(p.relative_to(self.root)) for p in entries if sop_of_key(p.name) == sop]
+
+    def sops_in_study(self, study: str) -> set[str]:
+        return {sop_of_key(p.name) for p in (self.root / study).glob("*/*.dcm")}
 
     def older_than(self, seconds: float) -> Iterator[str]:
         cutoff = time.time() - seconds
-        for path in self.root.glob("*/*/*/*.dcm"):
+        for path in self.root.glob("*/*/*.dcm"):
             try:
                 if path.stat().st_mtime < cutoff:
                     yield str(path.relative_to(self.root))
@@ -166,10 +184,14 @@ class S3Landing:
         self.client.remove_object(self.bucket, key)
 
     def versions(self, study: str, series: str, sop: str) -> list[str]:
-        objects = self.client.list_objects(self.bucket, prefix=f"{study}/{series}/{sop}/")
-        found = [o for o in objects if o.object_name]
+        objects = self.client.list_objects(self.bucket, prefix=f"{study}/{series}/{sop}.")
+        found = [o for o in objects if o.object_name and sop_of_key(str(o.object_name)) == sop]
         found.sort(key=lambda o: o.last_modified.timestamp() if o.last_modified else 0.0)
         return [str(o.object_name) for o in found]
+
+    def sops_in_study(self, study: str) -> set[str]:
+        objects = self.client.list_objects(self.bucket, f"{study}/", recursive=True)
+        return {sop_of_key(str(o.object_name)) for o in objects if o.object_name}
 
     def older_than(self, seconds: float) -> Iterator[str]:
         cutoff = time.time() - seconds

@@ -23,6 +23,7 @@ from api.multipart import MultipartError, parse_content_type, split_multipart
 from api.services import ServicesDep
 from ingest.accept import Origin, Outcome
 from ingest.header import validate_uid
+from ingest.part10 import normalize_part10
 from ingest.statuses import OUT_OF_RESOURCES
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
@@ -97,7 +98,8 @@ async def _store(request: Request, services: ServicesDep, study: str | None) -> 
 
     async def one(body: bytes) -> Outcome:
         async with limiter:
-            return await services.acceptor.accept(body, origin, expect_study=study)
+            part10 = normalize_part10(body)
+            return await services.acceptor.accept(part10, origin, expect_study=study)
 
     outcomes = await asyncio.gather(*(one(p.body) for p in parts))
     base = str(request.base_url).rstrip("/") + "/dicom-web"

@@ -14,6 +14,7 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
 from infra.settings import (
+    DicomSettings,
     HttpSettings,
     KafkaSettings,
     S3Settings,
@@ -33,6 +34,7 @@ def _settings(data_dir: Path) -> Settings:
     return Settings(
         _env_file=None,
         data_dir=data_dir,
+        dicom=DicomSettings(port=11212),
         http=HttpSettings(port=18080),
         s3=S3Settings(
             endpoint=f"127.0.0.1:{S3_PORT}", access_key="smoke", secret_key="smoke-secret"

@@ -37,3 +37,13 @@ def test_older_than_finds_only_old_objects(tmp_path: Path) -> None:
     past = time.time() - 600
     os.utime(tmp_path / "landing" / old, (past, past))
     assert list(spool.older_than(60)) == [old]
+
+
+def test_versions_do_not_mix_up_uid_prefixes(tmp_path: Path) -> None:
+    spool = SpoolLanding(tmp_path)
+    spool.put(landing_key("1.2", "1.2.3", "1.2.3.4", "aa"), b"x")
+    spool.put(landing_key("1.2", "1.2.3", "1.2.3.4.5", "bb"), b"y")
+    assert spool.versions("1.2", "1.2.3", "1.2.3.4") == [
+        landing_key("1.2", "1.2.3", "1.2.3.4", "aa")
+    ]
+    assert spool.sops_in_study("1.2") == {"1.2.3.4", "1.2.3.4.5"}

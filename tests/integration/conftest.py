@@ -1,0 +1,123 @@
+"""A real platform for the integration tests: servers from PyPI wheels, our processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.settings import (
+    DicomSettings,
+    HttpSettings,
+    IngestSettings,
+    KafkaSettings,
+    S3Settings,
+    Settings,
+    TemporalSettings,
+)
+from infra.stack import LocalStack
+from infra.temporal_client import connect_temporal
+
+STACK_READY_TIMEOUT = 180.0
+
+
+def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
+    """Settings for a stack whose ports all sit in the `base` range (no clash with `make up`)."""
+    return Settings(
+        data_dir=data_dir,
+        dicom=DicomSettings(port=base + 1112),
+        http=HttpSettings(port=base + 8080),
+        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{base + 9092}"),
+        s3=S3Settings(endpoint=f"127.0.0.1:{base + 8333}"),
+        temporal=TemporalSettings(address=f"127.0.0.1:{base + 7233}", ui_port=base + 8233),
+        ingest=IngestSettings(
+            stable_after_seconds=ingest.pop("stable_after_seconds", 3.0),
+            orphan_after_seconds=ingest.pop("orphan_after_seconds", 20.0),
+            **ingest,
+        ),
+    )
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    stack: LocalStack
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.settings.http.host}:{self.settings.http.port}"
+
+    @property
+    def dicom(self) -> tuple[str, int]:
+        return self.settings.dicom.host, self.settings.dicom.port
+
+    async def start(self) -> None:
+        await self.stack.start_servers()
+        self.stack.start_apps()
+        await self.stack.wait_ready(STACK_READY_TIMEOUT)
+
+    def audit(self, study: str, event_type: str | None = None) -> list[dict[str, Any]]:
+        params = {"StudyInstanceUID": study, "limit": 100_000}
+        if event_type:
+            params["type"] = event_type
+        response = httpx.get(f"{self.http}/api/audit/events", params=params, timeout=30)
+        response.raise_for_status()
+        rows: list[dict[str, Any]] = response.json()
+        return rows
+
+
+async def eventually(check: Any, timeout: float, interval: float = 0.5) -> Any:
+    """Poll `check` (sync or async, returning a truthy value) until it holds or time runs out."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {check}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def dcmtk() -> None:
+    if shutil.which("storescu") is None:
+        pytest.fail("DCMTK is not installed: run `make test` (it installs Debian's dcmtk)")
+
+
+@pytest.fixture(scope="session")
+async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+    settings = platform_settings(tmp_path_factory.mktemp("platform"), base=20000)
+    node = Platform(settings, LocalStack(settings))
+    try:
+        await node.start()
+        yield node
+    finally:
+        node.stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(platform: Platform) -> Any:
+    return await connect_temporal(platform.settings.temporal)
+
+
+@pytest.fixture(scope="session")
+def ct_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
+    """200 CT images (512x512, 16 bit) of one study, as Part-10 files."""
+    from tests.dicom_factory import ct_series, write_series
+
+    yield write_series(tmp_path_factory.mktemp("ct"), ct_series(200))
+
+
+def run(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)

@@ -1,0 +1,121 @@
+"""DIMSE ingest with independent peers: DCMTK's echoscu/storescu and pynetdicom's storescu."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import httpx
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pynetdicom import AE
+from pynetdicom.presentation import AllStoragePresentationContexts
+
+from ingest.header import HeaderError, read_header
+from tests.integration.conftest import Platform, run
+
+pytestmark = pytest.mark.integration
+
+
+def fetch(platform: Platform, path: Path) -> bytes:
+    """The stored object for a sent file, via WADO-RS as bare application/dicom."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    url = (
+        f"{platform.http}/dicom-web/studies/{ds.StudyInstanceUID}/series/"
+        f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
+    response = httpx.get(url, headers={"Accept": "application/dicom"}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def dataset_bytes(part10: bytes) -> bytes:
+    """What follows the File Meta group: the part a sender encodes and we keep unchanged."""
+    ds = pydicom.dcmread(io.BytesIO(part10), stop_before_pixels=True)
+    meta_length = int(ds.file_meta.FileMetaInformationGroupLength)
+    return part10[132 + 12 + meta_length :]
+
+
+def test_echoscu(platform: Platform, dcmtk: None) -> None:
+    host, port = platform.dicom
+    result = run(["echoscu", "-aec", "PACS", host, str(port)])
+    assert result.returncode == 0, result.stderr
+
+
+def test_storescu_200_ct_images_all_retrievable_unchanged(
+    platform: Platform, dcmtk: None, ct_study: list[Path]
+) -> None:
+    host, port = platform.dicom
+    folder = ct_study[0].parent
+    result = run(["storescu", "-aec", "PACS", "-aet", "DCMTK", "+sd", host, str(port), str(folder)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    for path in ct_study:
+        assert dataset_bytes(fetch(platform, path)) == dataset_bytes(path.read_bytes())
+
+
+def _sendable_test_files() -> list[Path]:
+    """pydicom's bundled test files that are valid Part-10 objects of a storage SOP class."""
+    storage = {str(c.abstract_syntax) for c in AllStoragePresentationContexts}
+    folder = Path(get_testdata_file("CT_small.dcm") or "").parent
+    chosen: dict[tuple[str, str], Path] = {}
+    for path in sorted(folder.glob("*.dcm")):
+        try:
+            header = read_header(path.read_bytes())
+        except HeaderError:
+            continue
+        if header.sop_class_uid not in storage:
+            continue
+        # One file per (transfer syntax, SOP class) keeps the run short but covers each.
+        chosen.setdefault((header.transfer_syntax_uid, header.sop_class_uid), path)
+    return sorted(chosen.values())
+
+
+def test_pynetdicom_storescu_each_transfer_syntax(platform: Platform, tmp_path: Path) -> None:
+    files = _sendable_test_files()
+    syntaxes = {read_header(p.read_bytes()).transfer_syntax_uid for p in files}
+    assert len(syntaxes) >= 8, f"too few transfer syntaxes in the sample: {syntaxes}"
+    host, port = platform.dicom
+    failed = []
+    for path in files:
+        result = run(
+            [sys.executable, "-m", "pynetdicom", "storescu", host, str(port), str(path),
+             "-aec", "PACS", "-cx"]
+        )  # fmt: skip
+        if result.returncode != 0 or "E:" in result.stderr:
+            failed.append((path.name, result.stderr[-500:]))
+            continue
+        assert fetch(platform, path), path
+    assert not failed, failed
+
+
+def test_bad_dataset_gets_a_cannot_understand_status(platform: Platform) -> None:
+    from tests.dicom_factory import ct_dataset
+
+    ds = ct_dataset("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2", 1, size=8)
+    del ds.StudyInstanceUID
+    ae = AE(ae_title="BADSCU")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(*platform.dicom, ae_title="PACS")
+    assert assoc.is_established
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    assert status.Status == 0xC211
+    assert "StudyInstanceUID" in str(status.get("ErrorComment", ""))
+
+
+def test_malformed_pdu_aborts_only_that_association(platform: Platform, dcmtk: None) -> None:
+    import socket
+
+    host, port = platform.dicom
+    with socket.create_connection((host, port), timeout=10) as sock:
+        # PDU type 0x01 (A-ASSOCIATE-RQ) with a length that its content does not match.
+        sock.sendall(b"\x01\x00\x00\x00\x00\x10" + b"\xff" * 16)
+        try:
+            reply = sock.recv(64)
+        except (TimeoutError, ConnectionResetError):
+            reply = b""
+        assert not reply or reply[0] in (0x03, 0x07), reply  # reject or abort, never accept
+    result = run(["echoscu", "-aec", "PACS", host, str(port)])
+    assert result.returncode == 0, "the server must keep serving other associations"

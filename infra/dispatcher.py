@@ -65,6 +65,8 @@ async def signal_study(client: Client, settings: Settings, events: list[Instance
             context=context,
             stable_after_seconds=settings.ingest.stable_after_seconds,
             batch_size=settings.ingest.archive_batch_size,
+            archive_settle_seconds=settings.ingest.archive_settle_seconds,
+            archive_backlog=settings.ingest.archive_max_backlog,
         ),
         id=workflow_id(context.study_instance_uid),
         task_queue=settings.temporal.ingest_task_queue,

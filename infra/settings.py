@@ -34,6 +34,8 @@ class DicomSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 11112
     max_associations: int = 64
+    # Gateway processes sharing the port; the kernel spreads associations over them.
+    processes: int = 1
     # 0 = no limit: peers may send whole datasets in one P-DATA PDU, which is far
     # cheaper for pynetdicom than reassembling dozens of 16 KiB fragments.
     max_pdu_size: int = 0
@@ -95,6 +97,11 @@ class IngestSettings(BaseModel):
     # A landed object older than this with no archive yet gets its event re-announced.
     orphan_after_seconds: float = 120.0
     archive_batch_size: int = 50
+    # During a burst the modality is waiting on our acks and the landing area is already
+    # durable, so archive copies wait until a study pauses this long (or the backlog fills):
+    # on two cores the object store serves either ingest or archive at full speed, not both.
+    archive_settle_seconds: float = 2.0
+    archive_max_backlog: int = 500
 
 
 class Settings(BaseSettings):

@@ -167,16 +167,26 @@ class LocalStack:
             root = str(Path(__file__).resolve().parents[1])
             pythonpath = os.environ.get("PYTHONPATH")
             env["PYTHONPATH"] = root if not pythonpath else f"{root}{os.pathsep}{pythonpath}"
+            names = [
+                (command, name)
+                for command in APP_COMMANDS
+                for name in self._instance_names(command)
+            ]
             self._apps = [
                 ManagedProcess(
-                    name=command,
+                    name=name,
                     argv=[sys.executable, "-m", "infra.cli", command],
                     env=dict(env),
-                    log_path=self.log_dir / f"{command}.log",
+                    log_path=self.log_dir / f"{name}.log",
                 )
-                for command in APP_COMMANDS
+                for command, name in names
             ]
         return self._apps
+
+    def _instance_names(self, command: str) -> list[str]:
+        """Gateways share their port (SO_REUSEPORT), so several can run side by side."""
+        count = self.settings.dicom.processes if command == "gateway" else 1
+        return [command if i == 0 else f"{command}-{i + 1}" for i in range(count)]
 
     def weed_ports(self) -> dict[str, int]:
         return {flag: self.s3_port + offset for flag, offset in WEED_PORT_OFFSETS.items()}

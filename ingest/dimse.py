@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -78,6 +79,17 @@ def build_ae(settings: DicomSettings) -> AE:
     return ae
 
 
+class SharedPortServer(ThreadedAssociationServer):
+    """Several gateway processes listen on one port (SO_REUSEPORT) and the kernel spreads
+    associations over them: pynetdicom holds the GIL for much of each C-STORE, so one
+    process cannot use more than about one core."""
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
 def start_gateway(settings: DicomSettings, acceptor: Acceptor) -> ThreadedAssociationServer:
     """Start listening; associations run on their own threads."""
     ae = build_ae(settings)
@@ -85,8 +97,10 @@ def start_gateway(settings: DicomSettings, acceptor: Acceptor) -> ThreadedAssoci
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_STORE, StoreHandler(acceptor)),
     ]
-    server = ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers)
-    assert server is not None  # block=False always returns the server
+    server = ae.make_server(
+        (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
+    )
+    threading.Thread(target=server.serve_forever, name="dimse-acceptor", daemon=True).start()
     log.info("DICOM %s listening on %s:%d", settings.ae_title, settings.host, settings.port)
     return server
 

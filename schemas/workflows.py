@@ -32,6 +32,10 @@ class StudyIngestInput(BaseModel):
     context: StudyContext
     stable_after_seconds: float = 30.0
     batch_size: int = 50
+    # Archive once the study has had no new instance for this long, or `archive_backlog`
+    # instances wait: copying to the archive competes with ingest for the object store.
+    archive_settle_seconds: float = 2.0
+    archive_backlog: int = 500
     # Carried over on continue-as-new so counts and dedup survive the new run.
     pending: list[LandedInstance] = Field(default_factory=list)
     archived: dict[str, str] = Field(default_factory=dict)  # sop uid -> sha256

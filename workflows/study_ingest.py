@@ -58,10 +58,12 @@ class StudyIngestWorkflow:
         self._archived: dict[str, str] = {}
         self._series: set[str] = set()
         self._context: StudyContext | None = None
+        self._signals = 0
 
     @workflow.signal
     def instances_received(self, batch: InstancesReceived) -> None:
         """Delivery is at-least-once: what is archived or already queued is ignored."""
+        self._signals += 1
         queued = {(p.instance.sop_instance_uid, p.instance.sha256) for p in self._pending}
         for landed in batch.instances:
             ref = landed.instance
@@ -113,6 +115,7 @@ class StudyIngestWorkflow:
         workflow.upsert_search_attributes(_updates(self._context or start.context))
         quiet = timedelta(seconds=start.stable_after_seconds)
         while True:
+            await self._settle(start)
             while self._pending:
                 batch = self._next_batch(start.batch_size)
                 result = await workflow.execute_activity_method(
@@ -150,11 +153,26 @@ class StudyIngestWorkflow:
             workflow.continue_as_new(self._carry_over(start))
         return notice
 
+    async def _settle(self, start: StudyIngestInput) -> None:
+        """Wait while instances keep arriving, unless the backlog is already large."""
+        settle = timedelta(seconds=start.archive_settle_seconds)
+        while len(self._pending) < start.archive_backlog:
+            seen = self._signals
+            try:
+                await workflow.wait_condition(
+                    lambda seen=seen: self._signals != seen,
+                    timeout=settle,
+                )
+            except TimeoutError:
+                return
+
     def _carry_over(self, start: StudyIngestInput) -> StudyIngestInput:
         return StudyIngestInput(
             context=self._context or start.context,
             stable_after_seconds=start.stable_after_seconds,
             batch_size=start.batch_size,
+            archive_settle_seconds=start.archive_settle_seconds,
+            archive_backlog=start.archive_backlog,
             pending=self._pending,
             archived=self._archived,
             series=sorted(self._series),

@@ -8,6 +8,7 @@ it with batches of landed instances. After a quiet period with nothing new it an
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from temporalio import workflow
 from temporalio.common import (
@@ -159,12 +160,12 @@ class StudyIngestWorkflow:
         while len(self._pending) < start.archive_backlog:
             seen = self._signals
             try:
-                await workflow.wait_condition(
-                    lambda seen=seen: self._signals != seen,
-                    timeout=settle,
-                )
+                await workflow.wait_condition(partial(self._signalled_since, seen), timeout=settle)
             except TimeoutError:
                 return
+
+    def _signalled_since(self, seen: int) -> bool:
+        return self._signals != seen
 
     def _carry_over(self, start: StudyIngestInput) -> StudyIngestInput:
         return StudyIngestInput(

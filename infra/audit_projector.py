@@ -66,6 +66,7 @@ class AuditProjector:
         self.clickhouse = clickhouse
         self.kafka = kafka
         self._rebuild = asyncio.Event()
+        self.rebuilds_completed = 0
 
     def ensure_table(self) -> None:
         self.clickhouse.command(EVENTS_DDL)
@@ -95,6 +96,7 @@ class AuditProjector:
             if self._rebuild.is_set():
                 self._rebuild.clear()
                 await asyncio.to_thread(self.clickhouse.command, "DROP TABLE IF EXISTS events")
+                self.rebuilds_completed += 1
                 log.info("audit projection dropped; rebuilding from offset zero")
 
     async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:

@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
 
 from api.services import ServicesDep
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+class ProjectionStatus(BaseModel):
+    """Where a read model stands on the log."""
+
+    name: str
+    rebuilds: int
+    positions: dict[int, int]
+
+
+@router.get("/projections", response_model=list[ProjectionStatus])
+async def projection_status(services: ServicesDep) -> list[ProjectionStatus]:
+    """Each read model with the last log offset it reflects, per partition."""
+    if services.projector is None:
+        raise HTTPException(409, "this API process does not run the projectors")
+    positions = await asyncio.to_thread(services.projector.positions)
+    return [
+        ProjectionStatus(
+            name="events", rebuilds=services.projector.rebuilds_completed, positions=positions
+        )
+    ]
 
 
 @router.post("/projections/rebuild", status_code=202)

@@ -21,10 +21,11 @@ from infra.eventlog import EventPublisher, PollPacer, make_consumer
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
 from infra.worker import landings
+from ingest.accept import Origin, instance_ref, received_event
 from ingest.header import HeaderError, read_header
 from ingest.landing import Landing, sha_of_key
 from ingest.wiring import start_with_retry
-from schemas.events import InstanceReceived, InstanceRef, fact_event_id, parse_event
+from schemas.events import InstanceReceived, parse_event
 from schemas.workflows import InstancesReceived, LandedInstance, StudyContext, StudyIngestInput
 from workflows.study_ingest import StudyIngestWorkflow, search_attributes
 
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 GROUP_ID = "pacs-dispatcher"
 SWEEP_EVERY_SECONDS = 30.0
+# The original sender is not known any more; the audit keeps the first announcement's.
+SWEEP_ORIGIN = Origin(via="dimse", client="landing-sweep")
 
 
 def workflow_id(study_instance_uid: str) -> str:
@@ -89,25 +92,8 @@ def orphan_event(landing: Landing, key: str) -> InstanceReceived | None:
         log.error("landed object %s is unreadable; left in place for an operator", key)
         return None
     sha = sha_of_key(key)
-    return InstanceReceived(
-        event_id=fact_event_id("received", header.sop_instance_uid, sha, ""),
-        instance=InstanceRef(
-            study_instance_uid=header.study_instance_uid,
-            series_instance_uid=header.series_instance_uid,
-            sop_instance_uid=header.sop_instance_uid,
-            sop_class_uid=header.sop_class_uid,
-            sha256=sha,
-            size=len(data),
-        ),
-        transfer_syntax_uid=header.transfer_syntax_uid,
-        patient_id=header.patient_id,
-        modality=header.modality,
-        landing_mode="s3" if landing.mode == "s3" else "spool",
-        landing_key=key,
-        via="dimse",
-        calling_ae="",
-        client="landing-sweep",
-    )
+    ref = instance_ref(header, sha, len(data))
+    return received_event(ref, header, key, landing.mode, SWEEP_ORIGIN, None)
 
 
 def find_orphans(landing: Landing, older_than: float) -> list[InstanceReceived]:

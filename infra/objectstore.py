@@ -41,6 +41,21 @@ def is_not_found(exc: S3Error) -> bool:
     return exc.code in _NOT_FOUND
 
 
+def get_bytes(client: Minio, bucket: str, key: str) -> bytes | None:
+    """An object's bytes, or None when it does not exist."""
+    try:
+        response = client.get_object(bucket, key)
+    except S3Error as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    try:
+        return response.read()
+    finally:
+        response.close()
+        response.release_conn()
+
+
 def archive_key(study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str) -> str:
     """Deterministic archive key: the same instance always lands on the same object."""
     return f"{study_instance_uid}/{series_instance_uid}/{sop_instance_uid}.dcm"
@@ -77,17 +92,7 @@ class ArchiveStore:
         return StoredObject(key=key, sha256=sha, size=stat.size or 0)
 
     def get(self, key: str) -> bytes | None:
-        try:
-            response = self.client.get_object(self.bucket, key)
-        except S3Error as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+        return get_bytes(self.client, self.bucket, key)
 
     def put_verified(self, key: str, data: bytes, sha256: str) -> None:
         """Write and check that what the server stored is what we sent.

@@ -65,6 +65,41 @@ class _Landed:
     answer: Outcome
 
 
+def instance_ref(header: InstanceHeader, sha256: str, size: int) -> InstanceRef:
+    return InstanceRef(
+        study_instance_uid=header.study_instance_uid,
+        series_instance_uid=header.series_instance_uid,
+        sop_instance_uid=header.sop_instance_uid,
+        sop_class_uid=header.sop_class_uid,
+        sha256=sha256,
+        size=size,
+    )
+
+
+def received_event(
+    ref: InstanceRef,
+    header: InstanceHeader,
+    key: str,
+    landing_mode: str,
+    origin: Origin,
+    replaces: str | None,
+) -> InstanceReceived:
+    """The announcement of landed bytes; the same fact always gets the same event id."""
+    return InstanceReceived(
+        event_id=fact_event_id("received", ref.sop_instance_uid, ref.sha256, replaces or ""),
+        instance=ref,
+        transfer_syntax_uid=header.transfer_syntax_uid,
+        patient_id=header.patient_id,
+        modality=header.modality,
+        landing_mode="s3" if landing_mode == "s3" else "spool",
+        landing_key=key,
+        via=origin.via,
+        calling_ae=origin.calling_ae,
+        client=origin.client,
+        replaces_sha256=replaces,
+    )
+
+
 class _StripedLocks:
     """Serialises work on the same SOP Instance UID across associations, in bounded memory."""
 
@@ -109,84 +144,53 @@ class Acceptor:
                 header,
             )
         sha256 = hashlib.sha256(part10).hexdigest()
-        ref = InstanceRef(
-            study_instance_uid=header.study_instance_uid,
-            series_instance_uid=header.series_instance_uid,
-            sop_instance_uid=header.sop_instance_uid,
-            sop_class_uid=header.sop_class_uid,
-            sha256=sha256,
-            size=len(part10),
-        )
+        ref = instance_ref(header, sha256, len(part10))
         uids = (header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid)
         key = landing_key(*uids, sha256)
         with self._locks.for_key(header.sop_instance_uid):
-            if not self.known.may_exist(header.study_instance_uid, header.sop_instance_uid):
-                self.landing.put(key, part10)
-                self.known.add(header.study_instance_uid, header.sop_instance_uid)
-                event = self._received(ref, header, key, origin, None)
-                return _Landed(header, event, Outcome(SUCCESS, "", header))
-            landed = self.landing.versions(*uids)
-            if key in landed:
-                # Landed before but the sender may never have heard success (crash or a
-                # failed announce): announce again under the same event id, consumers dedupe.
-                return _Landed(
-                    header,
-                    self._received(ref, header, key, origin, None),
-                    Outcome(SUCCESS, "", header),
-                )
-            current = sha_of_key(landed[-1]) if landed else None
-            if current is None:
-                stored = self.archive.head(archive_key(*uids))
-                current = stored.sha256 if stored else None
-                if current == sha256:
+            current, in_landing = None, False
+            if self.known.may_exist(header.study_instance_uid, header.sop_instance_uid):
+                current, in_landing = self._current_version(uids)
+            if current == sha256:
+                if not in_landing:
                     return Outcome(SUCCESS, "identical instance already archived", header)
-            replaces: str | None = None
-            if current is not None:
-                if self.settings.duplicate_policy is DuplicatePolicy.REJECT:
-                    rejected = InstanceRejected(
-                        event_id=fact_event_id("rejected", ref.sop_instance_uid, sha256, current),
-                        instance=ref,
-                        reason="duplicate SOP Instance UID with different content",
-                        existing_sha256=current,
-                        via=origin.via,
-                        calling_ae=origin.calling_ae,
-                        client=origin.client,
-                    )
-                    reason = (
-                        f"SOP Instance {header.sop_instance_uid} is already stored with different "
-                        "content (duplicate policy: reject)"
-                    )
-                    return _Landed(
-                        header, rejected, Outcome(DUPLICATE_SOP_INSTANCE, reason, header)
-                    )
-                replaces = current
+                # Landed before, but the sender may never have heard success (a crash or a
+                # failed announce): announce again under the same event id; consumers dedupe.
+                event = received_event(ref, header, key, self.landing.mode, origin, None)
+                return _Landed(header, event, Outcome(SUCCESS, "", header))
+            if current is not None and self.settings.duplicate_policy is DuplicatePolicy.REJECT:
+                return self._rejected(ref, header, current, origin)
             self.landing.put(key, part10)
             self.known.add(header.study_instance_uid, header.sop_instance_uid)
-        return _Landed(
-            header, self._received(ref, header, key, origin, replaces), Outcome(SUCCESS, "", header)
-        )
+        event = received_event(ref, header, key, self.landing.mode, origin, current)
+        return _Landed(header, event, Outcome(SUCCESS, "", header))
 
-    def _received(
-        self,
-        ref: InstanceRef,
-        header: InstanceHeader,
-        key: str,
-        origin: Origin,
-        replaces: str | None,
-    ) -> InstanceReceived:
-        return InstanceReceived(
-            event_id=fact_event_id("received", ref.sop_instance_uid, ref.sha256, replaces or ""),
+    def _current_version(self, uids: tuple[str, str, str]) -> tuple[str | None, bool]:
+        """SHA-256 of the newest version we hold (landing first, then archive), and whether
+        it is still in landing."""
+        landed = self.landing.versions(*uids)
+        if landed:
+            return sha_of_key(landed[-1]), True
+        stored = self.archive.head(archive_key(*uids))
+        return (stored.sha256 if stored else None), False
+
+    def _rejected(
+        self, ref: InstanceRef, header: InstanceHeader, current: str, origin: Origin
+    ) -> _Landed:
+        event = InstanceRejected(
+            event_id=fact_event_id("rejected", ref.sop_instance_uid, ref.sha256, current),
             instance=ref,
-            transfer_syntax_uid=header.transfer_syntax_uid,
-            patient_id=header.patient_id,
-            modality=header.modality,
-            landing_mode="s3" if self.landing.mode == "s3" else "spool",
-            landing_key=key,
+            reason="duplicate SOP Instance UID with different content",
+            existing_sha256=current,
             via=origin.via,
             calling_ae=origin.calling_ae,
             client=origin.client,
-            replaces_sha256=replaces,
         )
+        reason = (
+            f"SOP Instance {header.sop_instance_uid} is already stored with different "
+            "content (duplicate policy: reject)"
+        )
+        return _Landed(header, event, Outcome(DUPLICATE_SOP_INSTANCE, reason, header))
 
     def _failure(self, header: InstanceHeader | None, exc: BaseException) -> Outcome:
         what = header.sop_instance_uid if header else "instance"

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Protocol
 
 from minio import Minio
-from minio.error import S3Error
 
-from infra.objectstore import is_not_found
+from infra.objectstore import get_bytes
 
 
 def landing_key(study: str, series: str, sop: str, sha256: str) -> str:
@@ -168,17 +167,7 @@ class S3Landing:
         )
 
     def get(self, key: str) -> bytes | None:
-        try:
-            response = self.client.get_object(self.bucket, key)
-        except S3Error as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+        return get_bytes(self.client, self.bucket, key)
 
     def delete(self, key: str) -> None:
         self.client.remove_object(self.bucket, key)

@@ -33,9 +33,8 @@ class FakeArchive:
         return self.objects.get(key)
 
     def sops_in_study(self, study: str) -> set[str]:
-        return {
-            k.rsplit("/", 1)[-1].removesuffix(".dcm") for k in self.objects if k.startswith(f"{study}/")
-        }
+        keys = [k for k in self.objects if k.startswith(f"{study}/")]
+        return {k.rsplit("/", 1)[-1].removesuffix(".dcm") for k in keys}
 
 
 class FakePublisher:

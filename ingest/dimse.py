@@ -20,7 +20,18 @@ from ingest.accept import Acceptor, Origin
 
 log = logging.getLogger(__name__)
 
-TRANSFER_SYNTAXES = [str(uid) for uid in AllTransferSyntaxes]
+# Newer syntaxes pydicom does not list yet; we store bytes as sent, so we need no codec.
+_NEWER_SYNTAXES = [
+    "1.2.840.10008.1.2.4.110",  # JPEG XL Lossless
+    "1.2.840.10008.1.2.4.111",  # JPEG XL JPEG Recompression
+    "1.2.840.10008.1.2.4.112",  # JPEG XL
+    "1.2.840.10008.1.2.8.1",  # Deflated Image Frame Compression
+    "1.2.840.10008.1.2.4.94",  # JPIP Referenced
+    "1.2.840.10008.1.2.4.95",  # JPIP Referenced Deflate
+]
+TRANSFER_SYNTAXES = [str(uid) for uid in AllTransferSyntaxes] + [
+    uid for uid in _NEWER_SYNTAXES if uid not in AllTransferSyntaxes
+]
 
 
 def set_nodelay(event: Any) -> None:

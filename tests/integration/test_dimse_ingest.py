@@ -135,3 +135,43 @@ def test_malformed_pdu_aborts_only_that_association(platform: Platform, dcmtk: N
         assert not reply or reply[0] in (0x03, 0x07), reply  # reject or abort, never accept
     result = run(["echoscu", "-aec", "PACS", host, str(port)])
     assert result.returncode == 0, "the server must keep serving other associations"
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [
+        "1.2.840.10008.1.2.4.201",  # HTJ2K lossless
+        "1.2.840.10008.1.2.4.202",  # HTJ2K lossless RPCL
+        "1.2.840.10008.1.2.4.203",  # HTJ2K
+        "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
+        "1.2.840.10008.1.2.4.110",  # JPEG XL lossless
+    ],
+)
+def test_compressed_syntaxes_without_sample_files_are_stored_as_sent(
+    platform: Platform, syntax: str
+) -> None:
+    from pydicom.encaps import encapsulate
+
+    from tests.dicom_factory import ct_dataset
+
+    ds = ct_dataset(generate_uid(), generate_uid(), 1, size=16)
+    # We never decode pixel data on the way in, so any codestream stands in for a real one.
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(range(64))])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = syntax
+    ae = AE(ae_title="CODECSCU")
+    ae.add_requested_context(ds.SOPClassUID, syntax)
+    assoc = ae.associate(*platform.dicom, ae_title="PACS")
+    assert assoc.is_established
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    assert status.Status == 0x0000
+    url = (
+        f"{platform.http}/dicom-web/studies/{ds.StudyInstanceUID}/series/"
+        f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
+    response = httpx.get(url, headers={"Accept": "application/dicom"}, timeout=30)
+    assert response.status_code == 200
+    stored = pydicom.dcmread(io.BytesIO(response.content))
+    assert stored.file_meta.TransferSyntaxUID == syntax
+    assert stored.PixelData == ds.PixelData

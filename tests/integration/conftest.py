@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,15 +95,22 @@ def dcmtk() -> None:
         pytest.fail("DCMTK is not installed: run `make test` (it installs Debian's dcmtk)")
 
 
-@pytest.fixture(scope="session")
-async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
-    settings = platform_settings(tmp_path_factory.mktemp("platform"), base=20000)
+@asynccontextmanager
+async def running_platform(settings: Settings) -> AsyncIterator[Platform]:
+    """A whole platform on its own ports and data dir, stopped cleanly afterwards."""
     node = Platform(settings, LocalStack(settings))
     try:
         await node.start()
         yield node
     finally:
         node.stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+    settings = platform_settings(tmp_path_factory.mktemp("platform"), base=20000)
+    async with running_platform(settings) as node:
+        yield node
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,13 @@ import httpx
 import pytest
 
 from api.multipart import build_multipart
-from infra.stack import LocalStack
 from tests.dicom_factory import ct_series, part10_bytes
-from tests.integration.conftest import Platform, eventually, platform_settings
+from tests.integration.conftest import (
+    Platform,
+    eventually,
+    platform_settings,
+    running_platform,
+)
 from tests.integration.dimse_client import send_all
 
 pytestmark = pytest.mark.integration
@@ -25,12 +29,8 @@ async def outage_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
     settings = platform_settings(
         tmp_path_factory.mktemp("outage"), base=12000, accept_timeout_seconds=3.0
     )
-    node = Platform(settings, LocalStack(settings))
-    try:
-        await node.start()
+    async with running_platform(settings) as node:
         yield node
-    finally:
-        node.stack.stop_all()
 
 
 @contextmanager

@@ -21,7 +21,12 @@ from infra.objectstore import make_minio
 from infra.settings import DuplicatePolicy, LandingMode
 from infra.stack import LocalStack
 from tests.dicom_factory import ct_series, part10_bytes
-from tests.integration.conftest import Platform, eventually, platform_settings
+from tests.integration.conftest import (
+    Platform,
+    eventually,
+    platform_settings,
+    running_platform,
+)
 from tests.integration.dimse_client import send_all
 
 pytestmark = pytest.mark.integration
@@ -40,12 +45,8 @@ async def crash_platform(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
         duplicate_policy=DuplicatePolicy.OVERWRITE,
         orphan_after_seconds=5.0,
     )
-    node = Platform(settings, LocalStack(settings))
-    try:
-        await node.start()
+    async with running_platform(settings) as node:
         yield node
-    finally:
-        node.stack.stop_all()
 
 
 def dataset_part(part10: bytes) -> bytes:

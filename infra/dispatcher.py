@@ -13,7 +13,9 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 
+from aiokafka.structs import ConsumerRecord
 from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes
 
@@ -118,6 +120,24 @@ async def sweep_landing(settings: Settings, publisher: EventPublisher) -> int:
     return total
 
 
+def received_by_study(
+    records: Iterable[ConsumerRecord[bytes, bytes]],
+) -> dict[str, list[InstanceReceived]]:
+    by_study: dict[str, list[InstanceReceived]] = defaultdict(list)
+    for record in records:
+        if record.value is None:
+            continue
+        try:
+            event = parse_event(record.value)
+        except ValueError:
+            # A record we cannot read must not stop every study behind it.
+            log.error("skipping undecodable record %d/%d", record.partition, record.offset)
+            continue
+        if isinstance(event, InstanceReceived):
+            by_study[event.instance.study_instance_uid].append(event)
+    return by_study
+
+
 async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect_temporal(settings.temporal)
     publisher = EventPublisher(settings.kafka)
@@ -130,14 +150,7 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await pacer.wait()
             polled = await consumer.getmany(timeout_ms=500, max_records=5000)
-            by_study: dict[str, list[InstanceReceived]] = defaultdict(list)
-            for records in polled.values():
-                for record in records:
-                    if record.value is None:
-                        continue
-                    event = parse_event(record.value)
-                    if isinstance(event, InstanceReceived):
-                        by_study[event.instance.study_instance_uid].append(event)
+            by_study = received_by_study(r for records in polled.values() for r in records)
             if by_study:
                 await asyncio.gather(
                     *(signal_study(client, settings, events) for events in by_study.values())

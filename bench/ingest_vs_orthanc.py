@@ -367,12 +367,12 @@ def bench_orthanc(args: argparse.Namespace, workdir: Path) -> list[RunResult]:
 
 
 def platform_settings(
-    data_dir: Path, base: int, landing: LandingMode, stable_after: float
+    data_dir: Path, base: int, landing: LandingMode, stable_after: float, gateways: int = 1
 ) -> Settings:
     """Every port of the stack in the `base` range, away from `make up` and the test stacks."""
     return Settings(
         data_dir=data_dir,
-        dicom=DicomSettings(host=LOOPBACK, port=base + 1112),
+        dicom=DicomSettings(host=LOOPBACK, port=base + 1112, processes=gateways),
         http=HttpSettings(host=LOOPBACK, port=base + 8080),
         kafka=KafkaSettings(bootstrap_servers=f"{LOOPBACK}:{base + 9092}"),
         s3=S3Settings(endpoint=f"{LOOPBACK}:{base + 8333}"),
@@ -439,7 +439,9 @@ def bench_ours(args: argparse.Namespace, workdir: Path, landing: LandingMode) ->
     target = f"ours-{landing.value}"
     console.rule(f"our platform, landing={landing.value}")
     data_dir = workdir / target
-    settings = platform_settings(data_dir, args.base, landing, args.stable_after)
+    settings = platform_settings(
+        data_dir, args.base, landing, args.stable_after, args.gateway_processes
+    )
     stack = LocalStack(settings)
     results: list[RunResult] = []
     try:
@@ -547,6 +549,7 @@ def write_json(args: argparse.Namespace, results: list[RunResult], started: date
             "landing": args.landing,
             "base_port": args.base,
             "stable_after_seconds": args.stable_after,
+            "gateway_processes": args.gateway_processes,
             "orthanc_max_pdu": args.orthanc_pdu,
             "mb": MB,
         },
@@ -577,6 +580,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Orthanc MaximumPduLength (default: Orthanc's own, 16384)",
     )
     parser.add_argument("--skip-orthanc", action="store_true")
+    parser.add_argument(
+        "--gateway-processes", type=int, default=1, help="DIMSE gateway processes (SO_REUSEPORT)"
+    )
     args = parser.parse_args(argv)
     if args.images % 4:
         parser.error("--images must be a multiple of 4")

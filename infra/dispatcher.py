@@ -106,13 +106,13 @@ def find_orphans(landing: Landing, older_than: float) -> list[InstanceReceived]:
     return events
 
 
-async def sweep_landing(settings: Settings, publisher: EventPublisher) -> int:
-    """Re-announce every landed object older than the orphan age; returns how many."""
+async def sweep_landing(
+    areas: Iterable[Landing], older_than: float, publisher: EventPublisher
+) -> int:
+    """Re-announce every landed object older than `older_than` seconds; returns how many."""
     total = 0
-    for landing in landings(settings).values():
-        events = await asyncio.to_thread(
-            find_orphans, landing, settings.ingest.orphan_after_seconds
-        )
+    for landing in areas:
+        events = await asyncio.to_thread(find_orphans, landing, older_than)
         if events:
             await publisher.publish_many(events)
             log.warning("re-announced %d landed objects from %s landing", len(events), landing.mode)
@@ -145,6 +145,7 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     consumer = make_consumer(settings.kafka, GROUP_ID)
     await consumer.start()
     next_sweep = time.monotonic() + settings.ingest.orphan_after_seconds
+    landing_areas = list(landings(settings).values())
     pacer = PollPacer(settings.kafka.consumer_poll_interval_seconds)
     try:
         while not stop.is_set():
@@ -158,7 +159,7 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
             if polled:
                 await consumer.commit()
             if time.monotonic() >= next_sweep:
-                await sweep_landing(settings, publisher)
+                await sweep_landing(landing_areas, settings.ingest.orphan_after_seconds, publisher)
                 next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
     finally:
         await consumer.stop()

@@ -29,6 +29,13 @@ class DuplicatePolicy(StrEnum):
     OVERWRITE = "overwrite"
 
 
+class RemoteAE(BaseModel):
+    """A peer we may open associations to (C-MOVE destination, commitment reply, SCU target)."""
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
 class DicomSettings(BaseModel):
     ae_title: str = "PACS"
     host: str = "127.0.0.1"
@@ -40,6 +47,10 @@ class DicomSettings(BaseModel):
     # cheaper for pynetdicom than reassembling dozens of 16 KiB fragments.
     max_pdu_size: int = 0
     network_timeout_seconds: float = 60.0
+    # Known peers by AE title, e.g. PACS_DICOM__REMOTE_AES='{"WS1": {"host": "10.0.0.5",
+    # "port": 104}}'. C-MOVE only sends to AEs listed here (PS3.4 C.4.2.3.1: an unknown
+    # Move Destination is refused with 0xA801).
+    remote_aes: dict[str, RemoteAE] = Field(default_factory=dict)
 
 
 class HttpSettings(BaseModel):

@@ -28,10 +28,13 @@ from infra.stack import LocalStack
 from infra.temporal_client import connect_temporal
 
 STACK_READY_TIMEOUT = 180.0
+# Added to every port base so two checkouts can run their suites side by side.
+PORT_SHIFT = int(os.environ.get("PACS_TEST_PORT_SHIFT", "0"))
 
 
 def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
     """Settings for a stack whose ports all sit in the `base` range (no clash with `make up`)."""
+    base += PORT_SHIFT
     return Settings(
         data_dir=data_dir,
         dicom=DicomSettings(port=base + 1112),

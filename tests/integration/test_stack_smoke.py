@@ -22,20 +22,21 @@ from infra.settings import (
     TemporalSettings,
 )
 from infra.stack import SEARCH_ATTRIBUTES, LocalStack, settings_to_env
+from tests.integration.conftest import PORT_SHIFT
 
 # Not the defaults, so a developer's running stack and this test do not collide.
-S3_PORT = 18333
-KAFKA_PORT = 19092
-TEMPORAL_PORT = 17233
-TEMPORAL_UI_PORT = 18233
+S3_PORT = 18333 + PORT_SHIFT
+KAFKA_PORT = 19092 + PORT_SHIFT
+TEMPORAL_PORT = 17233 + PORT_SHIFT
+TEMPORAL_UI_PORT = 18233 + PORT_SHIFT
 
 
 def _settings(data_dir: Path) -> Settings:
     return Settings(
         _env_file=None,
         data_dir=data_dir,
-        dicom=DicomSettings(port=11212),
-        http=HttpSettings(port=18080),
+        dicom=DicomSettings(port=11212 + PORT_SHIFT),
+        http=HttpSettings(port=18080 + PORT_SHIFT),
         s3=S3Settings(
             endpoint=f"127.0.0.1:{S3_PORT}", access_key="smoke", secret_key="smoke-secret"
         ),

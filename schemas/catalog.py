@@ -1,0 +1,36 @@
+"""What the read model knows about each stored instance: enough to find and send its bytes.
+
+Shared by the DICOMweb routes (in the API process, which owns ClickHouse) and the DIMSE
+gateway's retrieve services (which ask the API over HTTP).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class CatalogInstance(BaseModel):
+    """One instance as the read model holds it; bytes live in landing or the archive."""
+
+    model_config = ConfigDict(frozen=True)
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    instance_number: int | None = None
+    number_of_frames: int = 1
+    rows: int = 0
+    columns: int = 0
+    size: int = 0
+    sha256: str = ""
+
+
+class InstanceQuery(BaseModel):
+    """Which instances to list: a study, optionally narrowed to series and/or SOP UIDs."""
+
+    study_instance_uids: list[str] = []
+    series_instance_uids: list[str] = []
+    sop_instance_uids: list[str] = []
+    patient_id: str | None = None

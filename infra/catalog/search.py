@@ -15,11 +15,17 @@ from infra.catalog.attributes import (
     Level,
 )
 from infra.catalog.matching import Conditions, QueryError
-from infra.catalog.tables import KEYS
 from infra.clickhouse import ClickHouse
 from schemas.catalog import CatalogInstance, InstanceQuery
 
 MAX_RESULTS = 100_000
+# Results in the order a reader expects: series and instances by number, then by UID.
+ORDER = {
+    Level.PATIENT: "patient_id",
+    Level.STUDY: "study_instance_uid",
+    Level.SERIES: "study_instance_uid, series_number, series_instance_uid",
+    Level.IMAGE: "study_instance_uid, series_instance_uid, instance_number, sop_instance_uid",
+}
 
 
 @dataclass
@@ -87,7 +93,7 @@ class CatalogReader:
         limit = min(max(search.limit, 0), MAX_RESULTS)
         sql = (
             f"SELECT {', '.join(a.column for a in attrs)} FROM {TABLES[search.level]} FINAL"
-            f" WHERE {conditions.where()} ORDER BY {', '.join(KEYS[search.level])}"
+            f" WHERE {conditions.where()} ORDER BY {ORDER[search.level]}"
             f" LIMIT {limit} OFFSET {max(search.offset, 0)}"
         )
         rows = self.clickhouse.rows(sql, conditions.params)

@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
             services.catalog = CatalogReader(clickhouse)
             services.projector = ProjectorRunner(
+                clickhouse,
                 cfg.kafka,
                 [AuditProjection(clickhouse), CatalogProjection(clickhouse)],
                 cfg.kafka.projection_poll_interval_seconds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 from minio import Minio
@@ -18,8 +18,17 @@ from infra.objectstore import ArchiveStore
 from infra.settings import Settings
 from ingest.accept import Acceptor
 from ingest.landing import Landing
+from schemas.catalog import CatalogInstance, InstanceQuery
 
 log = logging.getLogger(__name__)
+
+
+class Catalog(Protocol):
+    """The read model's list of stored instances (ClickHouse in the API process)."""
+
+    def instances(self, query: InstanceQuery) -> list[CatalogInstance]:
+        """Every stored instance matching `query`, ordered by series then instance number."""
+        ...
 
 
 @dataclass
@@ -32,6 +41,8 @@ class Services:
     acceptor: Acceptor
     clickhouse: ClickHouse | None = None
     projector: AuditProjector | None = None
+    # Filled by whoever owns the read model; study/series level WADO needs it.
+    catalog: Catalog | None = None
     _temporal: TemporalClient | None = field(default=None, repr=False)
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 

@@ -10,10 +10,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.routes import admin, audit, frames, health, rendered, stow, wado, wado_uri
+from api.routes import (
+    admin,
+    audit,
+    frames,
+    health,
+    internal,
+    metadata,
+    qido,
+    rendered,
+    stow,
+    wado,
+    wado_uri,
+)
 from api.services import Services
-from infra.audit_projector import AuditProjector
+from infra.catalog.projection import CatalogProjection
+from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
+from infra.projections.audit import AuditProjection
+from infra.projections.runner import ProjectorRunner
 from infra.settings import Settings, get_settings
 from ingest.wiring import IngestClients
 
@@ -38,8 +53,13 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if run_projectors:
-            services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
-            services.projector = AuditProjector(services.clickhouse, cfg.kafka)
+            clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
+            services.catalog = CatalogReader(clickhouse)
+            services.projector = ProjectorRunner(
+                cfg.kafka,
+                [AuditProjection(clickhouse), CatalogProjection(clickhouse)],
+                cfg.kafka.projection_poll_interval_seconds,
+            )
             tasks.append(asyncio.create_task(services.projector.run(stop)))
         app.state.services = services
         try:
@@ -56,7 +76,19 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         summary="DICOMweb and admin API of an event-sourced PACS",
         lifespan=lifespan,
     )
-    for module in (health, stow, wado, frames, rendered, wado_uri, admin, audit):
+    for module in (
+        health,
+        stow,
+        qido,
+        metadata,
+        wado,
+        frames,
+        rendered,
+        wado_uri,
+        admin,
+        audit,
+        internal,
+    ):
         app.include_router(module.router)
     add_cors(app, settings or get_settings())
     return app

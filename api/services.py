@@ -5,30 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from fastapi import Depends, Request
 from minio import Minio
 from temporalio.client import Client as TemporalClient
 
-from infra.audit_projector import AuditProjector
+from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
 from infra.eventlog import EventPublisher
 from infra.objectstore import ArchiveStore
+from infra.projections.runner import ProjectorRunner
 from infra.settings import Settings
 from ingest.accept import Acceptor
 from ingest.landing import Landing
-from schemas.catalog import CatalogInstance, InstanceQuery
 
 log = logging.getLogger(__name__)
-
-
-class Catalog(Protocol):
-    """The read model's list of stored instances (ClickHouse in the API process)."""
-
-    def instances(self, query: InstanceQuery) -> list[CatalogInstance]:
-        """Every stored instance matching `query`, ordered by series then instance number."""
-        ...
 
 
 @dataclass
@@ -40,9 +32,9 @@ class Services:
     publisher: EventPublisher
     acceptor: Acceptor
     clickhouse: ClickHouse | None = None
-    projector: AuditProjector | None = None
-    # Filled by whoever owns the read model; study/series level WADO needs it.
-    catalog: Catalog | None = None
+    projector: ProjectorRunner | None = None
+    # The read side of the catalog; only in the process that owns ClickHouse.
+    catalog: CatalogReader | None = None
     _temporal: TemporalClient | None = field(default=None, repr=False)
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 

@@ -28,11 +28,16 @@ PIXEL_DATA = 0x7FE00010
 
 
 class PixelError(ValueError):
-    """The object has no such frame or its pixels cannot be decoded; `reason` says why."""
+    """The object has no such frame or its pixels cannot be decoded; `reason` says why.
 
-    def __init__(self, reason: str) -> None:
+    `missing` is True when what was asked for is not there (no pixel data, no such frame),
+    as opposed to being there but not decodable here.
+    """
+
+    def __init__(self, reason: str, missing: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.missing = missing
 
 
 class WindowFunction(StrEnum):
@@ -101,9 +106,11 @@ def check_frame(ds: Dataset, frame: int) -> None:
     """`frame` is 1-based, as in WADO-RS frame lists."""
     count = number_of_frames(ds)
     if count == 0:
-        raise PixelError("the instance has no pixel data")
+        raise PixelError("the instance has no pixel data", missing=True)
     if not 1 <= frame <= count:
-        raise PixelError(f"frame {frame} does not exist: the instance has {count} frame(s)")
+        raise PixelError(
+            f"frame {frame} does not exist: the instance has {count} frame(s)", missing=True
+        )
 
 
 def stored_frame(ds: Dataset, frame: int) -> bytes:

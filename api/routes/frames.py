@@ -95,7 +95,7 @@ async def _send_frames(
     try:
         parts = await asyncio.to_thread(encode_frames, data, frames, choice)
     except PixelError as exc:
-        status = 404 if "does not exist" in exc.reason or "no pixel data" in exc.reason else 406
+        status = 404 if exc.missing else 406
         raise HTTPException(status, f"instance {instance}: {exc.reason}") from exc
     except TranscodeError as exc:
         raise HTTPException(406, f"instance {instance}: {exc.reason}") from exc

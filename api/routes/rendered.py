@@ -129,7 +129,7 @@ def render_frames(data: bytes, frames: list[int] | None, options: RenderOptions)
     """Rendered images of the frames asked for (None: the middle one)."""
     ds = load_dataset(data)
     if number_of_frames(ds) == 0:
-        raise PixelError("the instance has no pixel data to render")
+        raise PixelError("the instance has no pixel data to render", missing=True)
     return [render_frame(ds, frame, options) for frame in (frames or [middle_frame(ds)])]
 
 
@@ -146,7 +146,7 @@ async def _render_instance(
     try:
         images = await asyncio.to_thread(render_frames, data, frames, options)
     except PixelError as exc:
-        status = 404 if "does not exist" in exc.reason else 406
+        status = 404 if exc.missing else 406
         raise HTTPException(status, f"instance {instance}: {exc.reason}") from exc
     if len(images) == 1 and not multipart:
         return Response(images[0], media_type=options.format.value)

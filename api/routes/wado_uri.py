@@ -71,9 +71,9 @@ async def wado_uri(
     try:
         (image,) = await asyncio.to_thread(render_frames, data, [frame_number or 1], options)
     except PixelError as exc:
-        if content_type is None and "no pixel data" in exc.reason:
+        if content_type is None and exc.missing and frame_number is None:
             return await _as_dicom(data, transfer_syntax)  # the default for non-images
-        status = 404 if "does not exist" in exc.reason else 406
+        status = 404 if exc.missing else 406
         raise HTTPException(status, f"object {instance}: {exc.reason}") from exc
     return Response(image, media_type=wanted)
 

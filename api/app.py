@@ -8,8 +8,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from api.routes import admin, audit, health, internal, metadata, qido, stow, wado
+from api.routes import (
+    admin,
+    audit,
+    frames,
+    health,
+    internal,
+    metadata,
+    qido,
+    rendered,
+    stow,
+    wado,
+    wado_uri,
+)
 from api.services import Services
 from infra.catalog.projection import CatalogProjection
 from infra.catalog.search import CatalogReader
@@ -64,6 +77,35 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         summary="DICOMweb and admin API of an event-sourced PACS",
         lifespan=lifespan,
     )
-    for module in (health, stow, qido, metadata, wado, admin, audit, internal):
+    for module in (
+        health,
+        stow,
+        qido,
+        metadata,
+        wado,
+        frames,
+        rendered,
+        wado_uri,
+        admin,
+        audit,
+        internal,
+    ):
         app.include_router(module.router)
+    add_cors(app, settings or get_settings())
     return app
+
+
+def add_cors(app: FastAPI, settings: Settings) -> None:
+    """Let browser viewers on the configured origins call DICOMweb (and read its headers)."""
+    http = settings.http
+    if not http.cors_origins and not http.cors_origin_regex:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=http.cors_origins,
+        allow_origin_regex=http.cors_origin_regex or None,
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["Content-Type", "Content-Location", "Content-Length", "Warning"],
+        max_age=600,
+    )

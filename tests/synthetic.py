@@ -6,16 +6,16 @@ its own UIDs and patient/study attributes, so the catalog does its real work per
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydicom.uid import generate_uid
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from ingest.header import read_header
+from ingest.header import bulkdata_path, read_header
 from schemas.events import InstanceReceived, InstanceRef, fact_event_id
 from tests.dicom_factory import ct_dataset, part10_bytes
 
@@ -46,7 +46,11 @@ def _set(metadata: dict[str, Any], tag: str, vr: str, value: Any) -> None:
 
 
 def synthetic_events(
-    instances: int, per_series: int = 50, series_per_study: int = 4, seed: int = 1
+    instances: int,
+    per_series: int = 50,
+    series_per_study: int = 4,
+    seed: int = 1,
+    patient_prefix: str = "SYN",
 ) -> Iterator[InstanceReceived]:
     """`instances` events: studies of `series_per_study` series of `per_series` instances,
     two studies per patient, study dates spread over ten years."""
@@ -57,7 +61,7 @@ def synthetic_events(
     study_number = 0
     while made < instances:
         study_number += 1
-        patient = f"SYN{(study_number + 1) // 2:07d}"
+        patient = f"{patient_prefix}{(study_number + 1) // 2:07d}"
         name = f"{rng.choice(_NAMES)}^{rng.choice(_GIVEN)}"
         study = generate_uid(entropy_srcs=[str(seed), "study", str(study_number)])
         date = (datetime(2016, 1, 1) + timedelta(days=rng.randrange(3650))).strftime("%Y%m%d")
@@ -68,7 +72,8 @@ def synthetic_events(
                 if made >= instances:
                     return
                 sop = generate_uid(entropy_srcs=[series, str(number)])
-                metadata = copy.deepcopy(template)
+                # Shallow: only the elements set below differ, the rest is shared read-only.
+                metadata = dict(template)
                 _set(metadata, "00100020", "LO", patient)
                 _set(metadata, "00100010", "PN", {"Alphabetic": name})
                 _set(metadata, "0020000D", "UI", study)
@@ -80,6 +85,10 @@ def synthetic_events(
                 _set(metadata, "00080050", "SH", f"ACC{study_number:08d}")
                 _set(metadata, "00200011", "IS", series_index)
                 _set(metadata, "00200013", "IS", number)
+                metadata["7FE00010"] = {
+                    "vr": "OW",
+                    "BulkDataURI": bulkdata_path(study, series, sop, "7FE00010"),
+                }
                 sha = hashlib.sha256(sop.encode()).hexdigest()
                 ref = InstanceRef(
                     study_instance_uid=study, series_instance_uid=series,
@@ -99,3 +108,16 @@ def synthetic_events(
                     metadata=metadata,
                 )
                 made += 1
+
+
+def part10_from_event(event: InstanceReceived) -> bytes:
+    """A real Part-10 object (4x4 pixels) carrying exactly the event's header."""
+    assert event.metadata is not None
+    header = {k: v for k, v in event.metadata.items() if "BulkDataURI" not in v}
+    ds = Dataset.from_json(header)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.PixelData = bytes(2 * int(ds.Rows) * int(ds.Columns))
+    return part10_bytes(ds)

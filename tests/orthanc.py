@@ -67,6 +67,10 @@ class Orthanc:
             # (fsync per file, like our landing) and set Orthanc's own SCP concurrency.
             "SyncStorageArea": True,
             "DicomThreadsCount": 4,
+            # Any calling AE may query and retrieve (Orthanc 1.9+ refuses unknown AEs).
+            "DicomAlwaysAllowFind": True,
+            "DicomAlwaysAllowGet": True,
+            "DicomAlwaysAllowMove": True,
             "DicomModalities": {
                 name: [aet, host, port] for name, (aet, host, port) in self.modalities.items()
             },

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import admin, audit, health, stow, wado
+from api.routes import admin, audit, health, stow, viewer, wado
 from api.services import Services
 from infra.audit_projector import AuditProjector
 from infra.clickhouse import ClickHouse
@@ -57,4 +57,9 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
     )
     for module in (health, stow, wado, admin, audit):
         app.include_router(module.router)
+    viewer_dir = (settings or get_settings()).viewer_dir
+    bundle = viewer.ViewerBundle.load(viewer_dir)
+    app.include_router(viewer.build_router(bundle, viewer_dir))
+    # Last, so an API route always wins: the root-level files OHIF fetches its code from.
+    app.include_router(viewer.build_root_router(bundle))
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -121,4 +122,11 @@ async def serve_until(stop: asyncio.Event, settings: DicomSettings, acceptor: Ac
     try:
         await stop.wait()
     finally:
-        await asyncio.to_thread(server.shutdown)
+        await asyncio.to_thread(_shutdown, server)
+
+
+def _shutdown(server: ThreadedAssociationServer) -> None:
+    # pynetdicom unregisters the server from its AE, where only start_server (not
+    # make_server) registered it: ValueError comes after everything is already shut down.
+    with contextlib.suppress(ValueError):
+        server.shutdown()

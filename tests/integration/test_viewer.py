@@ -37,6 +37,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+PATIENT_ID = "VIEWER-0001"
 PATIENT_NAME = "Viewer^Gradient"
 SHOWN_NAME = "Viewer, Gradient"  # how OHIF's study list prints the PN
 SIZE = 256
@@ -47,7 +48,7 @@ UI_TIMEOUT_MS = 60_000
 def gradient_series() -> Iterator[Dataset]:
     """A small CT series whose pixels rise from left (0) to right (4095): easy to recognise."""
     ramp = np.linspace(0, 4095, SIZE).astype(np.uint16)
-    for ds in ct_series(SLICES, size=SIZE, patient_id="VIEWER-0001"):
+    for ds in ct_series(SLICES, size=SIZE, patient_id=PATIENT_ID):
         ds.PatientName = PATIENT_NAME
         ds.ImagePositionPatient = [0.0, 0.0, 2.5 * ds.InstanceNumber]
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -111,7 +112,9 @@ async def viewport_pixels(page: Page) -> np.ndarray[Any, np.dtype[np.float64]]:
 
 async def open_study(page: Page, origin: str, study_uid: str) -> np.ndarray[Any, Any]:
     """Study list → click the study → Basic Viewer; the viewport's pixels once it has drawn."""
-    await page.goto(f"{origin}/viewer")
+    # The list filtered by patient ID (OHIF's `mrn` URL filter, a QIDO wildcard query), as a
+    # user would type it: a long test session may hold more studies than the first page.
+    await page.goto(f"{origin}/viewer?mrn={PATIENT_ID}")
     row = page.locator("tr", has_text=SHOWN_NAME).first
     await row.wait_for(state="visible")
     await dismiss_if_shown(page, "Confirm and hide")

@@ -32,6 +32,8 @@ debian-tools:
 viewer: $(VIEWER_STAMP)
 
 $(VIEWER_STAMP):
+	@command -v npm >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
 	rm -rf $(VIEWER_DIR) && mkdir -p $(VIEWER_DIR)/download
 	cd $(VIEWER_DIR)/download && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null
 	tar -xzf $(VIEWER_DIR)/download/ohif-app-$(OHIF_VERSION).tgz -C $(VIEWER_DIR) \

@@ -28,7 +28,8 @@ debian-tools:
 	fi
 
 # `npm pack` fetches only the published tarball (the app is prebuilt: no dependencies, no
-# node_modules, no build); the API serves VIEWER_DIR/dist at /viewer.
+# node_modules, no build); the API serves VIEWER_DIR/dist at /viewer, the .gz copies made here
+# to browsers that accept gzip.
 viewer: $(VIEWER_STAMP)
 
 $(VIEWER_STAMP):
@@ -40,6 +41,8 @@ $(VIEWER_STAMP):
 		--strip-components=1 package/dist
 	rm -rf $(VIEWER_DIR)/download
 	test -f $(VIEWER_DIR)/dist/index.html
+	find $(VIEWER_DIR)/dist -type f -size +4k \( -name '*.js' -o -name '*.css' -o -name '*.wasm' \) \
+		-exec gzip -k -6 {} +
 	touch $@
 
 up: $(STAMP) viewer

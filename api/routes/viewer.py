@@ -47,6 +47,7 @@ _MEDIA_TYPES = {
     ".map": "application/json",
 }
 
+GZIP_SUFFIX = ".gz"
 # Answered from memory (rewritten / generated), never from the dist on disk.
 _GENERATED = frozenset({"index.html", "app-config.js"})
 _PUBLIC_URL = re.compile(r'window\.PUBLIC_URL\s*=\s*"/"')
@@ -152,7 +153,9 @@ class ViewerBundle:
             index_html=rewritten,
             app_config=app_config_js(),
             top_files=frozenset(
-                p.name for p in entries if p.is_file() and p.name not in _GENERATED
+                p.name
+                for p in entries
+                if p.is_file() and p.name not in _GENERATED and p.suffix != GZIP_SUFFIX
             ),
             top_dirs=frozenset(p.name for p in entries if p.is_dir()),
         )
@@ -168,19 +171,22 @@ class ViewerBundle:
 
 
 def static_response(request: Request, path: Path) -> Response:
-    """A dist file with its media type and cache policy; 304 when the browser has it."""
-    stat = os.stat(path)
+    """A dist file with its media type and cache policy; 304 when the browser has it.
+
+    `make viewer` leaves a gzip copy beside each large script, style sheet and wasm (the app
+    is ~40 MB of JavaScript): it is sent to browsers that accept gzip.
+    """
+    headers = {"Cache-Control": cache_control(path), "Vary": "Accept-Encoding"}
+    body = path
+    gzipped = path.with_name(path.name + GZIP_SUFFIX)
+    if "gzip" in request.headers.get("accept-encoding", "") and gzipped.is_file():
+        body, headers["Content-Encoding"] = gzipped, "gzip"
     response = FileResponse(
-        path,
-        media_type=media_type(path),
-        stat_result=stat,
-        headers={"Cache-Control": cache_control(path)},
+        body, media_type=media_type(path), stat_result=os.stat(body), headers=headers
     )
-    if request.headers.get("if-none-match") == response.headers["etag"]:
-        return Response(
-            status_code=304,
-            headers={"ETag": response.headers["etag"], "Cache-Control": cache_control(path)},
-        )
+    etag = response.headers["etag"]
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={**headers, "ETag": etag})
     return response
 
 

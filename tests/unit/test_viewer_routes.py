@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,7 @@ def dist(tmp_path: Path) -> Path:
     (root / "app.bundle.0f6159c501addfe9.js").write_text("console.log('app')")
     (root / "app.bundle.css").write_text("body{}")
     (root / "8478.bundle.4520037e6185b95f.js").write_text("chunk")
+    (root / "8478.bundle.4520037e6185b95f.js.gz").write_bytes(gzip.compress(b"chunk"))
     (root / "0ddf166f7a343eda.wasm").write_bytes(b"\0asm\1\0\0\0")
     (root / "manifest.json").write_text("{}")
     (root / "assets" / "favicon.ico").write_bytes(b"\0\0\1\0")
@@ -91,6 +93,20 @@ async def test_assets_have_media_types_and_cache_policy(dist: Path) -> None:
     assert css.headers["cache-control"] == "no-cache"
     assert icon.status_code == 200 and icon.content == b"\0\0\1\0"
     assert again.status_code == 304
+
+
+async def test_gzip_copy_goes_to_browsers_that_accept_it(dist: Path) -> None:
+    name = "/8478.bundle.4520037e6185b95f.js"
+    async with client(dist) as http:
+        packed = await http.get(name, headers={"Accept-Encoding": "gzip, deflate, br"})
+        plain = await http.get(name, headers={"Accept-Encoding": "identity"})
+        listed = await http.get(name + ".gz")
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.text == "chunk"  # httpx decodes it, as a browser does
+    assert packed.headers["content-type"].startswith("text/javascript")
+    assert packed.headers["vary"] == "Accept-Encoding"
+    assert "content-encoding" not in plain.headers and plain.text == "chunk"
+    assert listed.status_code == 404  # the copies are not routes of their own at the root
 
 
 async def test_root_answers_only_dist_files_and_never_shadows_the_api(dist: Path) -> None:

@@ -1,4 +1,4 @@
-"""DIMSE gateway: C-ECHO and C-STORE SCP for every storage SOP class and transfer syntax."""
+"""DIMSE gateway: C-ECHO, C-STORE for every storage SOP class and transfer syntax, C-FIND."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import socket
 import threading
 from typing import Any
 
-from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
@@ -18,6 +17,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from infra.settings import DicomSettings
 from ingest.accept import Acceptor, Origin
+from ingest.qr_find import FIND_SOP_CLASSES
+from ingest.statuses import status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,7 @@ class StoreHandler:
                 outcome.status,
                 outcome.reason,
             )
-        return _status(outcome.status, outcome.reason)
-
-
-def _status(code: int, reason: str) -> Dataset:
-    status = Dataset()
-    status.Status = code
-    if reason:
-        # ErrorComment is limited to 64 characters (LO).
-        status.ErrorComment = reason[:64]
-    return status
+        return status_dataset(outcome.status, outcome.reason)
 
 
 def build_ae(settings: DicomSettings) -> AE:
@@ -88,6 +80,8 @@ def build_ae(settings: DicomSettings) -> AE:
     for context in AllStoragePresentationContexts:
         assert context.abstract_syntax is not None
         ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+    for sop_class in FIND_SOP_CLASSES:
+        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
     return ae
 
 
@@ -102,13 +96,10 @@ class SharedPortServer(ThreadedAssociationServer):
         super().server_bind()
 
 
-def start_gateway(settings: DicomSettings, acceptor: Acceptor) -> ThreadedAssociationServer:
-    """Start listening; associations run on their own threads."""
+def start_gateway(settings: DicomSettings, handlers: list[Any]) -> ThreadedAssociationServer:
+    """Start listening with `handlers` (plus TCP_NODELAY); associations get their own threads."""
     ae = build_ae(settings)
-    handlers: list[Any] = [
-        (evt.EVT_CONN_OPEN, set_nodelay),
-        (evt.EVT_C_STORE, StoreHandler(acceptor)),
-    ]
+    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), *handlers]
     server = ae.make_server(
         (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
     )
@@ -117,8 +108,8 @@ def start_gateway(settings: DicomSettings, acceptor: Acceptor) -> ThreadedAssoci
     return server
 
 
-async def serve_until(stop: asyncio.Event, settings: DicomSettings, acceptor: Acceptor) -> None:
-    server = start_gateway(settings, acceptor)
+async def serve_until(stop: asyncio.Event, settings: DicomSettings, handlers: list[Any]) -> None:
+    server = start_gateway(settings, handlers)
     try:
         await stop.wait()
     finally:

@@ -1,5 +1,9 @@
 """DIMSE status codes we answer with, named (PS3.4 B.2.3, PS3.7 C)."""
 
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+
 SUCCESS = 0x0000
 # Out of resources: the bytes or the event could not be made durable in time.
 OUT_OF_RESOURCES = 0xA700
@@ -11,3 +15,18 @@ MISSING_IDENTIFIER = 0xC211
 DUPLICATE_SOP_INSTANCE = 0x0111
 # STOW-RS study-level POST with an instance of another study.
 STUDY_UID_MISMATCH = 0xA900
+
+# Query/Retrieve (PS3.4 C.4.1.1.4)
+PENDING = 0xFF00
+CANCELLED = 0xFE00
+IDENTIFIER_MISMATCH = 0xA900  # Identifier does not match SOP Class
+UNABLE_TO_PROCESS = 0xC001
+
+
+def status_dataset(code: int, reason: str = "") -> Dataset:
+    """A status with a human-readable ErrorComment (limited to 64 characters, LO)."""
+    status = Dataset()
+    status.Status = code
+    if reason:
+        status.ErrorComment = reason[:64]
+    return status

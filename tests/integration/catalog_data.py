@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from tests.dicom_factory import ct_dataset
+from tests.integration.conftest import Platform, eventually
+from tests.integration.dimse_client import send_all
 
 
 @dataclass
@@ -48,3 +55,18 @@ def catalog_fixture() -> CatalogFixture:
         alice=_study(token, "ALICE", "20250102", [("CT", 3), ("MR", 2)]),
         bob=_study(token, "BOB", "20250310", [("CT", 2)]),
     )
+
+
+@pytest.fixture(scope="module")
+async def stored(platform: Platform) -> AsyncIterator[CatalogFixture]:
+    """The two studies sent over DIMSE, and visible in the catalog."""
+    data = catalog_fixture()
+    assert send_all(platform.dicom, data.all, [], threading.Lock()) == []
+
+    def visible() -> bool:
+        params: dict[str, Any] = {"PatientID": f"*-{data.token}"}
+        response = httpx.get(f"{platform.http}/dicom-web/instances", params=params, timeout=30)
+        return response.status_code == 200 and len(response.json()) == len(data.all)
+
+    await eventually(visible, timeout=30, interval=0.2)
+    yield data

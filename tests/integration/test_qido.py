@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
-from tests.integration.catalog_data import CatalogFixture, catalog_fixture
-from tests.integration.conftest import Platform, eventually
-from tests.integration.dimse_client import send_all
+from tests.integration.catalog_data import CatalogFixture, stored
+from tests.integration.conftest import Platform
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def stored(platform: Platform) -> AsyncIterator[CatalogFixture]:
-    data = catalog_fixture()
-    assert send_all(platform.dicom, data.all, [], threading.Lock()) == []
-
-    def visible() -> bool:
-        found = _get(platform, "/dicom-web/instances", PatientID=f"*-{data.token}")
-        return len(found) == len(data.all)
-
-    await eventually(visible, timeout=30, interval=0.2)
-    yield data
+__all__ = ["stored"]  # the module-scoped fixture
 
 
 def _get(platform: Platform, path: str, **params: Any) -> list[dict[str, Any]]:

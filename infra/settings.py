@@ -56,6 +56,11 @@ class DicomSettings(BaseModel):
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
+    # Browser viewers (OHIF on another port, a dev server) read DICOMweb cross-origin.
+    # Origins listed here, plus any matching the pattern (default: this machine, any port).
+    # PACS_HTTP__CORS_ORIGIN_REGEX="" turns the pattern off.
+    cors_origins: list[str] = Field(default_factory=list)
+    cors_origin_regex: str = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?$"
 
 
 class KafkaSettings(BaseModel):

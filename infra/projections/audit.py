@@ -57,6 +57,7 @@ class AuditProjection:
     """Every event on the log, one row each: the audit trail."""
 
     name = "events"
+    tables: tuple[str, ...] = ("events",)
 
     def __init__(self, clickhouse: ClickHouse) -> None:
         self.clickhouse = clickhouse

@@ -104,7 +104,7 @@ async def test_gzip_copy_goes_to_browsers_that_accept_it(dist: Path) -> None:
     assert packed.headers["content-encoding"] == "gzip"
     assert packed.text == "chunk"  # httpx decodes it, as a browser does
     assert packed.headers["content-type"].startswith("text/javascript")
-    assert packed.headers["vary"] == "Accept-Encoding"
+    assert "Accept-Encoding" in packed.headers["vary"]
     assert "content-encoding" not in plain.headers and plain.text == "chunk"
     assert listed.status_code == 404  # the copies are not routes of their own at the root
 

@@ -20,6 +20,7 @@ from api.routes import (
     qido,
     rendered,
     stow,
+    viewer,
     wado,
     wado_uri,
 )
@@ -91,7 +92,13 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         internal,
     ):
         app.include_router(module.router)
-    add_cors(app, settings or get_settings())
+    cfg = settings or get_settings()
+    add_cors(app, cfg)
+    viewer_dir = cfg.viewer_dir
+    bundle = viewer.ViewerBundle.load(viewer_dir)
+    app.include_router(viewer.build_router(bundle, viewer_dir))
+    # Last, so an API route always wins: the root-level files OHIF fetches its code from.
+    app.include_router(viewer.build_root_router(bundle))
     return app
 
 

@@ -122,6 +122,11 @@ class IngestSettings(BaseModel):
     archive_max_backlog: int = 500
 
 
+def default_viewer_dir() -> Path:
+    """Where `make viewer` unpacks OHIF: `.viewer/dist` in this source tree, whatever the cwd."""
+    return Path(__file__).resolve().parents[1] / ".viewer" / "dist"
+
+
 class Settings(BaseSettings):
     """All configuration of a PACS node."""
 
@@ -139,6 +144,8 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    # The built OHIF viewer (npm @ohif/app) served at /viewer; absent = /viewer answers 503.
+    viewer_dir: Path = Field(default_factory=default_viewer_dir)
 
     @property
     def spool_dir(self) -> Path:

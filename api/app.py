@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import admin, audit, health, stow, wado
+from api.routes import admin, audit, health, mpps, stow, wado, worklist
 from api.services import Services
 from infra.audit_projector import AuditProjector
 from infra.clickhouse import ClickHouse
+from infra.projections.feed import ProjectionFeed
+from infra.projections.worklist import WorklistProjection
 from infra.settings import Settings, get_settings
 from ingest.wiring import IngestClients
 
@@ -40,6 +42,10 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
             services.projector = AuditProjector(services.clickhouse, cfg.kafka)
             tasks.append(asyncio.create_task(services.projector.run(stop)))
+            services.worklist = WorklistProjection(services.clickhouse)
+            await asyncio.to_thread(services.worklist.ensure_tables)
+            services.worklist_feed = ProjectionFeed(services.worklist, cfg.kafka)
+            tasks.append(asyncio.create_task(services.worklist_feed.run(stop)))
         app.state.services = services
         try:
             yield
@@ -55,6 +61,6 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         summary="DICOMweb and admin API of an event-sourced PACS",
         lifespan=lifespan,
     )
-    for module in (health, stow, wado, admin, audit):
+    for module in (health, stow, wado, admin, audit, worklist, mpps):
         app.include_router(module.router)
     return app

@@ -18,7 +18,23 @@ from aiokafka.structs import ConsumerRecord
 from infra.clickhouse import EVENTS_DDL, ClickHouse
 from infra.eventlog import PollPacer, make_consumer
 from infra.settings import KafkaSettings
-from schemas.events import InstanceReceived, InstanceRejected, InstanceStored, parse_event
+from schemas.events import (
+    CommitmentReported,
+    CommitmentRequested,
+    Event,
+    InstanceReceived,
+    InstanceRejected,
+    InstanceStored,
+    MppsCompleted,
+    MppsCreated,
+    MppsDiscontinued,
+    MppsUpdated,
+    MppsVerified,
+    WorklistItemCancelled,
+    WorklistItemScheduled,
+    WorklistItemUpdated,
+    parse_event,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +68,28 @@ def event_row(record: ConsumerRecord[bytes, bytes]) -> list[Any] | None:
         patient = event.patient_id
     if not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         study, patient = event.study_instance_uid, event.patient_id
+        sop, calling, client = _subject(event)
     return [
         event.event_id, event.type, event.version, event.occurred_at, study, series, sop,
         patient, via, calling, client, size, sha, record.partition, record.offset,
         FIRST_WINS - record.offset, record.value.decode(),
     ]  # fmt: skip
+
+
+def _subject(event: Event) -> tuple[str, str, str]:
+    """What an event that is not about one stored instance is about: the SOP instance column
+    holds the MPPS instance or commitment transaction, so the audit trail can be searched by it."""
+    if isinstance(event, MppsCreated | MppsUpdated | MppsCompleted | MppsDiscontinued):
+        return event.mpps.sop_instance_uid, event.mpps.calling_ae, ""
+    if isinstance(event, MppsVerified):
+        return event.sop_instance_uid, "", ""
+    if isinstance(event, CommitmentRequested | CommitmentReported):
+        return event.transaction_uid, event.calling_ae, ""
+    if isinstance(event, WorklistItemScheduled | WorklistItemUpdated):
+        return "", "", event.client
+    if isinstance(event, WorklistItemCancelled):
+        return "", "", event.client
+    return "", "", ""
 
 
 class AuditProjector:

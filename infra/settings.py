@@ -51,6 +51,10 @@ class DicomSettings(BaseModel):
     # "port": 104}}'. C-MOVE only sends to AEs listed here (PS3.4 C.4.2.3.1: an unknown
     # Move Destination is refused with 0xA801).
     remote_aes: dict[str, RemoteAE] = Field(default_factory=dict)
+    # A completed MPPS waits this long for the instances it lists to arrive.
+    mpps_verify_timeout_seconds: float = 600.0
+    # Storage commitment waits this long for referenced instances still being archived.
+    commitment_timeout_seconds: float = 300.0
 
 
 class HttpSettings(BaseModel):

@@ -1,4 +1,5 @@
-"""DIMSE gateway: C-ECHO and C-STORE SCP for every storage SOP class and transfer syntax."""
+"""DIMSE gateway: C-ECHO and C-STORE SCP for every storage SOP class and transfer syntax,
+plus the modality workflow services (MWL C-FIND, MPPS, Storage Commitment) when given."""
 
 from __future__ import annotations
 
@@ -12,11 +13,17 @@ from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
+    StorageCommitmentPushModel,
+    Verification,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from infra.settings import DicomSettings
 from ingest.accept import Acceptor, Origin
+from ingest.statuses import IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +94,38 @@ def build_ae(settings: DicomSettings) -> AE:
     for context in AllStoragePresentationContexts:
         assert context.abstract_syntax is not None
         ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+    # Queries and N-services carry small datasets: the uncompressed syntaxes suffice.
+    for sop_class in (
+        ModalityWorklistInformationFind,
+        ModalityPerformedProcedureStep,
+        StorageCommitmentPushModel,
+    ):
+        ae.add_supported_context(sop_class, NATIVE_SYNTAXES)
     return ae
+
+
+NATIVE_SYNTAXES = [
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
+]
+
+
+class FindRouter:
+    """EVT_C_FIND is one event for every information model: route by the SOP class asked."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Any] = {}
+
+    def add(self, sop_class_uid: str, handler: Any) -> None:
+        self.handlers[sop_class_uid] = handler
+
+    def __call__(self, event: Any) -> Any:
+        handler = self.handlers.get(str(event.request.AffectedSOPClassUID))
+        if handler is None:
+            return iter([(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, None)])
+        return handler(event)
 
 
 class SharedPortServer(ThreadedAssociationServer):
@@ -101,12 +139,16 @@ class SharedPortServer(ThreadedAssociationServer):
         super().server_bind()
 
 
-def start_gateway(settings: DicomSettings, acceptor: Acceptor) -> ThreadedAssociationServer:
-    """Start listening; associations run on their own threads."""
+def start_gateway(
+    settings: DicomSettings, acceptor: Acceptor, services: list[Any] | None = None
+) -> ThreadedAssociationServer:
+    """Start listening; associations run on their own threads. `services` are extra
+    `(event, handler)` bindings (modality workflow services, query/retrieve)."""
     ae = build_ae(settings)
     handlers: list[Any] = [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_STORE, StoreHandler(acceptor)),
+        *(services or []),
     ]
     server = ae.make_server(
         (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
@@ -116,8 +158,13 @@ def start_gateway(settings: DicomSettings, acceptor: Acceptor) -> ThreadedAssoci
     return server
 
 
-async def serve_until(stop: asyncio.Event, settings: DicomSettings, acceptor: Acceptor) -> None:
-    server = start_gateway(settings, acceptor)
+async def serve_until(
+    stop: asyncio.Event,
+    settings: DicomSettings,
+    acceptor: Acceptor,
+    services: list[Any] | None = None,
+) -> None:
+    server = start_gateway(settings, acceptor, services)
     try:
         await stop.wait()
     finally:

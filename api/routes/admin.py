@@ -39,4 +39,6 @@ async def rebuild_projections(services: ServicesDep) -> dict[str, str]:
     if services.projector is None:
         raise HTTPException(409, "this API process does not run the projectors")
     services.projector.request_rebuild()
+    if services.worklist_feed is not None:
+        services.worklist_feed.request_rebuild()
     return {"status": "rebuild requested"}

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 # Not matching keys: they say how to read the query, not what to match.
@@ -27,7 +28,7 @@ def is_universal(element: DataElement) -> bool:
         items = element.value or []
         return not items or all(_empty_item(item) for item in items)
     return element.value in (None, "", b"") or (
-        isinstance(element.value, list | tuple) and not element.value
+        isinstance(element.value, list | tuple | MultiValue) and not element.value
     )
 
 
@@ -56,7 +57,7 @@ def _in_range(query: str, value: str) -> bool:
 
 def _values(element: DataElement) -> list[str]:
     value = element.value
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | MultiValue):
         return [_text(v) for v in value]
     return [_text(value)]
 
@@ -71,7 +72,7 @@ def value_matches(query: DataElement, candidate: DataElement | None) -> bool:
     if vr == "UI":
         wanted = set(_values(query))
         return any(v in wanted for v in _values(candidate))
-    wanted_text = _text(query.value) if not isinstance(query.value, list) else _values(query)[0]
+    wanted_text = _values(query)[0]
     if vr in _RANGE_VRS and "-" in wanted_text:
         return any(_in_range(wanted_text, v) for v in _values(candidate))
     ignore_case = vr == "PN"

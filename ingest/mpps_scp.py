@@ -74,7 +74,7 @@ def mpps_attributes(ds: Dataset) -> MppsAttributes:
     reasons = ds.get("PerformedProcedureStepDiscontinuationReasonCodeSequence")
     if reasons is not None:
         attrs.discontinuation_reason = "; ".join(
-            str(item.get("CodeMeaning", item.get("CodeValue", ""))) for item in reasons.value
+            str(item.get("CodeMeaning", item.get("CodeValue", ""))) for item in reasons
         )
     if "ScheduledStepAttributesSequence" in ds:
         attrs.scheduled_steps = [

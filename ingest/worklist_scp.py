@@ -86,8 +86,8 @@ def coarse_query(identifier: Dataset) -> WorklistQuery:
         study_instance_uid=_exact(identifier, "StudyInstanceUID"),
     )
     steps = identifier.get("ScheduledProcedureStepSequence")
-    if steps is not None and steps.value:
-        step = steps.value[0]
+    if steps:
+        step = steps[0]
         query.station_ae_title = _exact(step, "ScheduledStationAETitle")
         query.modality = _exact(step, "Modality")
         query.step_id = _exact(step, "ScheduledProcedureStepID")

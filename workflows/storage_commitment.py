@@ -164,14 +164,21 @@ class StorageCommitmentWorkflow:
         settled: dict[str, RefOutcome] = {}
         pending = list(start.references)
         while True:
-            result = await workflow.execute_activity_method(
-                CommitmentActivities.check_commitment,
-                CommitmentCheck(references=pending),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RETRY,
-            )
+            try:
+                result = await workflow.execute_activity_method(
+                    CommitmentActivities.check_commitment,
+                    CommitmentCheck(references=pending),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                )
+                outcomes = result.outcomes
+            except ActivityError as exc:
+                # Catalog or archive unreachable: nothing is verified this round.
+                workflow.logger.warning("commitment check failed: %s", exc.cause or exc)
+                detail = "catalog or archive unavailable"
+                outcomes = [RefOutcome(ref=r, state="not-archived", detail=detail) for r in pending]
             waiting = []
-            for outcome in result.outcomes:
+            for outcome in outcomes:
                 # A class conflict will not change by waiting; anything else may still arrive
                 # or finish archiving.
                 if outcome.state in ("committed", "class-conflict"):

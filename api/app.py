@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import admin, audit, health, mpps, stow, wado, worklist
+from api.routes import admin, audit, health, internal, metadata, mpps, qido, stow, wado, worklist
 from api.services import Services
-from infra.audit_projector import AuditProjector
+from infra.catalog.projection import CatalogProjection
+from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
-from infra.projections.feed import ProjectionFeed
+from infra.projections.audit import AuditProjection
+from infra.projections.runner import ProjectorRunner
 from infra.projections.worklist import WorklistProjection
 from infra.settings import Settings, get_settings
 from ingest.wiring import IngestClients
@@ -39,13 +41,15 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if run_projectors:
-            services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
-            services.projector = AuditProjector(services.clickhouse, cfg.kafka)
+            clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
+            services.catalog = CatalogReader(clickhouse)
+            services.worklist = WorklistProjection(clickhouse)
+            services.projector = ProjectorRunner(
+                cfg.kafka,
+                [AuditProjection(clickhouse), CatalogProjection(clickhouse), services.worklist],
+                cfg.kafka.projection_poll_interval_seconds,
+            )
             tasks.append(asyncio.create_task(services.projector.run(stop)))
-            services.worklist = WorklistProjection(services.clickhouse)
-            await asyncio.to_thread(services.worklist.ensure_tables)
-            services.worklist_feed = ProjectionFeed(services.worklist, cfg.kafka)
-            tasks.append(asyncio.create_task(services.worklist_feed.run(stop)))
         app.state.services = services
         try:
             yield
@@ -61,6 +65,6 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         summary="DICOMweb and admin API of an event-sourced PACS",
         lifespan=lifespan,
     )
-    for module in (health, stow, wado, admin, audit, worklist, mpps):
+    for module in (health, stow, qido, metadata, wado, admin, audit, internal, worklist, mpps):
         app.include_router(module.router)
     return app

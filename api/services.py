@@ -12,11 +12,11 @@ from minio import Minio
 from temporalio.client import Client as TemporalClient
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from infra.audit_projector import AuditProjector
+from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
 from infra.eventlog import EventPublisher
 from infra.objectstore import ArchiveStore
-from infra.projections.feed import ProjectionFeed
+from infra.projections.runner import ProjectorRunner
 from infra.projections.worklist import WorklistProjection
 from infra.settings import Settings
 from ingest.accept import Acceptor
@@ -34,9 +34,10 @@ class Services:
     publisher: EventPublisher
     acceptor: Acceptor
     clickhouse: ClickHouse | None = None
-    projector: AuditProjector | None = None
+    projector: ProjectorRunner | None = None
+    # The read side of the catalog; only in the process that owns ClickHouse.
+    catalog: CatalogReader | None = None
     worklist: WorklistProjection | None = None
-    worklist_feed: ProjectionFeed | None = None
     _temporal: TemporalClient | None = field(default=None, repr=False)
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 

@@ -1,15 +1,15 @@
-"""DIMSE gateway: C-ECHO and C-STORE SCP for every storage SOP class and transfer syntax,
-plus the modality workflow services (MWL C-FIND, MPPS, Storage Commitment) when given."""
+"""DIMSE gateway: C-ECHO, C-STORE for every storage SOP class and transfer syntax, C-FIND
+(query/retrieve and Modality Worklist), MPPS N-CREATE/N-SET, Storage Commitment N-ACTION."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
 from typing import Any
 
-from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
@@ -23,7 +23,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from infra.settings import DicomSettings
 from ingest.accept import Acceptor, Origin
-from ingest.statuses import IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS
+from ingest.qr_find import FIND_SOP_CLASSES
+from ingest.statuses import IDENTIFIER_MISMATCH, status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +71,7 @@ class StoreHandler:
                 outcome.status,
                 outcome.reason,
             )
-        return _status(outcome.status, outcome.reason)
-
-
-def _status(code: int, reason: str) -> Dataset:
-    status = Dataset()
-    status.Status = code
-    if reason:
-        # ErrorComment is limited to 64 characters (LO).
-        status.ErrorComment = reason[:64]
-    return status
+        return status_dataset(outcome.status, outcome.reason)
 
 
 def build_ae(settings: DicomSettings) -> AE:
@@ -94,7 +86,9 @@ def build_ae(settings: DicomSettings) -> AE:
     for context in AllStoragePresentationContexts:
         assert context.abstract_syntax is not None
         ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
-    # Queries and N-services carry small datasets: the uncompressed syntaxes suffice.
+    for sop_class in FIND_SOP_CLASSES:
+        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+    # Worklist queries and N-services carry small datasets: the uncompressed syntaxes suffice.
     for sop_class in (
         ModalityWorklistInformationFind,
         ModalityPerformedProcedureStep,
@@ -124,7 +118,7 @@ class FindRouter:
     def __call__(self, event: Any) -> Any:
         handler = self.handlers.get(str(event.request.AffectedSOPClassUID))
         if handler is None:
-            return iter([(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, None)])
+            return iter([(IDENTIFIER_MISMATCH, None)])
         return handler(event)
 
 
@@ -139,17 +133,10 @@ class SharedPortServer(ThreadedAssociationServer):
         super().server_bind()
 
 
-def start_gateway(
-    settings: DicomSettings, acceptor: Acceptor, services: list[Any] | None = None
-) -> ThreadedAssociationServer:
-    """Start listening; associations run on their own threads. `services` are extra
-    `(event, handler)` bindings (modality workflow services, query/retrieve)."""
+def start_gateway(settings: DicomSettings, handlers: list[Any]) -> ThreadedAssociationServer:
+    """Start listening with `handlers` (plus TCP_NODELAY); associations get their own threads."""
     ae = build_ae(settings)
-    handlers: list[Any] = [
-        (evt.EVT_CONN_OPEN, set_nodelay),
-        (evt.EVT_C_STORE, StoreHandler(acceptor)),
-        *(services or []),
-    ]
+    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), *handlers]
     server = ae.make_server(
         (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
     )
@@ -158,14 +145,16 @@ def start_gateway(
     return server
 
 
-async def serve_until(
-    stop: asyncio.Event,
-    settings: DicomSettings,
-    acceptor: Acceptor,
-    services: list[Any] | None = None,
-) -> None:
-    server = start_gateway(settings, acceptor, services)
+async def serve_until(stop: asyncio.Event, settings: DicomSettings, handlers: list[Any]) -> None:
+    server = start_gateway(settings, handlers)
     try:
         await stop.wait()
     finally:
-        await asyncio.to_thread(server.shutdown)
+        await asyncio.to_thread(_shutdown, server)
+
+
+def _shutdown(server: ThreadedAssociationServer) -> None:
+    # pynetdicom unregisters the server from its AE, where only start_server (not
+    # make_server) registered it: ValueError comes after everything is already shut down.
+    with contextlib.suppress(ValueError):
+        server.shutdown()

@@ -74,7 +74,7 @@ class CommitmentActivities:
     @activity.defn
     async def send_event_report(self, delivery: ReportDelivery) -> None:
         """N-EVENT-REPORT on a new association to the requester's AE from the remote-AE table."""
-        peer = self.dicom.remote_aes.get(delivery.calling_ae)
+        peer = self.dicom.remote_ae(delivery.calling_ae)
         if peer is None:
             raise ApplicationError(
                 f"AE {delivery.calling_ae!r} is not in the remote-AE table "

@@ -277,9 +277,9 @@ async def test_commitment_report_on_the_same_association(node: Platform) -> None
     _store(node, images, "CT1")
     reports: list[Dataset] = []
 
-    def on_report(event: Any) -> int:
+    def on_report(event: Any) -> tuple[int, None]:
         reports.append(event.event_information)
-        return 0x0000
+        return 0x0000, None
 
     tuid, never = generate_uid(), generate_uid()
     ae = AE(ae_title="CT1")
@@ -328,10 +328,10 @@ async def test_commitment_report_on_a_new_association_when_the_requester_left(
     reports: list[Dataset] = []
     arrived = threading.Event()
 
-    def on_report(event: Any) -> int:
+    def on_report(event: Any) -> tuple[int, None]:
         reports.append(event.event_information)
         arrived.set()
-        return 0x0000
+        return 0x0000, None
 
     listener = AE(ae_title=REPORT_AE)
     listener.add_supported_context(StorageCommitmentPushModel)

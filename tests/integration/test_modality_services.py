@@ -4,6 +4,7 @@ Storage Commitment (pynetdicom SCUs), with results checked through the REST API 
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -381,3 +382,35 @@ async def test_commitment_report_on_a_new_association_when_the_requester_left(
         timeout=30,
     )
     assert len(events) == 1
+
+
+def pacs(node: Platform, *args: str) -> Any:
+    host, port = node.dicom
+    target = ["--aet", "PACS", "--host", host, "--port", str(port), "--calling-aet", "CLI1"]
+    argv = [sys.executable, "-m", "infra.cli", *args, *target]
+    return run(argv, timeout=180)
+
+
+async def test_pacs_cli_worklist_mpps_and_commit(node: Platform, tmp_path: Path) -> None:
+    item = schedule(node, step_id="Q", station="CLI1", modality="US", date="2024-04-01")
+    listed = pacs(node, "worklist", "--station", "CLI1", "--date", "20240401")
+    assert listed.returncode == 0, listed.stderr
+    assert item["accession_number"] in listed.stdout and "1 item(s)" in listed.stdout
+
+    created = pacs(node, "mpps", "create", "--accession", item["accession_number"])
+    assert created.returncode == 0, created.stderr
+    uid = created.stdout.strip().splitlines()[-1]
+    assert pacs(node, "mpps", "set", uid, "--status", "DISCONTINUED").returncode == 0
+    refused = pacs(node, "mpps", "set", uid, "--status", "COMPLETED")
+    assert refused.returncode == 1 and "0x0110" in refused.stderr
+
+    images = list(ct_series(1, size=64))
+    _store(node, images, "CLI1")
+    path = tmp_path / "one.dcm"
+    images[0].save_as(path, enforce_file_format=True)
+    committed = pacs(node, "commit", str(path), "--wait", "90")
+    assert committed.returncode == 0, committed.stdout + committed.stderr
+    assert f"committed {images[0].SOPInstanceUID}" in committed.stdout
+
+    unreachable = run([sys.executable, "-m", "infra.cli", "worklist", "--port", "1"], timeout=60)
+    assert unreachable.returncode == 2 and "unreachable" in unreachable.stderr

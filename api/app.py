@@ -17,12 +17,14 @@ from api.routes import (
     health,
     internal,
     metadata,
+    mpps,
     qido,
     rendered,
     stow,
     viewer,
     wado,
     wado_uri,
+    worklist,
 )
 from api.services import Services
 from infra.catalog.projection import CatalogProjection
@@ -30,6 +32,7 @@ from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
 from infra.projections.audit import AuditProjection
 from infra.projections.runner import ProjectorRunner
+from infra.projections.worklist import WorklistProjection
 from infra.settings import Settings, get_settings
 from ingest.wiring import IngestClients
 
@@ -56,10 +59,11 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         if run_projectors:
             clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
             services.catalog = CatalogReader(clickhouse)
+            services.worklist = WorklistProjection(clickhouse)
             services.projector = ProjectorRunner(
                 clickhouse,
                 cfg.kafka,
-                [AuditProjection(clickhouse), CatalogProjection(clickhouse)],
+                [AuditProjection(clickhouse), CatalogProjection(clickhouse), services.worklist],
                 cfg.kafka.projection_poll_interval_seconds,
             )
             tasks.append(asyncio.create_task(services.projector.run(stop)))
@@ -90,6 +94,8 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         admin,
         audit,
         internal,
+        worklist,
+        mpps,
     ):
         app.include_router(module.router)
     cfg = settings or get_settings()

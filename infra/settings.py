@@ -51,6 +51,20 @@ class DicomSettings(BaseModel):
     # "port": 104}}'. C-MOVE only sends to AEs listed here (PS3.4 C.4.2.3.1: an unknown
     # Move Destination is refused with 0xA801).
     remote_aes: dict[str, RemoteAE] = Field(default_factory=dict)
+    # A completed MPPS waits this long for the instances it lists to arrive.
+    mpps_verify_timeout_seconds: float = 600.0
+    # Storage commitment waits this long for referenced instances still being archived.
+    commitment_timeout_seconds: float = 300.0
+
+    def remote_ae(self, ae_title: str) -> RemoteAE | None:
+        """The peer known by this AE title. Environment variable names lose their case
+        (PACS_DICOM__REMOTE_AES__WS1__HOST arrives as key "ws1"), so an exact match wins and
+        a case-insensitive one is accepted."""
+        ae_title = ae_title.strip()
+        if ae_title in self.remote_aes:
+            return self.remote_aes[ae_title]
+        folded = {title.casefold(): peer for title, peer in self.remote_aes.items()}
+        return folded.get(ae_title.casefold())
 
 
 class HttpSettings(BaseModel):

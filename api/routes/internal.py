@@ -46,7 +46,7 @@ async def find(request: FindRequest, services: ServicesDep) -> list[dict[str, An
     catalog = catalog_of(services)
     try:
         level = Level.parse(request.level)
-        search = Search(level, request.filters, request.return_keys, request.limit)
+        search = Search(level, request.filters, request.return_keys, request.limit, defaults=False)
         result = await asyncio.to_thread(catalog.search, search)
     except (QueryError, ValueError) as exc:
         raise HTTPException(400, str(exc)) from exc

@@ -78,8 +78,21 @@ def _dataset(ds: Dataset, bulk_uri: BulkUri, path: str, encoding: str) -> JsonDa
         if not tag & 0xFFFF or tag >> 16 == 0x0002:
             continue  # group lengths and File Meta are not part of the dataset's JSON
         key = f"{tag:08X}"
-        out[key] = _element(elem, ds, bulk_uri, path + key, encoding)
+        try:
+            out[key] = _element(elem, ds, bulk_uri, path + key, encoding)
+        except SlowPath:
+            out[key] = _by_pydicom(ds, tag, bulk_uri, path + key)
     return out
+
+
+def _by_pydicom(ds: Dataset, tag: int, bulk_uri: BulkUri, path: str) -> dict[str, Any]:
+    """pydicom's conversion of one element; a value nothing can read (e.g. IS "1A") is left
+    out of the metadata, never a reason to refuse the instance: it is stored as received."""
+    try:
+        return _converted(ds[tag], bulk_uri, path)
+    except Exception:  # noqa: BLE001 - any malformed value
+        vr = ds.get_item(tag).VR or "UN"
+        return {"vr": vr}
 
 
 def _element(
@@ -224,5 +237,5 @@ def _slow(ds: Dataset, bulk_uri: BulkUri, path: str) -> JsonDataset:
                 else {"vr": "SQ"}
             )
         else:
-            out[key] = _converted(elem, bulk_uri, f"{path}{key}")
+            out[key] = _by_pydicom(ds, int(elem.tag), bulk_uri, f"{path}{key}")
     return out

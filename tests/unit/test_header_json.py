@@ -65,3 +65,16 @@ def test_bulk_data_uri_names_the_tag_path() -> None:
         "vr": "OB",
         "BulkDataURI": "bulkdata/00880200/0/7FE00010",
     }
+
+
+def test_a_malformed_value_is_left_out_not_refused() -> None:
+    """badVR.dcm has InstanceNumber "1A": the instance is still described (and stored)."""
+    from ingest.header import read_header
+
+    data = Path(get_testdata_file("badVR.dcm")).read_bytes()  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        header = read_header(data, metadata=True)
+    assert header.metadata is not None
+    assert header.metadata["00200013"] == {"vr": "IS"}
+    assert header.metadata["00200011"] == {"vr": "IS", "Value": [1]}

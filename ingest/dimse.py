@@ -1,4 +1,5 @@
-"""DIMSE gateway: C-ECHO and C-STORE SCP for every storage SOP class and transfer syntax."""
+"""DIMSE gateway: C-ECHO and C-STORE SCP for every storage SOP class and transfer syntax,
+C-MOVE and C-GET SCP for Patient Root and Study Root."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -17,6 +18,10 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from infra.settings import DicomSettings
 from ingest.accept import Acceptor, Origin
+from ingest.nodelay import set_nodelay
+from ingest.retrieve_common import GET_MODELS, MOVE_MODELS, RetrieveSource
+from ingest.retrieve_get import GetHandler
+from ingest.retrieve_move import MoveHandler
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +34,15 @@ _NEWER_SYNTAXES = [
     "1.2.840.10008.1.2.4.94",  # JPIP Referenced
     "1.2.840.10008.1.2.4.95",  # JPIP Referenced Deflate
 ]
-TRANSFER_SYNTAXES = [str(uid) for uid in AllTransferSyntaxes] + [
-    uid for uid in _NEWER_SYNTAXES if uid not in AllTransferSyntaxes
-]
-
-
-def set_nodelay(event: Any) -> None:
-    """Without TCP_NODELAY every DIMSE message waits ~40 ms for delayed ACKs."""
-    sock = event.assoc.dul.socket
-    if sock is not None and sock.socket is not None:
-        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+# pynetdicom accepts the first of OUR syntaxes that a proposed context lists, so the order is
+# our preference: Explicit VR LE first keeps VRs (pydicom lists Implicit first), which
+# matters when a C-GET requestor offers both for the objects we send it.
+_PREFERRED = [str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)]
+TRANSFER_SYNTAXES = (
+    _PREFERRED
+    + [str(uid) for uid in AllTransferSyntaxes if uid not in _PREFERRED]
+    + [uid for uid in _NEWER_SYNTAXES if uid not in AllTransferSyntaxes]
+)
 
 
 class StoreHandler:
@@ -84,9 +88,15 @@ def build_ae(settings: DicomSettings) -> AE:
     ae.dimse_timeout = settings.network_timeout_seconds
     ae.require_called_aet = False
     ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
+    for model in (*MOVE_MODELS, *GET_MODELS):
+        ae.add_supported_context(model, TRANSFER_SYNTAXES)
     for context in AllStoragePresentationContexts:
         assert context.abstract_syntax is not None
-        ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+        # Role selection accepted as proposed: a C-GET requestor asks to be the Storage
+        # SCP on the same association (PS3.4 C.4.3, PS3.7 D.3.3.4).
+        ae.add_supported_context(
+            context.abstract_syntax, TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
     return ae
 
 
@@ -101,13 +111,20 @@ class SharedPortServer(ThreadedAssociationServer):
         super().server_bind()
 
 
-def start_gateway(settings: DicomSettings, acceptor: Acceptor) -> ThreadedAssociationServer:
+def start_gateway(
+    settings: DicomSettings, acceptor: Acceptor, retrieve: RetrieveSource | None = None
+) -> ThreadedAssociationServer:
     """Start listening; associations run on their own threads."""
     ae = build_ae(settings)
     handlers: list[Any] = [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_STORE, StoreHandler(acceptor)),
     ]
+    if retrieve is not None:
+        handlers += [
+            (evt.EVT_C_MOVE, MoveHandler(settings.remote_aes, retrieve)),
+            (evt.EVT_C_GET, GetHandler(retrieve)),
+        ]
     server = ae.make_server(
         (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
     )
@@ -116,8 +133,13 @@ def start_gateway(settings: DicomSettings, acceptor: Acceptor) -> ThreadedAssoci
     return server
 
 
-async def serve_until(stop: asyncio.Event, settings: DicomSettings, acceptor: Acceptor) -> None:
-    server = start_gateway(settings, acceptor)
+async def serve_until(
+    stop: asyncio.Event,
+    settings: DicomSettings,
+    acceptor: Acceptor,
+    retrieve: RetrieveSource | None = None,
+) -> None:
+    server = start_gateway(settings, acceptor, retrieve)
     try:
         await stop.wait()
     finally:

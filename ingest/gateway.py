@@ -5,16 +5,34 @@ from __future__ import annotations
 import asyncio
 
 from infra.settings import Settings
+from ingest.catalog_client import CatalogClient, api_base_url
 from ingest.dimse import serve_until
 from ingest.landing import SpoolLanding
+from ingest.retrieve_common import RetrieveSource
+from ingest.stored_instances import load_instance
 from ingest.wiring import IngestClients
+from schemas.catalog import CatalogInstance
 
 
 async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     clients = await IngestClients.open(settings)
     if isinstance(clients.landing, SpoolLanding):
         clients.landing.clear_temp()
+    catalog = CatalogClient(api_base_url(settings))
+
+    def load(instance: CatalogInstance) -> bytes | None:
+        return load_instance(
+            clients.landing,
+            clients.archive,
+            instance.study_instance_uid,
+            instance.series_instance_uid,
+            instance.sop_instance_uid,
+        )
+
     try:
-        await serve_until(stop, settings.dicom, clients.acceptor)
+        await serve_until(
+            stop, settings.dicom, clients.acceptor, RetrieveSource(catalog=catalog, load=load)
+        )
     finally:
+        catalog.close()
         await clients.close()

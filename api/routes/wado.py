@@ -13,21 +13,15 @@ from fastapi.responses import Response
 
 from api.multipart import build_multipart, parse_content_type
 from api.services import Services, ServicesDep
-from infra.objectstore import archive_key
+from ingest import stored_instances
 from ingest.header import read_header, validate_uid
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 
 
 def load_instance(services: Services, study: str, series: str, sop: str) -> bytes | None:
-    """The newest stored version: the landing area holds anything newer than the archive."""
-    landed = services.landing.versions(study, series, sop)
-    if landed:
-        data = services.landing.get(landed[-1])
-        if data is not None:
-            return data
-    # Archived while we looked: the archive has it now.
-    return services.archive.get(archive_key(study, series, sop))
+    """The newest stored version of an instance (landing first, then the archive)."""
+    return stored_instances.load_instance(services.landing, services.archive, study, series, sop)
 
 
 def _wants_single_part(accept: str) -> bool:

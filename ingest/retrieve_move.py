@@ -1,0 +1,131 @@
+"""C-MOVE SCP (Patient Root and Study Root): C-STORE sub-operations to a known remote AE."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import evt
+from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    SecondaryCaptureImageStorage,
+    Verification,
+)
+
+from infra.settings import RemoteAE
+from ingest.nodelay import set_nodelay
+from ingest.retrieve_common import (
+    RetrieveError,
+    RetrieveSource,
+    accepted_syntaxes,
+    error_status,
+    find_instances,
+    request_identifier,
+    sub_operations,
+)
+from schemas.catalog import CatalogInstance
+
+log = logging.getLogger(__name__)
+
+# PS3.8 9.3.2.2: at most 128 presentation contexts in one association request.
+MAX_CONTEXTS = 128
+_UNCOMPRESSED = (str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian))
+
+
+def store_contexts(instances: list[CatalogInstance]) -> list[PresentationContext]:
+    """One context per stored (SOP class, transfer syntax), so the peer can take the bytes as
+    stored, plus an uncompressed fallback per SOP class that we can transcode into."""
+    stored: dict[str, list[str]] = {}
+    for instance in instances:
+        syntaxes = stored.setdefault(instance.sop_class_uid, [])
+        if instance.transfer_syntax_uid not in syntaxes:
+            syntaxes.append(instance.transfer_syntax_uid)
+    fallbacks = []
+    exact: list[PresentationContext] = []
+    for sop_class, syntaxes in stored.items():
+        exact.extend(build_context(sop_class, syntax) for syntax in syntaxes)
+        rest = [syntax for syntax in _UNCOMPRESSED if syntax not in syntaxes]
+        if rest:
+            fallbacks.append(build_context(sop_class, rest))
+    if len(fallbacks) > MAX_CONTEXTS:
+        log.warning("C-MOVE of %d SOP classes: only %d can be proposed", len(stored), MAX_CONTEXTS)
+        return fallbacks[:MAX_CONTEXTS]
+    return exact[: MAX_CONTEXTS - len(fallbacks)] + fallbacks
+
+
+# For refusing a bad identifier: contexts any storage SCP accepts at least one of.
+_PROBE_CONTEXTS = [
+    build_context(Verification),
+    build_context(CTImageStorage, list(_UNCOMPRESSED)),
+    build_context(SecondaryCaptureImageStorage, list(_UNCOMPRESSED)),
+]
+
+
+class _StoreLink:
+    """Catches the sub-operation association pynetdicom opens, to see what it accepted."""
+
+    def __init__(self) -> None:
+        self.assoc: Any = None
+
+    def accepted(self, event: Any) -> None:
+        self.assoc = event.assoc
+
+    def syntaxes(self, sop_class: str) -> list[str]:
+        return accepted_syntaxes(self.assoc, sop_class) if self.assoc is not None else []
+
+
+class MoveHandler:
+    """EVT_C_MOVE: yields the destination, the sub-operation count, then each dataset."""
+
+    def __init__(self, remote_aes: Mapping[str, RemoteAE], source: RetrieveSource) -> None:
+        self.remote_aes = remote_aes
+        self.source = source
+
+    def __call__(self, event: Any) -> Iterator[Any]:
+        destination = str(event.move_destination or "").strip()
+        calling_ae = event.assoc.requestor.ae_title.strip()
+        remote = self.remote_aes.get(destination)
+        if remote is None:
+            log.warning("C-MOVE from %s to unknown AE %r refused", calling_ae, destination)
+            yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
+            return
+        identifier = request_identifier(event)
+        try:
+            instances = find_instances(self.source, identifier, str(event.context.abstract_syntax))
+        except RetrieveError as error:
+            log.warning(
+                "C-MOVE from %s refused with 0x%04X: %s", calling_ae, error.status, error.reason
+            )
+            # pynetdicom takes a status only after the destination and a count: the
+            # association it opens meanwhile is released unused.
+            yield remote.host, remote.port, {"contexts": _PROBE_CONTEXTS}
+            yield 1
+            yield error_status(error), None
+            return
+        log.info(
+            "C-MOVE from %s: %d instances to %s (%s:%d)",
+            calling_ae,
+            len(instances),
+            destination,
+            remote.host,
+            remote.port,
+        )
+        link = _StoreLink()
+        yield (
+            remote.host,
+            remote.port,
+            {
+                "contexts": store_contexts(instances),
+                "evt_handlers": [
+                    (evt.EVT_CONN_OPEN, set_nodelay),
+                    (evt.EVT_ACCEPTED, link.accepted),
+                ],
+            },
+        )
+        yield len(instances)
+        yield from sub_operations(
+            instances, self.source.load, link.syntaxes, lambda: bool(event.is_cancelled)
+        )

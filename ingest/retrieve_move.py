@@ -6,9 +6,8 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import evt
-from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     SecondaryCaptureImageStorage,
@@ -26,41 +25,15 @@ from ingest.retrieve_common import (
     request_identifier,
     sub_operations,
 )
-from schemas.catalog import CatalogInstance
+from ingest.store_contexts import UNCOMPRESSED, store_contexts
 
 log = logging.getLogger(__name__)
-
-# PS3.8 9.3.2.2: at most 128 presentation contexts in one association request.
-MAX_CONTEXTS = 128
-_UNCOMPRESSED = (str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian))
-
-
-def store_contexts(instances: list[CatalogInstance]) -> list[PresentationContext]:
-    """One context per stored (SOP class, transfer syntax), so the peer can take the bytes as
-    stored, plus an uncompressed fallback per SOP class that we can transcode into."""
-    stored: dict[str, list[str]] = {}
-    for instance in instances:
-        syntaxes = stored.setdefault(instance.sop_class_uid, [])
-        if instance.transfer_syntax_uid not in syntaxes:
-            syntaxes.append(instance.transfer_syntax_uid)
-    fallbacks = []
-    exact: list[PresentationContext] = []
-    for sop_class, syntaxes in stored.items():
-        exact.extend(build_context(sop_class, syntax) for syntax in syntaxes)
-        rest = [syntax for syntax in _UNCOMPRESSED if syntax not in syntaxes]
-        if rest:
-            fallbacks.append(build_context(sop_class, rest))
-    if len(fallbacks) > MAX_CONTEXTS:
-        log.warning("C-MOVE of %d SOP classes: only %d can be proposed", len(stored), MAX_CONTEXTS)
-        return fallbacks[:MAX_CONTEXTS]
-    return exact[: MAX_CONTEXTS - len(fallbacks)] + fallbacks
-
 
 # For refusing a bad identifier: contexts any storage SCP accepts at least one of.
 _PROBE_CONTEXTS = [
     build_context(Verification),
-    build_context(CTImageStorage, list(_UNCOMPRESSED)),
-    build_context(SecondaryCaptureImageStorage, list(_UNCOMPRESSED)),
+    build_context(CTImageStorage, list(UNCOMPRESSED)),
+    build_context(SecondaryCaptureImageStorage, list(UNCOMPRESSED)),
 ]
 
 
@@ -118,7 +91,9 @@ class MoveHandler:
             remote.host,
             remote.port,
             {
-                "contexts": store_contexts(instances),
+                "contexts": store_contexts(
+                    (i.sop_class_uid, i.transfer_syntax_uid) for i in instances
+                ),
                 "evt_handlers": [
                     (evt.EVT_CONN_OPEN, set_nodelay),
                     (evt.EVT_ACCEPTED, link.accepted),

@@ -7,6 +7,7 @@ Exit status: 0 success, 1 the peer answered with a failure (or some files failed
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -18,8 +19,9 @@ from rich.table import Table
 from infra.scu.identifier import Level, Root
 from infra.scu.peer import AssociationError, Peer, ScuError
 
-console = Console()
-errors = Console(stderr=True)
+# Piped output is not cut at 80 columns: UIDs and paths stay whole.
+console = Console(width=None if sys.stdout.isatty() else 250)
+errors = Console(stderr=True, soft_wrap=True)
 
 AeTitle = Annotated[str, typer.Option("--aet", help="Called AE title of the peer.")]
 Host = Annotated[str, typer.Option(help="Peer host name or address.")]

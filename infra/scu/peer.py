@@ -8,6 +8,7 @@ from typing import Any
 
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
 from ingest.nodelay import set_nodelay
@@ -52,9 +53,10 @@ class _Negotiation:
 
     def on_acse(self, event: Any) -> None:
         primitive = event.primitive
-        if getattr(primitive, "result", None) not in (None, 0x00):
+        if isinstance(primitive, A_ASSOCIATE) and primitive.result not in (None, 0x00):
             self.rejection = (
-                f"{primitive.result_str.lower()} by the {primitive.source_str.lower()}: "
+                f"rejected ({primitive.result_str.lower()}) by the "
+                f"{primitive.source_str.lower()}: "
                 f"{primitive.reason_str}"
             )
 
@@ -94,7 +96,7 @@ def associate(
             f"cannot connect to {peer.host}:{peer.port} (refused or unreachable)"
         )
     if assoc.is_rejected:
-        raise AssociationError(f"association {negotiation.rejection or 'rejected'} ({peer})")
+        raise AssociationError(f"{peer}: association {negotiation.rejection or 'rejected'}")
     raise AssociationError(
         f"{peer} aborted the association or did not answer within {peer.timeout:g}s"
     )

@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import admin, audit, health, stow, wado
+from api.routes import admin, audit, health, internal, metadata, qido, stow, wado
 from api.services import Services
-from infra.audit_projector import AuditProjector
+from infra.catalog.projection import CatalogProjection
+from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
+from infra.projections.audit import AuditProjection
+from infra.projections.runner import ProjectorRunner
 from infra.settings import Settings, get_settings
 from ingest.wiring import IngestClients
 
@@ -37,8 +40,13 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if run_projectors:
-            services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
-            services.projector = AuditProjector(services.clickhouse, cfg.kafka)
+            clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
+            services.catalog = CatalogReader(clickhouse)
+            services.projector = ProjectorRunner(
+                cfg.kafka,
+                [AuditProjection(clickhouse), CatalogProjection(clickhouse)],
+                cfg.kafka.projection_poll_interval_seconds,
+            )
             tasks.append(asyncio.create_task(services.projector.run(stop)))
         app.state.services = services
         try:
@@ -55,6 +63,6 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         summary="DICOMweb and admin API of an event-sourced PACS",
         lifespan=lifespan,
     )
-    for module in (health, stow, wado, admin, audit):
+    for module in (health, stow, qido, metadata, wado, admin, audit, internal):
         app.include_router(module.router)
     return app

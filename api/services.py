@@ -11,10 +11,11 @@ from fastapi import Depends, Request
 from minio import Minio
 from temporalio.client import Client as TemporalClient
 
-from infra.audit_projector import AuditProjector
+from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
 from infra.eventlog import EventPublisher
 from infra.objectstore import ArchiveStore
+from infra.projections.runner import ProjectorRunner
 from infra.settings import Settings
 from ingest.accept import Acceptor
 from ingest.landing import Landing
@@ -31,7 +32,9 @@ class Services:
     publisher: EventPublisher
     acceptor: Acceptor
     clickhouse: ClickHouse | None = None
-    projector: AuditProjector | None = None
+    projector: ProjectorRunner | None = None
+    # The read side of the catalog; only in the process that owns ClickHouse.
+    catalog: CatalogReader | None = None
     _temporal: TemporalClient | None = field(default=None, repr=False)
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 

@@ -72,6 +72,8 @@ class KafkaSettings(BaseModel):
     # commit is several object-store calls; polling flat out during ingest tripled the
     # producers' ack latency. A second's worth of events per fetch costs nothing downstream.
     consumer_poll_interval_seconds: float = 1.0
+    # The projector polls more often: a stored instance should be searchable within a second.
+    projection_poll_interval_seconds: float = 0.25
 
 
 class S3Settings(BaseModel):

@@ -97,6 +97,7 @@ def received_event(
         calling_ae=origin.calling_ae,
         client=origin.client,
         replaces_sha256=replaces,
+        metadata=header.metadata,
     )
 
 
@@ -133,7 +134,7 @@ class Acceptor:
 
     def _land(self, part10: bytes, origin: Origin, expect_study: str | None) -> _Landed | Outcome:
         try:
-            header = read_header(part10)
+            header = read_header(part10, metadata=True)
         except HeaderError as exc:
             return Outcome(exc.code, exc.reason)
         if expect_study and header.study_instance_uid != expect_study:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from pydantic import TypeAdapter
 
@@ -26,6 +28,15 @@ class CatalogClient:
         response = self._http.post("/api/internal/instances", json=query.model_dump())
         response.raise_for_status()
         return _INSTANCES.validate_json(response.content)
+
+    def find(self, level: str, filters: dict[str, str], keys: list[str]) -> list[dict[str, Any]]:
+        """C-FIND matches as DICOM JSON datasets; raises httpx errors (4xx: bad identifier)."""
+        response = self._http.post(
+            "/api/internal/find", json={"level": level, "filters": filters, "return_keys": keys}
+        )
+        response.raise_for_status()
+        matches: list[dict[str, Any]] = response.json()
+        return matches
 
     def close(self) -> None:
         self._http.close()

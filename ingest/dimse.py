@@ -1,15 +1,15 @@
-"""DIMSE gateway: C-ECHO and C-STORE SCP for every storage SOP class and transfer syntax,
-C-MOVE and C-GET SCP for Patient Root and Study Root."""
+"""DIMSE gateway: C-ECHO, C-STORE for every storage SOP class and transfer syntax, C-FIND,
+C-MOVE and C-GET (Patient Root and Study Root)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
 from typing import Any
 
-from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
@@ -19,9 +19,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 from infra.settings import DicomSettings
 from ingest.accept import Acceptor, Origin
 from ingest.nodelay import set_nodelay
-from ingest.retrieve_common import GET_MODELS, MOVE_MODELS, RetrieveSource
-from ingest.retrieve_get import GetHandler
-from ingest.retrieve_move import MoveHandler
+from ingest.qr_find import FIND_SOP_CLASSES
+from ingest.retrieve_common import GET_MODELS, MOVE_MODELS
+from ingest.statuses import status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,7 @@ class StoreHandler:
                 outcome.status,
                 outcome.reason,
             )
-        return _status(outcome.status, outcome.reason)
-
-
-def _status(code: int, reason: str) -> Dataset:
-    status = Dataset()
-    status.Status = code
-    if reason:
-        # ErrorComment is limited to 64 characters (LO).
-        status.ErrorComment = reason[:64]
-    return status
+        return status_dataset(outcome.status, outcome.reason)
 
 
 def build_ae(settings: DicomSettings) -> AE:
@@ -97,6 +88,8 @@ def build_ae(settings: DicomSettings) -> AE:
         ae.add_supported_context(
             context.abstract_syntax, TRANSFER_SYNTAXES, scu_role=True, scp_role=True
         )
+    for sop_class in FIND_SOP_CLASSES:
+        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
     return ae
 
 
@@ -111,20 +104,10 @@ class SharedPortServer(ThreadedAssociationServer):
         super().server_bind()
 
 
-def start_gateway(
-    settings: DicomSettings, acceptor: Acceptor, retrieve: RetrieveSource | None = None
-) -> ThreadedAssociationServer:
-    """Start listening; associations run on their own threads."""
+def start_gateway(settings: DicomSettings, handlers: list[Any]) -> ThreadedAssociationServer:
+    """Start listening with `handlers` (plus TCP_NODELAY); associations get their own threads."""
     ae = build_ae(settings)
-    handlers: list[Any] = [
-        (evt.EVT_CONN_OPEN, set_nodelay),
-        (evt.EVT_C_STORE, StoreHandler(acceptor)),
-    ]
-    if retrieve is not None:
-        handlers += [
-            (evt.EVT_C_MOVE, MoveHandler(settings.remote_aes, retrieve)),
-            (evt.EVT_C_GET, GetHandler(retrieve)),
-        ]
+    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), *handlers]
     server = ae.make_server(
         (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
     )
@@ -133,14 +116,16 @@ def start_gateway(
     return server
 
 
-async def serve_until(
-    stop: asyncio.Event,
-    settings: DicomSettings,
-    acceptor: Acceptor,
-    retrieve: RetrieveSource | None = None,
-) -> None:
-    server = start_gateway(settings, acceptor, retrieve)
+async def serve_until(stop: asyncio.Event, settings: DicomSettings, handlers: list[Any]) -> None:
+    server = start_gateway(settings, handlers)
     try:
         await stop.wait()
     finally:
-        await asyncio.to_thread(server.shutdown)
+        await asyncio.to_thread(_shutdown, server)
+
+
+def _shutdown(server: ThreadedAssociationServer) -> None:
+    # pynetdicom unregisters the server from its AE, where only start_server (not
+    # make_server) registered it: ValueError comes after everything is already shut down.
+    with contextlib.suppress(ValueError):
+        server.shutdown()

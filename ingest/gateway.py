@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+from pynetdicom import evt
+
 from infra.settings import Settings
 from ingest.catalog_client import CatalogClient, api_base_url
-from ingest.dimse import serve_until
+from ingest.dimse import StoreHandler, serve_until
 from ingest.landing import SpoolLanding
+from ingest.qr_find import FindHandler
 from ingest.retrieve_common import RetrieveSource
+from ingest.retrieve_get import GetHandler
+from ingest.retrieve_move import MoveHandler
 from ingest.stored_instances import load_instance
 from ingest.wiring import IngestClients
 from schemas.catalog import CatalogInstance
@@ -29,10 +34,15 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             instance.sop_instance_uid,
         )
 
+    retrieve = RetrieveSource(catalog=catalog, load=load)
+    handlers = [
+        (evt.EVT_C_STORE, StoreHandler(clients.acceptor)),
+        (evt.EVT_C_FIND, FindHandler(catalog)),
+        (evt.EVT_C_MOVE, MoveHandler(settings.dicom.remote_aes, retrieve)),
+        (evt.EVT_C_GET, GetHandler(retrieve)),
+    ]
     try:
-        await serve_until(
-            stop, settings.dicom, clients.acceptor, RetrieveSource(catalog=catalog, load=load)
-        )
+        await serve_until(stop, settings.dicom, handlers)
     finally:
         catalog.close()
         await clients.close()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 
+from ingest.header_json import JsonDataset, header_json
 from ingest.statuses import CANNOT_UNDERSTAND, MISSING_IDENTIFIER
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -41,6 +43,8 @@ class InstanceHeader:
     transfer_syntax_uid: str
     patient_id: str
     modality: str
+    # The DICOM JSON of the header (bulk data as relative BulkDataURIs), when asked for.
+    metadata: JsonDataset | None = field(default=None, compare=False)
 
 
 def validate_uid(name: str, value: str) -> str | None:
@@ -54,10 +58,45 @@ def validate_uid(name: str, value: str) -> str | None:
     return None
 
 
-def read_header(part10: bytes) -> InstanceHeader:
-    """Parse the identifying attributes of a Part-10 object or raise HeaderError."""
+def bulkdata_path(study: str, series: str, sop: str, tag_path: str) -> str:
+    """Where WADO-RS serves a bulk data value, relative to the DICOMweb root."""
+    return f"studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag_path}"
+
+
+def _metadata(ds: Any, transfer_syntax: str, uids: dict[str, str]) -> JsonDataset:
+    def uri(tag_path: str) -> str:
+        return bulkdata_path(
+            uids["StudyInstanceUID"], uids["SeriesInstanceUID"], uids["SOPInstanceUID"], tag_path
+        )
+
+    metadata = header_json(ds, uri)
+    if "Rows" in ds:
+        # Parsing stopped before the pixels; an image has them, served as bulk data.
+        encapsulated = transfer_syntax not in _NATIVE_SYNTAXES
+        wide = int(ds.get("BitsAllocated", 8) or 8) > 8
+        vr = "OW" if wide and not encapsulated else "OB"
+        metadata["7FE00010"] = {"vr": vr, "BulkDataURI": uri("7FE00010")}
+    metadata["00083002"] = {"vr": "UI", "Value": [transfer_syntax]}
+    return metadata
+
+
+_NATIVE_SYNTAXES = {
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.2",
+}
+
+
+def read_header(part10: bytes, metadata: bool = False) -> InstanceHeader:
+    """Parse the identifying attributes of a Part-10 object or raise HeaderError.
+
+    With `metadata`, the whole header is parsed once and also returned as DICOM JSON: the
+    ingest path stores it so series metadata is never rebuilt from the objects.
+    """
     try:
-        ds = dcmread(io.BytesIO(part10), stop_before_pixels=True, specific_tags=_TAGS)
+        tags = None if metadata else _TAGS
+        ds = dcmread(io.BytesIO(part10), stop_before_pixels=True, specific_tags=tags)
         values = {
             "SOPClassUID": str(ds.get("SOPClassUID", "") or ""),
             "SOPInstanceUID": str(ds.get("SOPInstanceUID", "") or ""),
@@ -77,6 +116,12 @@ def read_header(part10: bytes) -> InstanceHeader:
             raise HeaderError(MISSING_IDENTIFIER, problem)
     if not transfer_syntax:
         raise HeaderError(CANNOT_UNDERSTAND, "File Meta has no TransferSyntaxUID")
+    described: JsonDataset | None = None
+    if metadata:
+        try:
+            described = _metadata(ds, transfer_syntax, values)
+        except Exception as exc:
+            raise HeaderError(CANNOT_UNDERSTAND, f"cannot decode dataset: {exc}") from exc
     return InstanceHeader(
         study_instance_uid=values["StudyInstanceUID"],
         series_instance_uid=values["SeriesInstanceUID"],
@@ -85,4 +130,5 @@ def read_header(part10: bytes) -> InstanceHeader:
         transfer_syntax_uid=transfer_syntax,
         patient_id=patient_id,
         modality=modality,
+        metadata=described,
     )

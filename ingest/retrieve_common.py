@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from infra.transcode import TranscodeError, choose_transfer_syntax, syntax_name, transcode
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -26,11 +27,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from infra.transcode import TranscodeError, choose_transfer_syntax, syntax_name, transcode
 from ingest.header import validate_uid
 from ingest.statuses import (
     CANCELLED,
-    IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+    IDENTIFIER_MISMATCH,
     PENDING,
     UNABLE_TO_CALCULATE_MATCHES,
 )
@@ -96,16 +96,12 @@ def _values(identifier: Dataset, keyword: str) -> list[str]:
 def _uids(identifier: Dataset, keyword: str, *, required: bool, single: bool) -> list[str]:
     uids = _values(identifier, keyword)
     if required and not uids:
-        raise RetrieveError(
-            IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} is required at this level"
-        )
+        raise RetrieveError(IDENTIFIER_MISMATCH, f"{keyword} is required at this level")
     if single and len(uids) > 1:
-        raise RetrieveError(
-            IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} must be a single UID above the level"
-        )
+        raise RetrieveError(IDENTIFIER_MISMATCH, f"{keyword} must be a single UID above the level")
     for uid in uids:
         if problem := validate_uid(keyword, uid):
-            raise RetrieveError(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, problem)
+            raise RetrieveError(IDENTIFIER_MISMATCH, problem)
     return uids
 
 
@@ -118,20 +114,18 @@ def instance_query(identifier: Dataset, information_model: str) -> InstanceQuery
     level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
     if level not in _LEVELS:
         raise RetrieveError(
-            IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+            IDENTIFIER_MISMATCH,
             f"QueryRetrieveLevel {level!r} is not PATIENT, STUDY, SERIES or IMAGE",
         )
     patient_root = information_model in PATIENT_ROOT
     if level == "PATIENT" and not patient_root:
-        raise RetrieveError(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "Study Root has no PATIENT level")
+        raise RetrieveError(IDENTIFIER_MISMATCH, "Study Root has no PATIENT level")
     depth = _LEVELS.index(level)
     patient_ids = _values(identifier, "PatientID")
     if patient_root and not patient_ids:
-        raise RetrieveError(
-            IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "PatientID is required in Patient Root"
-        )
+        raise RetrieveError(IDENTIFIER_MISMATCH, "PatientID is required in Patient Root")
     if len(patient_ids) > 1:
-        raise RetrieveError(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "PatientID must be one value")
+        raise RetrieveError(IDENTIFIER_MISMATCH, "PatientID must be one value")
     studies = _uids(identifier, "StudyInstanceUID", required=depth >= 1, single=depth > 1)
     series = _uids(identifier, "SeriesInstanceUID", required=depth >= 2, single=depth > 2)
     sops = _uids(identifier, "SOPInstanceUID", required=depth >= 3, single=False)
@@ -157,7 +151,7 @@ def find_instances(
 ) -> list[CatalogInstance]:
     """The stored instances an identifier asks for; RetrieveError when it cannot be answered."""
     if identifier is None:
-        raise RetrieveError(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "the identifier cannot be decoded")
+        raise RetrieveError(IDENTIFIER_MISMATCH, "the identifier cannot be decoded")
     query = instance_query(identifier, model)
     try:
         return source.catalog.instances(query)
@@ -166,13 +160,6 @@ def find_instances(
         raise RetrieveError(
             UNABLE_TO_CALCULATE_MATCHES, f"read model unavailable: {type(exc).__name__}"
         ) from exc
-
-
-def error_status(error: RetrieveError) -> Dataset:
-    status = Dataset()
-    status.Status = error.status
-    status.ErrorComment = error.reason[:64]
-    return status
 
 
 def _unsendable(instance: CatalogInstance) -> Dataset:

@@ -11,11 +11,11 @@ from ingest.retrieve_common import (
     RetrieveError,
     RetrieveSource,
     accepted_syntaxes,
-    error_status,
     find_instances,
     request_identifier,
     sub_operations,
 )
+from ingest.statuses import status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class GetHandler:
                 "C-GET from %s refused with 0x%04X: %s", calling_ae, error.status, error.reason
             )
             yield 1
-            yield error_status(error), None
+            yield status_dataset(error.status, error.reason), None
             return
         log.info("C-GET from %s: %d instances", calling_ae, len(instances))
         yield len(instances)

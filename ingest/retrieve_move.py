@@ -20,11 +20,11 @@ from ingest.retrieve_common import (
     RetrieveError,
     RetrieveSource,
     accepted_syntaxes,
-    error_status,
     find_instances,
     request_identifier,
     sub_operations,
 )
+from ingest.statuses import status_dataset
 from ingest.store_contexts import UNCOMPRESSED, store_contexts
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class MoveHandler:
             # association it opens meanwhile is released unused.
             yield remote.host, remote.port, {"contexts": _PROBE_CONTEXTS}
             yield 1
-            yield error_status(error), None
+            yield status_dataset(error.status, error.reason), None
             return
         log.info(
             "C-MOVE from %s: %d instances to %s (%s:%d)",

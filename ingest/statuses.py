@@ -1,5 +1,9 @@
 """DIMSE status codes we answer with, named (PS3.4 B.2.3, PS3.7 C)."""
 
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+
 SUCCESS = 0x0000
 # Out of resources: the bytes or the event could not be made durable in time.
 OUT_OF_RESOURCES = 0xA700
@@ -12,11 +16,19 @@ DUPLICATE_SOP_INSTANCE = 0x0111
 # STOW-RS study-level POST with an instance of another study.
 STUDY_UID_MISMATCH = 0xA900
 
-# Query/Retrieve (PS3.4 C.4.2.1.5, C.4.3.1.4).
+# Query/Retrieve (PS3.4 C.4.1.1.4)
 PENDING = 0xFF00
 CANCELLED = 0xFE00
+IDENTIFIER_MISMATCH = 0xA900  # Identifier does not match SOP Class
 # Out of resources: the read model could not say what matches.
 UNABLE_TO_CALCULATE_MATCHES = 0xA701
-MOVE_DESTINATION_UNKNOWN = 0xA801
-IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-UNABLE_TO_PROCESS = 0xC000
+UNABLE_TO_PROCESS = 0xC001
+
+
+def status_dataset(code: int, reason: str = "") -> Dataset:
+    """A status with a human-readable ErrorComment (limited to 64 characters, LO)."""
+    status = Dataset()
+    status.Status = code
+    if reason:
+        status.ErrorComment = reason[:64]
+    return status

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -64,6 +64,10 @@ class InstanceReceived(EventBase):
     client: str = ""
     # Set when the duplicate policy let these bytes replace an earlier version.
     replaces_sha256: str | None = None
+    # The header as DICOM JSON (PS3.18 F.2), bulk data as BulkDataURIs relative to the
+    # DICOMweb root. Read models (C-FIND, QIDO, WADO-RS metadata) are built from this, so
+    # they never re-read the object. Absent on events written before it existed.
+    metadata: dict[str, Any] | None = None
 
 
 class InstanceRejected(EventBase):

@@ -25,11 +25,11 @@ async def projection_status(services: ServicesDep) -> list[ProjectionStatus]:
     """Each read model with the last log offset it reflects, per partition."""
     if services.projector is None:
         raise HTTPException(409, "this API process does not run the projectors")
-    positions = await asyncio.to_thread(services.projector.positions)
+    projector = services.projector
+    positions = await asyncio.to_thread(projector.positions)
     return [
-        ProjectionStatus(
-            name="events", rebuilds=services.projector.rebuilds_completed, positions=positions
-        )
+        ProjectionStatus(name=name, rebuilds=projector.rebuilds_completed, positions=where)
+        for name, where in positions.items()
     ]
 
 

@@ -1,0 +1,53 @@
+"""Catalog access for our own DIMSE gateways, which cannot open the embedded ClickHouse.
+
+Not a public API: bound to the same loopback address as everything else, shapes may change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from api.routes.qido import catalog_of
+from api.services import ServicesDep
+from infra.catalog.attributes import Level
+from infra.catalog.matching import QueryError
+from infra.catalog.search import MAX_RESULTS, Search
+from schemas.catalog import CatalogInstance, InstanceQuery
+
+router = APIRouter(prefix="/api/internal", tags=["internal"], include_in_schema=False)
+
+
+class FindRequest(BaseModel):
+    """A C-FIND identifier as match keys (keyword → DICOM string value) and return keys."""
+
+    level: str
+    filters: dict[str, str] = {}
+    return_keys: list[str] = []
+    limit: int = Field(default=MAX_RESULTS, ge=0, le=MAX_RESULTS)
+
+
+@router.post("/instances", response_model=list[CatalogInstance])
+async def list_instances(query: InstanceQuery, services: ServicesDep) -> list[CatalogInstance]:
+    """Stored instances for a retrieve (C-MOVE / C-GET)."""
+    catalog = catalog_of(services)
+    try:
+        return await asyncio.to_thread(catalog.instances, query)
+    except QueryError as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+
+@router.post("/find")
+async def find(request: FindRequest, services: ServicesDep) -> list[dict[str, Any]]:
+    """Matches as DICOM JSON datasets, one per entity at the requested level."""
+    catalog = catalog_of(services)
+    try:
+        level = Level.parse(request.level)
+        search = Search(level, request.filters, request.return_keys, request.limit)
+        result = await asyncio.to_thread(catalog.search, search)
+    except (QueryError, ValueError) as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return result.rows

@@ -1,0 +1,172 @@
+"""CatalogProjection: `pacs.instance.received` events into the patient/study/series/instance
+tables, and each instance's DICOM JSON into `instance_metadata`.
+
+A batch is applied in three steps: instance rows (the facts), then the series, study and
+patient rows of everything the batch touched, recomputed inside ClickHouse from the
+instance table (so counts are right however the log was cut into batches, and a replayed
+event cannot double-count), then the log position. A crash between steps replays the batch,
+which rewrites the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from infra.catalog.attributes import COPIED, LISTS, TABLES, Level, first_value
+from infra.catalog.tables import (
+    KEYS,
+    METADATA_DDL,
+    POSITIONS_DDL,
+    columns,
+    level_attributes,
+    table_ddl,
+)
+from infra.clickhouse import ClickHouse
+from infra.projections.base import LogRecord
+from schemas.events import InstanceReceived
+
+METADATA_COLUMNS = [
+    "study_instance_uid", "series_instance_uid", "sop_instance_uid", "instance_number",
+    "metadata", "log_partition", "log_offset",
+]  # fmt: skip
+ALL_TABLES = (*TABLES.values(), "instance_metadata", "catalog_positions")
+
+
+def event_metadata(event: InstanceReceived) -> dict[str, Any]:
+    """The instance's DICOM JSON; for events older than the `metadata` field, what they say."""
+    if event.metadata is not None:
+        return event.metadata
+    ref = event.instance
+
+    def ui(value: str) -> dict[str, Any]:
+        return {"vr": "UI", "Value": [value]}
+
+    minimal: dict[str, Any] = {
+        "00080016": ui(ref.sop_class_uid),
+        "00080018": ui(ref.sop_instance_uid),
+        "0020000D": ui(ref.study_instance_uid),
+        "0020000E": ui(ref.series_instance_uid),
+        "00083002": ui(event.transfer_syntax_uid),
+    }
+    if event.patient_id:
+        minimal["00100020"] = {"vr": "LO", "Value": [event.patient_id]}
+    if event.modality:
+        minimal["00080060"] = {"vr": "CS", "Value": [event.modality]}
+    return minimal
+
+
+def _instance_row(record: LogRecord, event: InstanceReceived) -> tuple[list[Any], list[Any]]:
+    metadata = event_metadata(event)
+    ref = event.instance
+    values: dict[str, Any] = {}
+    for attribute in COPIED:
+        value = first_value(metadata, attribute)
+        values[attribute.column] = value if value is not None or attribute.numeric else ""
+    # The event's identity wins over what the header JSON says (it was validated on ingest).
+    values["study_instance_uid"] = ref.study_instance_uid
+    values["series_instance_uid"] = ref.series_instance_uid
+    values["sop_instance_uid"] = ref.sop_instance_uid
+    values["sop_class_uid"] = ref.sop_class_uid
+    values["available_transfer_syntax_uid"] = event.transfer_syntax_uid
+    occurred: datetime = event.occurred_at
+    row = [values[a.column] for a in COPIED] + [
+        ref.size, ref.sha256, occurred, event.calling_ae, record.partition, record.offset,
+    ]  # fmt: skip
+    meta_row = [
+        ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid,
+        values["instance_number"], json.dumps(metadata, separators=(",", ":")),
+        record.partition, record.offset,
+    ]  # fmt: skip
+    return row, meta_row
+
+
+def _aggregate_sql(level: Level) -> str:
+    """INSERT … SELECT recomputing one level's rows for the keys a batch touched."""
+    keys = KEYS[level]
+    select: list[str] = []
+    for attribute in level_attributes(level):
+        column = attribute.column
+        if column in keys:
+            select.append(column)
+        elif attribute.origin == "copied":
+            # The newest instance's value: a corrected header (re-sent) wins.
+            select.append(f"argMax({column}, log_offset) AS agg_{column}")
+        elif attribute.keyword in LISTS:
+            source = "modality" if attribute.keyword == "ModalitiesInStudy" else "sop_class_uid"
+            select.append(
+                f"arraySort(arrayFilter(x -> x != '', groupUniqArray({source}))) AS agg_{column}"
+            )
+        elif column.endswith("_related_instances"):
+            select.append(f"count() AS agg_{column}")
+        elif column.endswith("_related_series"):
+            select.append(f"uniqExact(series_instance_uid) AS agg_{column}")
+        elif column.endswith("_related_studies"):
+            select.append(f"uniqExact(study_instance_uid) AS agg_{column}")
+        else:
+            raise AssertionError(f"no aggregate for {attribute.keyword}")
+    # Aliases must not reuse column names: argMax(x, log_offset) would see the alias.
+    select += ["max(log_partition) AS agg_partition", "max(log_offset) AS agg_offset"]
+    names = [name for name, _ in columns(level)]
+    narrow = "patient_id" if level is Level.PATIENT else "study_instance_uid"
+    return (
+        f"INSERT INTO {TABLES[level]} ({', '.join(names)}) "
+        f"SELECT {', '.join(select)} FROM instances FINAL "
+        f"WHERE {narrow} IN {{keys:Array(String)}} GROUP BY {', '.join(keys)}"
+    )
+
+
+class CatalogProjection:
+    """The Q/R and DICOMweb read models; see the module docstring for how a batch applies."""
+
+    name = "catalog"
+
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self.clickhouse = clickhouse
+        self._instance_columns = [name for name, _ in columns(Level.IMAGE)]
+        self._aggregates = {
+            level: _aggregate_sql(level) for level in (Level.SERIES, Level.STUDY, Level.PATIENT)
+        }
+
+    def ensure_tables(self) -> None:
+        for level, table in TABLES.items():
+            self.clickhouse.command(table_ddl(level, table))
+        self.clickhouse.command(METADATA_DDL)
+        self.clickhouse.command(POSITIONS_DDL)
+
+    def positions(self) -> dict[int, int]:
+        rows = self.clickhouse.rows(
+            "SELECT log_partition, max(log_offset) FROM catalog_positions GROUP BY log_partition"
+        )
+        return {int(p): int(o) for p, o in rows}
+
+    def apply(self, records: list[LogRecord]) -> None:
+        if not records:
+            return
+        rows, meta_rows = [], []
+        studies: set[str] = set()
+        patients: set[str] = set()
+        for record in records:
+            if isinstance(record.event, InstanceReceived):
+                row, meta_row = _instance_row(record, record.event)
+                rows.append(row)
+                meta_rows.append(meta_row)
+                studies.add(record.event.instance.study_instance_uid)
+                patients.add(row[self._instance_columns.index("patient_id")])
+        if rows:
+            self.clickhouse.insert("instances", rows, self._instance_columns)
+            self.clickhouse.insert("instance_metadata", meta_rows, METADATA_COLUMNS)
+            for level, sql in self._aggregates.items():
+                keys = sorted(patients if level is Level.PATIENT else studies)
+                self.clickhouse.command(sql, {"keys": keys})
+        last: dict[int, int] = {}
+        for record in records:
+            last[record.partition] = max(last.get(record.partition, -1), record.offset)
+        self.clickhouse.insert(
+            "catalog_positions", [[p, o] for p, o in last.items()], ["log_partition", "log_offset"]
+        )
+
+    def drop(self) -> None:
+        for table in ALL_TABLES:
+            self.clickhouse.command(f"DROP TABLE IF EXISTS {table}")

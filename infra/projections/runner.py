@@ -1,0 +1,111 @@
+"""Feeds every projection from one consumer of the log, in the process that owns ClickHouse.
+
+Each projection keeps its own position (written with its rows), so the runner starts each
+partition at the lowest position any projection needs and hands a projection only records
+beyond its own position. Our positions live in ClickHouse, so the consumer group never
+commits. A rebuild drops every projection and reads again from offset zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+
+from infra.eventlog import PollPacer, make_consumer
+from infra.projections.base import LogRecord, Projection
+from infra.settings import KafkaSettings
+from schemas.events import parse_event
+
+log = logging.getLogger(__name__)
+
+
+class ProjectorRunner:
+    """Runs `projections` until stopped; resumable, rebuildable on request."""
+
+    def __init__(
+        self, kafka: KafkaSettings, projections: list[Projection], poll_interval: float
+    ) -> None:
+        self.kafka = kafka
+        self.projections = projections
+        self.poll_interval = poll_interval
+        self._rebuild = asyncio.Event()
+        self.rebuilds_completed = 0
+        # Where each projection stands, per partition, as last applied (for status and waits).
+        self.applied: dict[str, dict[int, int]] = {p.name: {} for p in projections}
+
+    def request_rebuild(self) -> None:
+        self._rebuild.set()
+
+    def positions(self) -> dict[str, dict[int, int]]:
+        return {p.name: p.positions() for p in self.projections}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            consumer = make_consumer(self.kafka, group_id="pacs-projector")
+            try:
+                for projection in self.projections:
+                    await asyncio.to_thread(projection.ensure_tables)
+                await consumer.start()
+                await self._consume(consumer, stop)
+            except Exception:
+                log.exception("projector failed; retrying")
+                await asyncio.sleep(2)
+            finally:
+                await consumer.stop()
+            if self._rebuild.is_set():
+                self._rebuild.clear()
+                for projection in self.projections:
+                    await asyncio.to_thread(projection.drop)
+                self.applied = {p.name: {} for p in self.projections}
+                self.rebuilds_completed += 1
+                log.info("read models dropped; rebuilding from offset zero")
+
+    async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        positioned = False
+        pacer = PollPacer(self.poll_interval)
+        while not stop.is_set() and not self._rebuild.is_set():
+            await pacer.wait()
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if not positioned and consumer.assignment():
+                await self._position(consumer)
+                positioned = True
+                continue  # what was fetched before seeking may be from the wrong place
+            records = [rec for tp_records in batches.values() for rec in _decode(tp_records)]
+            if records:
+                await asyncio.to_thread(self._apply, records)
+
+    async def _position(self, consumer: AIOKafkaConsumer) -> None:
+        self.applied = dict(await asyncio.to_thread(self.positions))
+        for tp in consumer.assignment():
+            starts = [pos.get(tp.partition, -1) + 1 for pos in self.applied.values()]
+            start = min(starts, default=0)
+            if start == 0:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, start)
+
+    def _apply(self, records: list[LogRecord]) -> None:
+        for projection in self.projections:
+            done = self.applied.setdefault(projection.name, {})
+            fresh = [r for r in records if r.offset > done.get(r.partition, -1)]
+            if not fresh:
+                continue
+            projection.apply(fresh)
+            for record in fresh:
+                done[record.partition] = max(done.get(record.partition, -1), record.offset)
+
+
+def _decode(records: list[ConsumerRecord[bytes, bytes]]) -> list[LogRecord]:
+    decoded = []
+    for record in records:
+        value = record.value or b""
+        try:
+            event = parse_event(value)
+        except ValueError:
+            log.warning("skipping undecodable record at %d/%d", record.partition, record.offset)
+            continue
+        decoded.append(LogRecord(record.partition, record.offset, event, value))
+    return decoded

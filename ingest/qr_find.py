@@ -1,0 +1,122 @@
+"""C-FIND SCP for Patient Root and Study Root Query/Retrieve, answered from the catalog.
+
+The identifier becomes match keys and return keys; the API process (which owns the
+catalog) matches them per PS3.4 C.2.2.2 and returns one dataset per entity at the asked
+level; each comes back as a pending response holding exactly the keys that were asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+
+from ingest.catalog_client import CatalogClient
+from ingest.statuses import (
+    CANCELLED,
+    IDENTIFIER_MISMATCH,
+    PENDING,
+    UNABLE_TO_PROCESS,
+    status_dataset,
+)
+
+log = logging.getLogger(__name__)
+
+FIND_SOP_CLASSES = (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+LEVELS = {
+    str(PatientRootQueryRetrieveInformationModelFind): ("PATIENT", "STUDY", "SERIES", "IMAGE"),
+    str(StudyRootQueryRetrieveInformationModelFind): ("STUDY", "SERIES", "IMAGE"),
+}
+_NOT_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
+
+
+def match_value(value: Any) -> str:
+    """An identifier value in its DICOM string form (UID lists joined by backslashes)."""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def identifier_keys(identifier: Dataset) -> tuple[dict[str, str], list[str]]:
+    """Match keys (non-empty values) and return keys (every element) of an identifier."""
+    filters: dict[str, str] = {}
+    keys: list[str] = []
+    for elem in identifier:
+        keyword = elem.keyword
+        if not keyword or keyword in _NOT_KEYS:
+            continue
+        keys.append(keyword)
+        if elem.VR != "SQ":  # sequence matching is not supported: returned empty
+            value = match_value(elem.value)
+            if value:
+                filters[keyword] = value
+    return filters, keys
+
+
+def response_identifier(identifier: Dataset, match: dict[str, Any], level: str) -> Dataset:
+    """Exactly the requested keys, filled from the match (empty where we hold no value)."""
+    found = Dataset.from_json(match)
+    answer = Dataset()
+    for elem in identifier:
+        if elem.keyword == "QueryRetrieveLevel":
+            continue
+        if elem.tag in found:
+            answer[elem.tag] = found[elem.tag]
+        else:
+            answer.add_new(elem.tag, elem.VR, None if elem.VR != "SQ" else [])
+    answer.QueryRetrieveLevel = level
+    return answer
+
+
+class FindHandler:
+    """EVT_C_FIND: a generator of (status, identifier) pairs, as pynetdicom expects."""
+
+    def __init__(self, catalog: CatalogClient) -> None:
+        self.catalog = catalog
+
+    def __call__(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
+        identifier: Dataset = event.identifier
+        sop_class = str(event.request.AffectedSOPClassUID)
+        level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+        allowed = LEVELS.get(sop_class, ())
+        if level not in allowed:
+            reason = f"QueryRetrieveLevel {level!r} is not one of {', '.join(allowed)}"
+            yield status_dataset(IDENTIFIER_MISMATCH, reason), None
+            return
+        filters, keys = identifier_keys(identifier)
+        try:
+            matches = self.catalog.find(level, filters, keys)
+        except httpx.HTTPStatusError as exc:
+            reason = _detail(exc.response)
+            log.info("C-FIND refused: %s", reason)
+            yield status_dataset(IDENTIFIER_MISMATCH, reason), None
+            return
+        except httpx.HTTPError as exc:
+            log.warning("C-FIND could not reach the catalog: %r", exc)
+            yield status_dataset(UNABLE_TO_PROCESS, "catalog unavailable"), None
+            return
+        for match in matches:
+            if event.is_cancelled:
+                yield CANCELLED, None
+                return
+            yield PENDING, response_identifier(identifier, match, level)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text

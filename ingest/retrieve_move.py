@@ -16,6 +16,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from infra.settings import RemoteAE
 from ingest.nodelay import set_nodelay
+from ingest.reactor_gate import guard_reactor
 from ingest.retrieve_common import (
     RetrieveError,
     RetrieveSource,
@@ -44,6 +45,7 @@ class _StoreLink:
         self.assoc: Any = None
 
     def accepted(self, event: Any) -> None:
+        guard_reactor(event.assoc)
         self.assoc = event.assoc
 
     def syntaxes(self, sop_class: str) -> list[str]:

@@ -12,6 +12,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
 from ingest.nodelay import set_nodelay
+from ingest.reactor_gate import guard_reactor
 
 
 class ScuError(Exception):
@@ -87,6 +88,7 @@ def associate(
         ],
     )
     if assoc.is_established:
+        guard_reactor(assoc)
         if not assoc.accepted_contexts:
             assoc.abort()
             raise AssociationError(f"{peer} accepted none of the proposed presentation contexts")

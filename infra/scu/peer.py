@@ -55,10 +55,9 @@ class _Negotiation:
     def on_acse(self, event: Any) -> None:
         primitive = event.primitive
         if isinstance(primitive, A_ASSOCIATE) and primitive.result not in (None, 0x00):
+            kind = "permanently" if primitive.result == 0x01 else "for now"
             self.rejection = (
-                f"rejected ({primitive.result_str.lower()}) by the "
-                f"{primitive.source_str.lower()}: "
-                f"{primitive.reason_str}"
+                f"rejected {kind} by the {primitive.source_str.lower()}: {primitive.reason_str}"
             )
 
 

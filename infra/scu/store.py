@@ -47,12 +47,12 @@ def _send_share(
     pending: queue.Queue[tuple[Path, InstanceHeader]],
     contexts_for: list[tuple[str, str]],
     report: Callable[[FileResult], None],
-    errors: list[str],
+    errors: list[ScuError],
 ) -> None:
     try:
         assoc = associate(peer, store_contexts(contexts_for))
     except ScuError as exc:
-        errors.append(exc.reason)
+        errors.append(exc)
         return
     try:
         message_id = 0
@@ -79,7 +79,7 @@ def _send_share(
             if "Status" not in status:
                 # No answer: we cannot know whether it was stored; others may still send.
                 report(FileResult(path, sop, None, "association lost before the response"))
-                errors.append(f"{peer} dropped an association")
+                errors.append(ScuError(f"{peer} dropped an association"))
                 return
             report(FileResult(path, sop, int(status.Status), str(status.get("ErrorComment", ""))))
     finally:
@@ -111,7 +111,7 @@ def store_files(
         pending.put((path, header))
     if pending.empty():
         return results
-    errors: list[str] = []
+    errors: list[ScuError] = []
     workers = [
         threading.Thread(
             target=_send_share, args=(peer, pending, pairs, record, errors), daemon=True
@@ -122,10 +122,10 @@ def store_files(
         worker.start()
     for worker in workers:
         worker.join()
-    reason = errors[0] if errors else "not sent"
+    reason = errors[0].reason if errors else "not sent"
     while not pending.empty():
         path, header = pending.get_nowait()
         record(FileResult(path, header.sop_instance_uid, None, reason))
     if errors and not any(result.status is not None for result in results):
-        raise ScuError(reason)
+        raise errors[0]
     return results

@@ -456,3 +456,28 @@ def test_patient_root_needs_patient_id() -> None:
             _identifier("STUDY", StudyInstanceUID="1.2"),
             PatientRootQueryRetrieveInformationModelMove,
         )
+
+
+def test_move_cancel_stops_early(node: Node) -> None:
+    files = _study(node, 30)
+    node.store.delay = 0.05
+    study = read_header(files[0]).study_instance_uid
+    ae = AE(ae_title="MOVESCU")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = ae.associate(*node.address, ae_title="PACS")
+    assert assoc.is_established
+    context = assoc._get_valid_context(StudyRootQueryRetrieveInformationModelMove, "", "scu")
+    statuses = []
+    for status, _ in assoc.send_c_move(
+        _identifier("STUDY", StudyInstanceUID=study),
+        "DEST",
+        StudyRootQueryRetrieveInformationModelMove,
+    ):
+        statuses.append(status)
+        if len(statuses) == 2:
+            assoc.send_c_cancel(1, context.context_id)
+    assoc.release()
+    final = statuses[-1]
+    assert final.Status == 0xFE00
+    assert final.NumberOfRemainingSuboperations > 0
+    assert len(node.destination.received) == final.NumberOfCompletedSuboperations < 30

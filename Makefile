@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The built OHIF viewer, published on npm as @ohif/app: pinned, unpacked once into VIEWER_DIR.
+OHIF_VERSION := 3.13.2
+VIEWER_DIR := .viewer
+VIEWER_STAMP := $(VIEWER_DIR)/.installed-$(OHIF_VERSION)
 
-.PHONY: up test lint typecheck check debian-tools clean bench
+.PHONY: up test lint typecheck check debian-tools viewer clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,16 +18,37 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Independent DICOM peers for tests and benchmarks (Debian packages; root on these machines).
+# Independent DICOM peers for tests and benchmarks (Debian packages; root on these machines),
+# and chromium, which drives the viewer test headless.
 debian-tools:
-	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc >/dev/null; \
+	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null \
+		|| ! command -v chromium >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq dcmtk orthanc chromium >/dev/null; \
 	fi
 
-up: $(STAMP)
+# `npm pack` fetches only the published tarball (the app is prebuilt: no dependencies, no
+# node_modules, no build); the API serves VIEWER_DIR/dist at /viewer, the .gz copies made here
+# to browsers that accept gzip.
+viewer: $(VIEWER_STAMP)
+
+$(VIEWER_STAMP):
+	@command -v npm >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	rm -rf $(VIEWER_DIR) && mkdir -p $(VIEWER_DIR)/download
+	cd $(VIEWER_DIR)/download && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null
+	tar -xzf $(VIEWER_DIR)/download/ohif-app-$(OHIF_VERSION).tgz -C $(VIEWER_DIR) \
+		--strip-components=1 package/dist
+	rm -rf $(VIEWER_DIR)/download
+	test -f $(VIEWER_DIR)/dist/index.html
+	find $(VIEWER_DIR)/dist -type f -size +4k \( -name '*.js' -o -name '*.css' -o -name '*.wasm' \) \
+		-exec gzip -k -6 {} +
+	touch $@
+
+up: $(STAMP) viewer
 	$(BIN)/pacs up
 
-test: $(STAMP) debian-tools
+test: $(STAMP) debian-tools viewer
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -33,4 +58,4 @@ bench: $(STAMP) debian-tools
 	$(BIN)/python bench/ingest_vs_orthanc.py
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data $(VIEWER_DIR)

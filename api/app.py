@@ -8,14 +8,31 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from api.routes import admin, audit, health, internal, metadata, qido, stow, wado
+from api.routes import (
+    admin,
+    audit,
+    frames,
+    health,
+    internal,
+    metadata,
+    mpps,
+    qido,
+    rendered,
+    stow,
+    viewer,
+    wado,
+    wado_uri,
+    worklist,
+)
 from api.services import Services
 from infra.catalog.projection import CatalogProjection
 from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
 from infra.projections.audit import AuditProjection
 from infra.projections.runner import ProjectorRunner
+from infra.projections.worklist import WorklistProjection
 from infra.settings import Settings, get_settings
 from ingest.wiring import IngestClients
 
@@ -42,9 +59,11 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         if run_projectors:
             clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
             services.catalog = CatalogReader(clickhouse)
+            services.worklist = WorklistProjection(clickhouse)
             services.projector = ProjectorRunner(
+                clickhouse,
                 cfg.kafka,
-                [AuditProjection(clickhouse), CatalogProjection(clickhouse)],
+                [AuditProjection(clickhouse), CatalogProjection(clickhouse), services.worklist],
                 cfg.kafka.projection_poll_interval_seconds,
             )
             tasks.append(asyncio.create_task(services.projector.run(stop)))
@@ -63,6 +82,43 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         summary="DICOMweb and admin API of an event-sourced PACS",
         lifespan=lifespan,
     )
-    for module in (health, stow, qido, metadata, wado, admin, audit, internal):
+    for module in (
+        health,
+        stow,
+        qido,
+        metadata,
+        wado,
+        frames,
+        rendered,
+        wado_uri,
+        admin,
+        audit,
+        internal,
+        worklist,
+        mpps,
+    ):
         app.include_router(module.router)
+    cfg = settings or get_settings()
+    add_cors(app, cfg)
+    viewer_dir = cfg.viewer_dir
+    bundle = viewer.ViewerBundle.load(viewer_dir)
+    app.include_router(viewer.build_router(bundle, viewer_dir))
+    # Last, so an API route always wins: the root-level files OHIF fetches its code from.
+    app.include_router(viewer.build_root_router(bundle))
     return app
+
+
+def add_cors(app: FastAPI, settings: Settings) -> None:
+    """Let browser viewers on the configured origins call DICOMweb (and read its headers)."""
+    http = settings.http
+    if not http.cors_origins and not http.cors_origin_regex:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=http.cors_origins,
+        allow_origin_regex=http.cors_origin_regex or None,
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["Content-Type", "Content-Location", "Content-Length", "Warning"],
+        max_age=600,
+    )

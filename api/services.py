@@ -10,12 +10,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from minio import Minio
 from temporalio.client import Client as TemporalClient
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
 from infra.eventlog import EventPublisher
 from infra.objectstore import ArchiveStore
 from infra.projections.runner import ProjectorRunner
+from infra.projections.worklist import WorklistProjection
 from infra.settings import Settings
 from ingest.accept import Acceptor
 from ingest.landing import Landing
@@ -35,6 +37,7 @@ class Services:
     projector: ProjectorRunner | None = None
     # The read side of the catalog; only in the process that owns ClickHouse.
     catalog: CatalogReader | None = None
+    worklist: WorklistProjection | None = None
     _temporal: TemporalClient | None = field(default=None, repr=False)
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
@@ -42,8 +45,11 @@ class Services:
         """Connect on first use so the API starts even while Temporal is still coming up."""
         async with self._temporal_lock:
             if self._temporal is None:
+                # Workflow inputs, results and queries are pydantic models.
                 self._temporal = await TemporalClient.connect(
-                    self.settings.temporal.address, namespace=self.settings.temporal.namespace
+                    self.settings.temporal.address,
+                    namespace=self.settings.temporal.namespace,
+                    data_converter=pydantic_data_converter,
                 )
             return self._temporal
 

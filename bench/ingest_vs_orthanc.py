@@ -53,8 +53,9 @@ from infra.settings import (  # noqa: E402
     Settings,
     TemporalSettings,
 )
-from infra.stack import LocalStack, port_is_free  # noqa: E402
+from infra.stack import LocalStack  # noqa: E402
 from tests.dicom_factory import ct_series, write_series  # noqa: E402
+from tests.orthanc import Orthanc  # noqa: E402
 
 log = logging.getLogger("bench")
 console = Console()
@@ -235,109 +236,14 @@ def record(target: str, send: SendSet, result: SendResult, cpu: dict[str, float]
 # ---- Orthanc --------------------------------------------------------------------------
 
 
-class Orthanc:
-    """The Debian Orthanc binary with a config of its own under the work dir."""
-
-    def __init__(self, workdir: Path, dicom_port: int, http_port: int, max_pdu: int | None):
-        self.dir = workdir / "orthanc"
-        self.dicom_port = dicom_port
-        self.http_port = http_port
-        self.max_pdu = max_pdu
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = self.dir / "orthanc.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.http_port}"
-
-    def write_config(self) -> Path:
-        storage = self.dir / "storage"
-        storage.mkdir(parents=True, exist_ok=True)
-        config: dict[str, Any] = {
-            "Name": "bench-orthanc",
-            "StorageDirectory": str(storage),
-            "IndexDirectory": str(storage),
-            "DicomAet": ORTHANC_AET,
-            "DicomPort": self.dicom_port,
-            "HttpPort": self.http_port,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomCheckCalledAet": False,
-            "StorageCompression": False,
-            # No plugins: the Debian defaults under /etc/orthanc are not read at all.
-            "Plugins": [],
-            # Orthanc >= 1.7.4 defaults: spelled out because they make ingest durable
-            # (fsync per file, like our landing) and Orthanc's own SCP concurrency.
-            "SyncStorageArea": True,
-            "DicomThreadsCount": 4,
-        }
-        if self.max_pdu is not None:
-            config["MaximumPduLength"] = self.max_pdu
-        path = self.dir / "orthanc.json"
-        path.write_text(json.dumps(config, indent=2))
-        return path
-
-    def start(self, timeout: float = 60.0) -> None:
-        for port in (self.dicom_port, self.http_port):
-            if not port_is_free(LOOPBACK, port):
-                raise RuntimeError(f"port {port} for Orthanc is already in use")
-        binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-        config = self.write_config()
-        # Orthanc's DICOM server is DCMTK, which leaves Nagle on unless TCP_NODELAY is set
-        # in its environment: measured 40 images in 2.3 s without it, 0.26 s with it (every
-        # C-STORE response waits for a delayed ACK). Our gateway sets TCP_NODELAY itself.
-        env = {**os.environ, "TCP_NODELAY": "1"}
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [binary, str(config)],
-                cwd=self.dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        last = "no response"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"Orthanc exited with {self.proc.returncode}; see {self.log_path}"
-                )
-            try:
-                response = httpx.get(f"{self.url}/system", timeout=2)
-                if response.status_code == 200:
-                    version = response.json().get("Version", "?")
-                    console.print(f"  Orthanc {version} up on DICOM {self.dicom_port}")
-                    return
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            time.sleep(0.25)
-        raise RuntimeError(f"Orthanc /system not answering within {timeout:.0f}s ({last})")
-
-    def instance_count(self) -> int:
-        response = httpx.get(f"{self.url}/statistics", timeout=30)
-        response.raise_for_status()
-        return int(response.json()["CountInstances"])
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 def bench_orthanc(args: argparse.Namespace, workdir: Path) -> list[RunResult]:
     console.rule("Orthanc")
-    orthanc = Orthanc(workdir, args.orthanc_dicom_port, args.orthanc_http_port, args.orthanc_pdu)
+    orthanc = Orthanc(
+        workdir, args.orthanc_dicom_port, args.orthanc_http_port, max_pdu=args.orthanc_pdu
+    )
     results: list[RunResult] = []
     try:
-        orthanc.start()
+        console.print(f"  Orthanc {orthanc.start()} up on DICOM {orthanc.dicom_port}")
         for associations in (1, 4):
             send = make_send_set(
                 workdir / "data" / f"orthanc-{associations}", args.images, associations

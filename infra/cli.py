@@ -10,12 +10,14 @@ from typing import Any
 
 import typer
 
+from infra import modality_scu
 from infra.scu import commands as scu_commands
 from infra.settings import Settings, get_settings
 
 app = typer.Typer(help="An event-sourced PACS.", no_args_is_help=True)
 projections = typer.Typer(help="Read models built from the event log.")
 app.add_typer(projections, name="projections")
+modality_scu.register(app)
 
 
 def _logging() -> None:

@@ -51,11 +51,30 @@ class DicomSettings(BaseModel):
     # "port": 104}}'. C-MOVE only sends to AEs listed here (PS3.4 C.4.2.3.1: an unknown
     # Move Destination is refused with 0xA801).
     remote_aes: dict[str, RemoteAE] = Field(default_factory=dict)
+    # A completed MPPS waits this long for the instances it lists to arrive.
+    mpps_verify_timeout_seconds: float = 600.0
+    # Storage commitment waits this long for referenced instances still being archived.
+    commitment_timeout_seconds: float = 300.0
+
+    def remote_ae(self, ae_title: str) -> RemoteAE | None:
+        """The peer known by this AE title. Environment variable names lose their case
+        (PACS_DICOM__REMOTE_AES__WS1__HOST arrives as key "ws1"), so an exact match wins and
+        a case-insensitive one is accepted."""
+        ae_title = ae_title.strip()
+        if ae_title in self.remote_aes:
+            return self.remote_aes[ae_title]
+        folded = {title.casefold(): peer for title, peer in self.remote_aes.items()}
+        return folded.get(ae_title.casefold())
 
 
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
+    # Browser viewers (OHIF on another port, a dev server) read DICOMweb cross-origin.
+    # Origins listed here, plus any matching the pattern (default: this machine, any port).
+    # PACS_HTTP__CORS_ORIGIN_REGEX="" turns the pattern off.
+    cors_origins: list[str] = Field(default_factory=list)
+    cors_origin_regex: str = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?$"
 
 
 class KafkaSettings(BaseModel):
@@ -117,6 +136,11 @@ class IngestSettings(BaseModel):
     archive_max_backlog: int = 500
 
 
+def default_viewer_dir() -> Path:
+    """Where `make viewer` unpacks OHIF: `.viewer/dist` in this source tree, whatever the cwd."""
+    return Path(__file__).resolve().parents[1] / ".viewer" / "dist"
+
+
 class Settings(BaseSettings):
     """All configuration of a PACS node."""
 
@@ -134,6 +158,8 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    # The built OHIF viewer (npm @ohif/app) served at /viewer; absent = /viewer answers 503.
+    viewer_dir: Path = Field(default_factory=default_viewer_dir)
 
     @property
     def spool_dir(self) -> Path:

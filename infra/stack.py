@@ -55,6 +55,7 @@ SEARCH_ATTRIBUTES = {
     "PatientID": "Keyword",
     "Modality": "Keyword",
     "CallingAE": "Keyword",
+    "TransactionUID": "Keyword",
 }
 # Offsets from the S3 port. `weed mini` otherwise puts every gRPC port at http port
 # + 10000, so a stack on S3 port 8333 would take 18333, a test stack's S3 port.

@@ -7,13 +7,19 @@ import logging
 
 from temporalio.worker import Worker
 
+from activities.commitment import CommitmentActivities
+from activities.events import EventActivities
+from activities.mpps import MppsActivities
 from activities.storage import StorageActivities
 from infra.eventlog import EventPublisher
 from infra.objectstore import ArchiveStore, make_minio
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
+from ingest.catalog_client import CatalogClient, api_base_url
 from ingest.landing import Landing, S3Landing, SpoolLanding
 from ingest.wiring import start_with_retry
+from workflows.mpps import MppsWorkflow
+from workflows.storage_commitment import StorageCommitmentWorkflow
 from workflows.study_ingest import StudyIngestWorkflow
 
 log = logging.getLogger(__name__)
@@ -34,11 +40,23 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     await start_with_retry(publisher)
     archive = ArchiveStore(make_minio(settings.s3), settings.s3.archive_bucket)
     activities = StorageActivities(landings(settings), archive, publisher)
+    events = EventActivities(publisher)
+    catalog = CatalogClient(api_base_url(settings))
+    mpps = MppsActivities(api_base_url(settings), catalog)
+    commitment = CommitmentActivities(catalog, archive, settings.dicom)
     worker = Worker(
         client,
         task_queue=settings.temporal.ingest_task_queue,
-        workflows=[StudyIngestWorkflow],
-        activities=[activities.archive_instances, activities.announce_study_stable],
+        workflows=[StudyIngestWorkflow, MppsWorkflow, StorageCommitmentWorkflow],
+        activities=[
+            activities.archive_instances,
+            activities.announce_study_stable,
+            events.publish_events,
+            mpps.find_worklist_item,
+            mpps.check_instances,
+            commitment.check_commitment,
+            commitment.send_event_report,
+        ],
         max_concurrent_activities=16,
     )
     log.info("worker polling %s", settings.temporal.ingest_task_queue)
@@ -46,4 +64,5 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         async with worker:
             await stop.wait()
     finally:
+        catalog.close()
         await publisher.stop()

@@ -1,5 +1,6 @@
-"""DIMSE gateway: C-ECHO, C-STORE for every storage SOP class and transfer syntax, C-FIND,
-C-MOVE and C-GET (Patient Root and Study Root)."""
+"""DIMSE gateway: C-ECHO, C-STORE for every storage SOP class and transfer syntax, C-FIND
+(query/retrieve and Modality Worklist), C-MOVE and C-GET (Patient Root and Study Root), MPPS
+N-CREATE/N-SET, Storage Commitment N-ACTION."""
 
 from __future__ import annotations
 
@@ -13,15 +14,21 @@ from typing import Any
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
+    StorageCommitmentPushModel,
+    Verification,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from infra.settings import DicomSettings
 from ingest.accept import Acceptor, Origin
-from ingest.nodelay import set_nodelay
+from ingest.nodelay import set_nodelay as set_nodelay  # re-exported: bench imports it here
 from ingest.qr_find import FIND_SOP_CLASSES
+from ingest.reactor_gate import guard_reactor
 from ingest.retrieve_common import GET_MODELS, MOVE_MODELS
-from ingest.statuses import status_dataset
+from ingest.statuses import IDENTIFIER_MISMATCH, status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +97,42 @@ def build_ae(settings: DicomSettings) -> AE:
         )
     for sop_class in FIND_SOP_CLASSES:
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+    # Worklist queries and N-services carry small datasets: the uncompressed syntaxes suffice.
+    for sop_class in (
+        ModalityWorklistInformationFind,
+        ModalityPerformedProcedureStep,
+        StorageCommitmentPushModel,
+    ):
+        ae.add_supported_context(sop_class, NATIVE_SYNTAXES)
     return ae
+
+
+NATIVE_SYNTAXES = [
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
+]
+
+
+class FindRouter:
+    """EVT_C_FIND is one event for every information model: route by the SOP class asked."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Any] = {}
+
+    def add(self, sop_class_uid: str, handler: Any) -> None:
+        self.handlers[sop_class_uid] = handler
+
+    def __call__(self, event: Any) -> Any:
+        handler = self.handlers.get(str(event.request.AffectedSOPClassUID))
+        if handler is None:
+            return iter([(IDENTIFIER_MISMATCH, None)])
+        return handler(event)
+
+
+def _guard(event: Any) -> None:
+    guard_reactor(event.assoc)
 
 
 class SharedPortServer(ThreadedAssociationServer):
@@ -107,7 +149,9 @@ class SharedPortServer(ThreadedAssociationServer):
 def start_gateway(settings: DicomSettings, handlers: list[Any]) -> ThreadedAssociationServer:
     """Start listening with `handlers` (plus TCP_NODELAY); associations get their own threads."""
     ae = build_ae(settings)
-    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), *handlers]
+    # The gate matters where another thread sends on an association we accepted (e.g. a
+    # storage commitment report on the requester's association).
+    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_ACCEPTED, _guard), *handlers]
     server = ae.make_server(
         (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
     )

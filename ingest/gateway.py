@@ -8,9 +8,10 @@ from pynetdicom import evt
 
 from infra.settings import Settings
 from ingest.catalog_client import CatalogClient, api_base_url
-from ingest.dimse import StoreHandler, serve_until
+from ingest.dimse import FindRouter, StoreHandler, serve_until
 from ingest.landing import SpoolLanding
-from ingest.qr_find import FindHandler
+from ingest.modality_services import modality_handlers
+from ingest.qr_find import FIND_SOP_CLASSES, FindHandler
 from ingest.retrieve_common import RetrieveSource
 from ingest.retrieve_get import GetHandler
 from ingest.retrieve_move import MoveHandler
@@ -35,14 +36,19 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
         )
 
     retrieve = RetrieveSource(catalog=catalog, load=load)
+    find = FindRouter()
+    for sop_class in FIND_SOP_CLASSES:
+        find.add(str(sop_class), FindHandler(catalog))
+    modality, worklist = modality_handlers(settings, asyncio.get_running_loop(), find)
     handlers = [
         (evt.EVT_C_STORE, StoreHandler(clients.acceptor)),
-        (evt.EVT_C_FIND, FindHandler(catalog)),
         (evt.EVT_C_MOVE, MoveHandler(settings.dicom.remote_aes, retrieve)),
         (evt.EVT_C_GET, GetHandler(retrieve)),
+        *modality,
     ]
     try:
         await serve_until(stop, settings.dicom, handlers)
     finally:
+        worklist.close()
         catalog.close()
         await clients.close()

@@ -32,3 +32,18 @@ def status_dataset(code: int, reason: str = "") -> Dataset:
     if reason:
         status.ErrorComment = reason[:64]
     return status
+
+
+# DIMSE-N (PS3.7 C.4, PS3.4 F.7 / J.3)
+INVALID_ATTRIBUTE_VALUE = 0x0106
+# MPPS: N-SET on a step that is COMPLETED or DISCONTINUED (with an ErrorComment saying so);
+# also any request we could not carry out.
+PROCESSING_FAILURE = 0x0110
+NO_SUCH_OBJECT_INSTANCE = 0x0112
+MISSING_ATTRIBUTE = 0x0120
+NO_SUCH_ACTION_TYPE = 0x0123
+
+# Storage Commitment FailureReason values (PS3.3 C.14.1.1)
+FAILURE_PROCESSING = 0x0110
+FAILURE_NO_SUCH_OBJECT_INSTANCE = 0x0112
+FAILURE_CLASS_INSTANCE_CONFLICT = 0x0119

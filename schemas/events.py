@@ -14,6 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from schemas.commitment import CommitmentFailure, CommitmentRef, DeliveryPath
+from schemas.mpps import InstanceVerification, MppsState
+from schemas.worklist import WorklistItem
+
 # Fixed namespace for deterministic event ids (uuid5); changing it would break dedup.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a53-0d7e-4d0b-9a55-2f6b1f1c8e01")
 
@@ -107,8 +111,133 @@ class StudyStabilized(EventBase):
     quiet_seconds: float
 
 
+class WorklistItemScheduled(EventBase):
+    """A procedure was scheduled through the worklist API; modalities now find it by C-FIND."""
+
+    type: Literal["pacs.worklist.item-scheduled"] = "pacs.worklist.item-scheduled"
+    version: Literal[1] = 1
+    item: WorklistItem
+    study_instance_uid: str
+    patient_id: str
+    client: str = ""
+
+
+class WorklistItemUpdated(EventBase):
+    """A scheduled procedure was replaced by a new version (the whole item is in the event)."""
+
+    type: Literal["pacs.worklist.item-updated"] = "pacs.worklist.item-updated"
+    version: Literal[1] = 1
+    item: WorklistItem
+    study_instance_uid: str
+    patient_id: str
+    client: str = ""
+
+
+class WorklistItemCancelled(EventBase):
+    """A scheduled procedure was withdrawn; the MWL stops returning it."""
+
+    type: Literal["pacs.worklist.item-cancelled"] = "pacs.worklist.item-cancelled"
+    version: Literal[1] = 1
+    item_id: str
+    study_instance_uid: str
+    patient_id: str
+    reason: str = ""
+    client: str = ""
+
+
+class MppsCreated(EventBase):
+    """A modality started a procedure step (N-CREATE, status IN PROGRESS)."""
+
+    type: Literal["pacs.mpps.created"] = "pacs.mpps.created"
+    version: Literal[1] = 1
+    mpps: MppsState
+    study_instance_uid: str
+    patient_id: str
+
+
+class MppsUpdated(EventBase):
+    """An N-SET changed a procedure step that is still IN PROGRESS."""
+
+    type: Literal["pacs.mpps.updated"] = "pacs.mpps.updated"
+    version: Literal[1] = 1
+    mpps: MppsState
+    study_instance_uid: str
+    patient_id: str
+
+
+class MppsCompleted(EventBase):
+    """The modality finished the procedure step (N-SET COMPLETED); linked to its worklist item."""
+
+    type: Literal["pacs.mpps.completed"] = "pacs.mpps.completed"
+    version: Literal[1] = 1
+    mpps: MppsState
+    study_instance_uid: str
+    patient_id: str
+    worklist_item_id: str | None = None
+
+
+class MppsDiscontinued(EventBase):
+    """The modality abandoned the procedure step (N-SET DISCONTINUED)."""
+
+    type: Literal["pacs.mpps.discontinued"] = "pacs.mpps.discontinued"
+    version: Literal[1] = 1
+    mpps: MppsState
+    study_instance_uid: str
+    patient_id: str
+    worklist_item_id: str | None = None
+
+
+class MppsVerified(EventBase):
+    """Outcome of checking that the instances a completed MPPS lists reached the archive."""
+
+    type: Literal["pacs.mpps.verified"] = "pacs.mpps.verified"
+    version: Literal[1] = 1
+    sop_instance_uid: str
+    study_instance_uid: str
+    patient_id: str
+    worklist_item_id: str | None = None
+    verification: InstanceVerification
+
+
+class CommitmentRequested(EventBase):
+    """A peer asked us to commit to keeping these instances (N-ACTION, Storage Commitment)."""
+
+    type: Literal["pacs.commitment.requested"] = "pacs.commitment.requested"
+    version: Literal[1] = 1
+    transaction_uid: str
+    calling_ae: str
+    references: list[CommitmentRef]
+    study_instance_uid: str = ""
+    patient_id: str = ""
+
+
+class CommitmentReported(EventBase):
+    """The commitment outcome was sent (or could not be sent) to the requester."""
+
+    type: Literal["pacs.commitment.reported"] = "pacs.commitment.reported"
+    version: Literal[1] = 1
+    transaction_uid: str
+    calling_ae: str
+    success: list[CommitmentRef]
+    failed: list[CommitmentFailure]
+    delivered_via: DeliveryPath
+    detail: str = ""
+    study_instance_uid: str = ""
+    patient_id: str = ""
+
+
+WorklistEvent = WorklistItemScheduled | WorklistItemUpdated | WorklistItemCancelled
+MppsEvent = MppsCreated | MppsUpdated | MppsCompleted | MppsDiscontinued | MppsVerified
+CommitmentEvent = CommitmentRequested | CommitmentReported
+
 Event = Annotated[
-    InstanceReceived | InstanceRejected | InstanceStored | StudyStabilized,
+    InstanceReceived
+    | InstanceRejected
+    | InstanceStored
+    | StudyStabilized
+    | WorklistEvent
+    | MppsEvent
+    | CommitmentEvent,
     Field(discriminator="type"),
 ]
 
@@ -121,7 +250,21 @@ def parse_event(raw: bytes | str) -> Event:
 
 
 def event_key(event: Event) -> str:
-    """The partition key: all events of a study stay in order on one partition."""
+    """The partition key: all events of a study stay in order on one partition.
+
+    Events of an aggregate that may not know its study yet (a worklist item, an MPPS, a
+    commitment transaction) are keyed by that aggregate, so its own events stay in order.
+    """
+    if isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
+        return event.instance.study_instance_uid
     if isinstance(event, StudyStabilized):
         return event.study_instance_uid
-    return event.instance.study_instance_uid
+    if isinstance(event, WorklistItemScheduled | WorklistItemUpdated):
+        return f"worklist:{event.item.item_id}"
+    if isinstance(event, WorklistItemCancelled):
+        return f"worklist:{event.item_id}"
+    if isinstance(event, MppsVerified):
+        return f"mpps:{event.sop_instance_uid}"
+    if isinstance(event, MppsCreated | MppsUpdated | MppsCompleted | MppsDiscontinued):
+        return f"mpps:{event.mpps.sop_instance_uid}"
+    return f"commitment:{event.transaction_uid}"

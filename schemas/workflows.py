@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from schemas.events import InstanceRef
+from schemas.events import Event, InstanceRef
 
 
 class LandedInstance(BaseModel):
@@ -76,3 +76,9 @@ class StudyStableNotice(BaseModel):
     quiet_seconds: float
     # Deterministic id so a retried activity announces the same fact once.
     event_id: str
+
+
+class PublishEvents(BaseModel):
+    """Activity input: events a workflow announces (ids and times fixed by the workflow)."""
+
+    events: list[Event]

@@ -33,6 +33,23 @@ async def projection_status(services: ServicesDep) -> list[ProjectionStatus]:
     ]
 
 
+class TableDigest(BaseModel):
+    """A read-model table's size and content hash: equal digests, equal tables."""
+
+    rows: int
+    checksum: str
+
+
+@router.get("/projections/checksums", response_model=dict[str, TableDigest])
+async def projection_checksums(services: ServicesDep) -> dict[str, TableDigest]:
+    """Row count and an order-independent hash of each read-model table, to verify that a
+    rebuild (or another node) holds exactly the same data."""
+    if services.projector is None:
+        raise HTTPException(409, "this API process does not run the projectors")
+    digests = await asyncio.to_thread(services.projector.checksums)
+    return {table: TableDigest.model_validate(d) for table, d in digests.items()}
+
+
 @router.post("/projections/rebuild", status_code=202)
 async def rebuild_projections(services: ServicesDep) -> dict[str, str]:
     """Drop every read model and rebuild it from offset zero of the event log."""

@@ -1,85 +1,133 @@
-"""WADO-RS instance retrieve (PS3.18 10.4), straight from the archive or the landing area.
+"""WADO-RS retrieve of whole objects (PS3.18 10.4): study, series and instance.
 
-Works without any read model: the archive key is derived from the UIDs, and an instance not
-yet archived is found in landing by its UIDs too.
+Objects go out as stored unless the Accept header asks for a specific transfer syntax, in
+which case they are transcoded (406 with the reason when that is impossible). Study and
+series answers are streamed: one instance is read (and transcoded) at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from functools import partial
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
-from api.multipart import build_multipart, parse_content_type
+from api.media import Choice, MediaRange, NotAcceptable, choose_instance_syntax, parse_accept
+from api.multipart import build_multipart
+from api.retrieval import instance_bytes, list_instances
 from api.services import Services, ServicesDep
-from ingest import stored_instances
-from ingest.header import read_header, validate_uid
+from api.stored import load_instance as load_instance
+from infra.transcode import TranscodeError, can_decode, can_encode, transcode
+from ingest.header import read_header
+from schemas.catalog import CatalogInstance
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 
-
-def load_instance(services: Services, study: str, series: str, sop: str) -> bytes | None:
-    """The newest stored version of an instance (landing first, then the archive)."""
-    return stored_instances.load_instance(services.landing, services.archive, study, series, sop)
+INSTANCE_PATH = "/studies/{study}/series/{series}/instances/{instance}"
 
 
-def _wants_single_part(accept: str) -> bool:
-    """True when the client asked for bare application/dicom rather than multipart."""
-    for item in accept.split(","):
-        media_type, _ = parse_content_type(item.strip())
-        if media_type == "multipart/related":
-            return False
-        if media_type == "application/dicom":
-            return True
-    return False
+def _choose_or_406(accept: list[MediaRange], stored: str) -> Choice:
+    try:
+        return choose_instance_syntax(accept, stored, partial(_can_produce, stored))
+    except NotAcceptable as exc:
+        raise HTTPException(406, exc.reason) from exc
 
 
-def _requested_syntax(accept: str) -> str | None:
-    for item in accept.split(","):
-        _, params = parse_content_type(item.strip())
-        if "transfer-syntax" in params:
-            return params["transfer-syntax"]
-    return None
+def _can_produce(stored: str, target: str) -> bool:
+    return can_encode(target) and can_decode(stored)
 
 
-@router.get(
-    "/studies/{study_instance_uid}/series/{series_instance_uid}/instances/{sop_instance_uid}"
-)
+def _encode(data: bytes, stored: str, choice: Choice) -> bytes:
+    if choice.transfer_syntax == stored:
+        return data
+    return transcode(data, choice.transfer_syntax)
+
+
+@router.get(INSTANCE_PATH)
 async def retrieve_instance(
-    study_instance_uid: str,
-    series_instance_uid: str,
-    sop_instance_uid: str,
-    request: Request,
-    services: ServicesDep,
+    study: str, series: str, instance: str, request: Request, services: ServicesDep
 ) -> Response:
-    """The instance as stored, in multipart/related (default) or bare application/dicom."""
-    for name, value in (
-        ("StudyInstanceUID", study_instance_uid),
-        ("SeriesInstanceUID", series_instance_uid),
-        ("SOPInstanceUID", sop_instance_uid),
-    ):
-        if problem := validate_uid(name, value):
-            raise HTTPException(400, problem)
-    data = await asyncio.to_thread(
-        load_instance, services, study_instance_uid, series_instance_uid, sop_instance_uid
-    )
-    if data is None:
-        raise HTTPException(
-            404, f"instance {sop_instance_uid} not found in study {study_instance_uid}"
-        )
-    accept = request.headers.get("accept", "*/*")
-    stored_syntax = read_header(data).transfer_syntax_uid
-    wanted = _requested_syntax(accept)
-    if wanted not in (None, "*", stored_syntax):
-        raise HTTPException(
-            406, f"instance is stored as {stored_syntax}; transcoding to {wanted} is not available"
-        )
-    part_type = f"application/dicom; transfer-syntax={stored_syntax}"
-    if _wants_single_part(accept):
-        return Response(data, media_type=part_type)
-    body, boundary = build_multipart([(part_type, data)])
+    """The instance in multipart/related (default) or bare application/dicom."""
+    data = await instance_bytes(services, study, series, instance)
+    stored = read_header(data).transfer_syntax_uid
+    choice = _choose_or_406(parse_accept(request.headers.get("accept")), stored)
+    try:
+        body = await asyncio.to_thread(_encode, data, stored, choice)
+    except TranscodeError as exc:
+        raise HTTPException(406, f"instance {instance}: {exc.reason}") from exc
+    content_type = f"application/dicom; transfer-syntax={choice.transfer_syntax}"
+    if not choice.multipart:
+        return Response(body, media_type=content_type)
+    multipart, boundary = build_multipart([(content_type, body)])
     return Response(
-        body,
+        multipart,
         media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
     )
+
+
+@router.get("/studies/{study}")
+async def retrieve_study(study: str, request: Request, services: ServicesDep) -> Response:
+    """Every instance of the study, multipart/related; type="application/dicom"."""
+    return await _retrieve_many(services, request, await list_instances(services, study))
+
+
+@router.get("/studies/{study}/series/{series}")
+async def retrieve_series(
+    study: str, series: str, request: Request, services: ServicesDep
+) -> Response:
+    """Every instance of the series, multipart/related; type="application/dicom"."""
+    found = await list_instances(services, study, series)
+    return await _retrieve_many(services, request, found)
+
+
+async def _retrieve_many(
+    services: Services, request: Request, instances: list[CatalogInstance]
+) -> Response:
+    # Decide every instance's syntax before the first byte: a 406 cannot follow a 200.
+    accept = parse_accept(request.headers.get("accept"))
+    for syntax in {item.transfer_syntax_uid for item in instances}:
+        if not _choose_or_406(accept, syntax).multipart:
+            raise HTTPException(406, "a study or series can only be sent as multipart/related")
+    boundary = uuid.uuid4().hex
+    return StreamingResponse(
+        _stream_parts(services, instances, accept, boundary),
+        media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
+    )
+
+
+async def _stream_parts(
+    services: Services,
+    instances: list[CatalogInstance],
+    accept: list[MediaRange],
+    boundary: str,
+) -> AsyncIterator[bytes]:
+    for item in instances:
+        data = await asyncio.to_thread(
+            load_instance,
+            services,
+            item.study_instance_uid,
+            item.series_instance_uid,
+            item.sop_instance_uid,
+        )
+        if data is None:
+            # Listed but gone (deleted meanwhile): the status line is already sent.
+            log.warning("instance %s listed but not found; skipped", item.sop_instance_uid)
+            continue
+        # The bytes, not the listing, say how this version is encoded.
+        stored = read_header(data).transfer_syntax_uid
+        try:
+            choice = choose_instance_syntax(accept, stored, partial(_can_produce, stored))
+            body = await asyncio.to_thread(_encode, data, stored, choice)
+        except (NotAcceptable, TranscodeError) as exc:
+            log.warning("instance %s skipped: %s", item.sop_instance_uid, exc.reason)
+            continue
+        head = f"--{boundary}\r\nContent-Type: application/dicom; "
+        head += f"transfer-syntax={choice.transfer_syntax}\r\n\r\n"
+        yield head.encode() + body + b"\r\n"
+    yield f"--{boundary}--\r\n".encode()

@@ -121,6 +121,7 @@ class CatalogProjection:
     """The Q/R and DICOMweb read models; see the module docstring for how a batch applies."""
 
     name = "catalog"
+    tables: tuple[str, ...] = ALL_TABLES
 
     def __init__(self, clickhouse: ClickHouse) -> None:
         self.clickhouse = clickhouse

@@ -12,7 +12,22 @@ from typing import Any
 
 from infra.clickhouse import EVENTS_DDL, ClickHouse
 from infra.projections.base import LogRecord
-from schemas.events import Event, InstanceReceived, InstanceRejected, InstanceStored
+from schemas.events import (
+    CommitmentReported,
+    CommitmentRequested,
+    Event,
+    InstanceReceived,
+    InstanceRejected,
+    InstanceStored,
+    MppsCompleted,
+    MppsCreated,
+    MppsDiscontinued,
+    MppsUpdated,
+    MppsVerified,
+    WorklistItemCancelled,
+    WorklistItemScheduled,
+    WorklistItemUpdated,
+)
 
 COLUMNS = [
     "event_id", "type", "version", "occurred_at", "study_instance_uid", "series_instance_uid",
@@ -39,11 +54,26 @@ def event_row(record: LogRecord) -> list[Any]:
         patient = event.patient_id
     if not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         study, patient = event.study_instance_uid, event.patient_id
+        sop, calling, client = _subject(event)
     return [
         event.event_id, event.type, event.version, event.occurred_at, study, series, sop,
         patient, via, calling, client, size, sha, record.partition, record.offset,
         FIRST_WINS - record.offset, _audit_body(event),
     ]  # fmt: skip
+
+
+def _subject(event: Event) -> tuple[str, str, str]:
+    """What an event that is not about one stored instance is about: the SOP instance column
+    holds the MPPS instance or commitment transaction, so the audit trail can be searched by it."""
+    if isinstance(event, MppsCreated | MppsUpdated | MppsCompleted | MppsDiscontinued):
+        return event.mpps.sop_instance_uid, event.mpps.calling_ae, ""
+    if isinstance(event, MppsVerified):
+        return event.sop_instance_uid, "", ""
+    if isinstance(event, CommitmentRequested | CommitmentReported):
+        return event.transaction_uid, event.calling_ae, ""
+    if isinstance(event, WorklistItemScheduled | WorklistItemUpdated | WorklistItemCancelled):
+        return "", "", event.client
+    return "", "", ""
 
 
 def _audit_body(event: Event) -> str:
@@ -57,6 +87,7 @@ class AuditProjection:
     """Every event on the log, one row each: the audit trail."""
 
     name = "events"
+    tables: tuple[str, ...] = ("events",)
 
     def __init__(self, clickhouse: ClickHouse) -> None:
         self.clickhouse = clickhouse

@@ -27,6 +27,8 @@ class Projection(Protocol):
     """A read model fed by the projector; all methods are called from one worker thread."""
 
     name: str
+    # Its ClickHouse tables, for status and for comparing a rebuild with the live copy.
+    tables: tuple[str, ...]
 
     def ensure_tables(self) -> None:
         """Create the tables if missing (idempotent)."""

@@ -14,6 +14,7 @@ import logging
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
+from infra.clickhouse import ClickHouse
 from infra.eventlog import PollPacer, make_consumer
 from infra.projections.base import LogRecord, Projection
 from infra.settings import KafkaSettings
@@ -26,8 +27,13 @@ class ProjectorRunner:
     """Runs `projections` until stopped; resumable, rebuildable on request."""
 
     def __init__(
-        self, kafka: KafkaSettings, projections: list[Projection], poll_interval: float
+        self,
+        clickhouse: ClickHouse,
+        kafka: KafkaSettings,
+        projections: list[Projection],
+        poll_interval: float,
     ) -> None:
+        self.clickhouse = clickhouse
         self.kafka = kafka
         self.projections = projections
         self.poll_interval = poll_interval
@@ -41,6 +47,17 @@ class ProjectorRunner:
 
     def positions(self) -> dict[str, dict[int, int]]:
         return {p.name: p.positions() for p in self.projections}
+
+    def checksums(self) -> dict[str, dict[str, str | int]]:
+        """Rows and an order-independent hash of every table's current content (FINAL)."""
+        out: dict[str, dict[str, str | int]] = {}
+        for projection in self.projections:
+            for table in projection.tables:
+                ((rows, digest),) = self.clickhouse.rows(
+                    f"SELECT count(), toString(sum(cityHash64(*))) FROM {table} FINAL"
+                )
+                out[table] = {"rows": int(rows), "checksum": str(digest)}
+        return out
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

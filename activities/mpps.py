@@ -1,0 +1,61 @@
+"""MPPS side effects: find the worklist item a step performed, check its instances arrived.
+
+Both ask the API process, which owns the read models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+from pydantic import TypeAdapter
+from temporalio import activity
+
+from ingest.catalog_client import CatalogClient
+from schemas.catalog import InstanceQuery
+from schemas.mpps import InstanceCheck, InstanceCheckResult, WorklistLinkRequest, WorklistLinkResult
+from schemas.worklist import WorklistItem
+
+log = logging.getLogger(__name__)
+
+_ITEMS: TypeAdapter[list[WorklistItem]] = TypeAdapter(list[WorklistItem])
+
+
+class MppsActivities:
+    """Built once per worker with the API's address."""
+
+    def __init__(self, api_base_url: str, catalog: CatalogClient) -> None:
+        self.api_base_url = api_base_url
+        self.catalog = catalog
+
+    @activity.defn
+    async def find_worklist_item(self, request: WorklistLinkRequest) -> WorklistLinkResult:
+        """The first worklist item matching a scheduled step, by the strongest key first:
+        StudyInstanceUID, then AccessionNumber, then ScheduledProcedureStepID."""
+        async with httpx.AsyncClient(base_url=self.api_base_url, timeout=20) as http:
+            for step in request.scheduled_steps:
+                keys = [
+                    ("study_instance_uid", step.study_instance_uid),
+                    ("accession_number", step.accession_number),
+                    ("step_id", step.scheduled_procedure_step_id),
+                ]
+                for name, value in keys:
+                    if not value:
+                        continue
+                    response = await http.get(
+                        "/api/worklist", params={name: value, "include_cancelled": "true"}
+                    )
+                    response.raise_for_status()
+                    items = _ITEMS.validate_json(response.content)
+                    if items:
+                        return WorklistLinkResult(item_id=items[0].item_id, matched_by=name)
+        return WorklistLinkResult()
+
+    @activity.defn
+    async def check_instances(self, request: InstanceCheck) -> InstanceCheckResult:
+        """Which of these SOP instances the catalog holds."""
+        found = await asyncio.to_thread(
+            self.catalog.instances, InstanceQuery(sop_instance_uids=request.sop_instance_uids)
+        )
+        return InstanceCheckResult(found=sorted({i.sop_instance_uid for i in found}))

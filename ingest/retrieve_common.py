@@ -17,7 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from infra.transcode import TranscodeError, choose_transfer_syntax, syntax_name, transcode
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -27,6 +26,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from infra.transcode import TranscodeError, choose_transfer_syntax, syntax_name, transcode
 from ingest.header import validate_uid
 from ingest.statuses import (
     CANCELLED,
@@ -61,6 +61,8 @@ GET_MODELS = (
 
 # Instances read from storage ahead of the one being sent, so S3 latency overlaps the network.
 READ_AHEAD = 4
+# ...unless they are big (multi-frame objects run to gigabytes): bytes held ahead at most.
+READ_AHEAD_BYTES = 128 * 1024 * 1024
 _LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
 
@@ -192,14 +194,19 @@ def prepare(part10: bytes, accepted: Sequence[str]) -> Dataset:
 def _read_ahead(
     items: Sequence[CatalogInstance], load: Callable[[CatalogInstance], bytes | None]
 ) -> Iterator[tuple[CatalogInstance, Future[bytes | None]]]:
+    """Each item with its bytes being read, up to READ_AHEAD (and READ_AHEAD_BYTES) ahead."""
     with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="retrieve-read") as pool:
         window: deque[tuple[CatalogInstance, Future[bytes | None]]] = deque()
-        pending = iter(items)
+        held = 0
         try:
-            for item in pending:
+            for item in items:
+                # The catalog's size is what the read will bring into memory.
+                while window and (len(window) >= READ_AHEAD or held + item.size > READ_AHEAD_BYTES):
+                    done = window.popleft()
+                    held -= done[0].size
+                    yield done
                 window.append((item, pool.submit(load, item)))
-                if len(window) >= READ_AHEAD:
-                    yield window.popleft()
+                held += item.size
             while window:
                 yield window.popleft()
         finally:

@@ -481,3 +481,35 @@ def test_move_cancel_stops_early(node: Node) -> None:
     assert final.Status == 0xFE00
     assert final.NumberOfRemainingSuboperations > 0
     assert len(node.destination.received) == final.NumberOfCompletedSuboperations < 30
+
+
+def test_read_ahead_keeps_order_and_bounds_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest import retrieve_common
+
+    monkeypatch.setattr(retrieve_common, "READ_AHEAD_BYTES", 250)
+    rows = [
+        CatalogInstance(
+            study_instance_uid="1.2",
+            series_instance_uid="1.3",
+            sop_instance_uid=f"1.4.{n}",
+            sop_class_uid=CTImageStorage,
+            transfer_syntax_uid=ExplicitVRLittleEndian,
+            size=100,
+        )
+        for n in range(10)
+    ]
+    in_flight: list[int] = []
+    started: list[str] = []
+
+    def load(row: CatalogInstance) -> bytes:
+        started.append(row.sop_instance_uid)
+        return row.sop_instance_uid.encode()
+
+    order = []
+    for row, future in retrieve_common._read_ahead(rows, load):
+        in_flight.append(len(started) - len(order))
+        order.append(row.sop_instance_uid)
+        assert future.result() == row.sop_instance_uid.encode()
+    assert order == [row.sop_instance_uid for row in rows]
+    # 250 bytes of 100-byte objects: never more than two read ahead of the one being sent.
+    assert max(in_flight) <= 2

@@ -41,12 +41,23 @@ _PROBE_CONTEXTS = [
 class _StoreLink:
     """Catches the sub-operation association pynetdicom opens, to see what it accepted."""
 
-    def __init__(self) -> None:
+    def __init__(self, originator: str) -> None:
         self.assoc: Any = None
+        self.originator = originator
 
     def accepted(self, event: Any) -> None:
-        guard_reactor(event.assoc)
-        self.assoc = event.assoc
+        assoc = event.assoc
+        guard_reactor(assoc)
+        # pynetdicom names itself as the Move Originator; PS3.7 9.3.1.1 wants the AE that
+        # asked for the C-MOVE, which receivers log and route by.
+        send = assoc.send_c_store
+
+        def send_for_originator(dataset: Any, *args: Any, **kwargs: Any) -> Any:
+            kwargs["originator_aet"] = self.originator
+            return send(dataset, *args, **kwargs)
+
+        assoc.send_c_store = send_for_originator
+        self.assoc = assoc
 
     def syntaxes(self, sop_class: str) -> list[str]:
         return accepted_syntaxes(self.assoc, sop_class) if self.assoc is not None else []
@@ -88,7 +99,7 @@ class MoveHandler:
             remote.host,
             remote.port,
         )
-        link = _StoreLink()
+        link = _StoreLink(originator=calling_ae)
         yield (
             remote.host,
             remote.port,

@@ -115,11 +115,13 @@ class Receiver:
 
     received: dict[str, bytes] = field(default_factory=dict)
     syntaxes: dict[str, str] = field(default_factory=dict)
+    originators: set[str] = field(default_factory=set)
 
     def __call__(self, event: Any) -> int:
         sop = event.request.AffectedSOPInstanceUID
         self.received[sop] = event.encoded_dataset(include_meta=False)
         self.syntaxes[sop] = str(event.context.transfer_syntax)
+        self.originators.add(str(event.request.MoveOriginatorApplicationEntityTitle).strip())
         return 0x0000
 
 
@@ -360,6 +362,7 @@ def test_move_whole_study_byte_identical(node: Node) -> None:
     final = responses[-1][0]
     assert final.Status == 0x0000
     assert final.NumberOfCompletedSuboperations == 5
+    assert node.destination.originators == {"MOVESCU"}
     for data in files:
         assert node.destination.received[read_header(data).sop_instance_uid] == dataset_bytes(data)
 

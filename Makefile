@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Independent DICOM peers for tests and benchmarks (Debian packages; root on these machines),
+# Independent DICOM peers for tests and benchmarks (Debian packages; root on these machines; Orthanc's
+# DICOMweb plugin for the query benchmark),
 # and chromium, which drives the viewer test headless.
 debian-tools:
 	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null \
-		|| ! command -v chromium >/dev/null; then \
+		|| ! command -v chromium >/dev/null \
+		|| ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq dcmtk orthanc chromium >/dev/null; \
+			apt-get install -y -qq dcmtk orthanc orthanc-dicomweb chromium >/dev/null; \
 	fi
 
 # `npm pack` fetches only the published tarball (the app is prebuilt: no dependencies, no
@@ -56,6 +58,7 @@ test: $(STAMP) debian-tools viewer
 
 bench: $(STAMP) debian-tools
 	$(BIN)/python bench/ingest_vs_orthanc.py
+	$(BIN)/python bench/query_vs_orthanc.py --million
 
 clean:
 	rm -rf $(VENV) data $(VIEWER_DIR)

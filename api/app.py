@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.routes import (
     admin,
     audit,
+    changes,
     frames,
     health,
     internal,
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             services.projector = ProjectorRunner(
                 clickhouse,
                 cfg.kafka,
-                [AuditProjection(clickhouse), CatalogProjection(clickhouse), services.worklist],
+                # Catalog first: a change listed in /api/changes is already queryable.
+                [CatalogProjection(clickhouse), services.worklist, AuditProjection(clickhouse)],
                 cfg.kafka.projection_poll_interval_seconds,
             )
             tasks.append(asyncio.create_task(services.projector.run(stop)))
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         wado_uri,
         admin,
         audit,
+        changes,
         internal,
         worklist,
         mpps,

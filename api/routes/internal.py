@@ -6,9 +6,9 @@ Not a public API: bound to the same loopback address as everything else, shapes 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.routes.qido import catalog_of
@@ -41,13 +41,14 @@ async def list_instances(query: InstanceQuery, services: ServicesDep) -> list[Ca
 
 
 @router.post("/find")
-async def find(request: FindRequest, services: ServicesDep) -> list[dict[str, Any]]:
+async def find(request: FindRequest, services: ServicesDep) -> JSONResponse:
     """Matches as DICOM JSON datasets, one per entity at the requested level."""
     catalog = catalog_of(services)
     try:
         level = Level.parse(request.level)
-        search = Search(level, request.filters, request.return_keys, request.limit)
+        search = Search(level, request.filters, request.return_keys, request.limit, defaults=False)
         result = await asyncio.to_thread(catalog.search, search)
     except (QueryError, ValueError) as exc:
         raise HTTPException(400, str(exc)) from exc
-    return result.rows
+    # Straight to JSON: C-FIND latency is what this endpoint exists for.
+    return JSONResponse(result.rows)

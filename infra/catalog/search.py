@@ -19,6 +19,12 @@ from infra.clickhouse import ClickHouse
 from schemas.catalog import CatalogInstance, InstanceQuery
 
 MAX_RESULTS = 100_000
+_UNIQUE_KEY = {
+    Level.PATIENT: "PatientID",
+    Level.STUDY: "StudyInstanceUID",
+    Level.SERIES: "SeriesInstanceUID",
+    Level.IMAGE: "SOPInstanceUID",
+}
 # Results in the order a reader expects: series and instances by number, then by UID.
 ORDER = {
     Level.PATIENT: "patient_id",
@@ -38,6 +44,8 @@ class Search:
     limit: int = MAX_RESULTS
     offset: int = 0
     fuzzy: bool = False
+    # C-FIND returns exactly the keys asked for; QIDO adds its default attribute set.
+    defaults: bool = True
 
 
 @dataclass
@@ -84,12 +92,12 @@ class CatalogReader:
                 continue
             conditions.add(attr, value, search.fuzzy)
         names = search.return_keys if search.return_keys is not None else []
-        wanted = list(DEFAULT_RETURN[search.level])
+        wanted = list(DEFAULT_RETURN[search.level]) if search.defaults else []
         for name in [*names, *search.filters]:
             attr = attribute(name)
             if attr and attr.available_at(search.level) and attr.keyword not in wanted:
                 wanted.append(attr.keyword)
-        attrs = [BY_KEYWORD[k] for k in wanted]
+        attrs = [BY_KEYWORD[k] for k in wanted] or [BY_KEYWORD[_UNIQUE_KEY[search.level]]]
         limit = min(max(search.limit, 0), MAX_RESULTS)
         sql = (
             f"SELECT {', '.join(a.column for a in attrs)} FROM {TABLES[search.level]} FINAL"

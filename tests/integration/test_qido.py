@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
+from tests.dicom_factory import ct_series
 from tests.integration.catalog_data import CatalogFixture, stored
-from tests.integration.conftest import Platform
+from tests.integration.conftest import Platform, eventually
+from tests.integration.dimse_client import send_all
 
 pytestmark = pytest.mark.integration
 __all__ = ["stored"]  # the module-scoped fixture
@@ -122,3 +125,24 @@ def test_dicomweb_client_searches_and_reads_metadata(
     assert len(series) == 1
     metadata = client.retrieve_series_metadata(bob.StudyInstanceUID, bob.SeriesInstanceUID)
     assert {m["00080018"]["Value"][0] for m in metadata} == {ds.SOPInstanceUID for ds in stored.bob}
+
+
+async def test_a_listed_change_is_already_queryable(platform: Platform) -> None:
+    """The documented way to wait after a store: follow /api/changes, then query."""
+    (ds,) = list(ct_series(1, size=8, patient_id="CHANGES-FEED"))
+    start = httpx.get(f"{platform.http}/api/changes", params={"limit": 1}).json()
+    assert send_all(platform.dicom, [ds], [], threading.Lock()) == []
+
+    def listed() -> list[dict[str, Any]]:
+        page = httpx.get(
+            f"{platform.http}/api/changes",
+            params={"SOPInstanceUID": ds.SOPInstanceUID, "since": -1},
+        ).json()
+        changes: list[dict[str, Any]] = page["changes"]
+        return changes
+
+    changes = await eventually(listed, timeout=30, interval=0.05)
+    assert changes[0]["type"] == "pacs.instance.received"
+    assert changes[0]["seq"] > start["last"] or start["last"] == -1
+    found = _get(platform, "/dicom-web/instances", SOPInstanceUID=ds.SOPInstanceUID)
+    assert len(found) == 1, "a change in the feed must already be visible to QIDO"

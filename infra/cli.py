@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from infra import modality_scu
+from infra.scu import commands as scu_commands
 from infra.settings import Settings, get_settings
 
 app = typer.Typer(help="An event-sourced PACS.", no_args_is_help=True)
@@ -111,6 +112,9 @@ def rebuild() -> None:
     typer.echo(response.text)
     raise typer.Exit(0 if response.is_success else 1)
 
+
+# Service-user commands after the server ones in --help.
+scu_commands.register(app)
 
 if __name__ == "__main__":
     app()

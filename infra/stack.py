@@ -27,6 +27,7 @@ import urllib3
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from minio import Minio
+from pydantic import BaseModel, TypeAdapter
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
@@ -97,19 +98,22 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
     """The `PACS_*` variables that make a child process build exactly these settings."""
     env: dict[str, str] = {}
 
-    def flatten(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                flatten(f"{prefix}__{key.upper()}", item)
-        elif isinstance(value, bool):
-            env[prefix] = "true" if value else "false"
-        elif isinstance(value, list):
-            env[prefix] = json.dumps(value)
-        elif value is not None:
-            env[prefix] = str(value)
+    def flatten(prefix: str, model: BaseModel) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            key = f"{prefix}__{name.upper()}" if prefix else f"PACS_{name.upper()}"
+            if isinstance(value, BaseModel):
+                flatten(key, value)
+            elif isinstance(value, dict | list):
+                # Maps go as JSON: env names are case-folded, and map keys such as AE
+                # titles are case-sensitive.
+                env[key] = json.dumps(TypeAdapter(Any).dump_python(value, mode="json"))
+            elif isinstance(value, bool):
+                env[key] = "true" if value else "false"
+            elif value is not None:
+                env[key] = str(TypeAdapter(Any).dump_python(value, mode="json"))
 
-    for key, value in settings.model_dump(mode="json").items():
-        flatten(f"PACS_{key.upper()}", value)
+    flatten("", settings)
     return env
 
 

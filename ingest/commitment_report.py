@@ -12,7 +12,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModelInstance,
 )
 
-from ingest.dimse import set_nodelay
+from ingest.nodelay import set_nodelay
+from ingest.reactor_gate import guard_reactor
 from schemas.commitment import CommitmentReport
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def send_on_new_association(
     )
     if not assoc.is_established:
         return False, f"could not associate with {peer_ae} at {host}:{port}"
+    guard_reactor(assoc)
     try:
         return send_on(assoc, report)
     finally:

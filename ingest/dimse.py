@@ -1,5 +1,6 @@
 """DIMSE gateway: C-ECHO, C-STORE for every storage SOP class and transfer syntax, C-FIND
-(query/retrieve and Modality Worklist), MPPS N-CREATE/N-SET, Storage Commitment N-ACTION."""
+(query/retrieve and Modality Worklist), C-MOVE and C-GET (Patient Root and Study Root), MPPS
+N-CREATE/N-SET, Storage Commitment N-ACTION."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import socket
 import threading
 from typing import Any
 
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -23,7 +24,10 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from infra.settings import DicomSettings
 from ingest.accept import Acceptor, Origin
+from ingest.nodelay import set_nodelay as set_nodelay  # re-exported: bench imports it here
 from ingest.qr_find import FIND_SOP_CLASSES
+from ingest.reactor_gate import guard_reactor
+from ingest.retrieve_common import GET_MODELS, MOVE_MODELS
 from ingest.statuses import IDENTIFIER_MISMATCH, status_dataset
 
 log = logging.getLogger(__name__)
@@ -37,16 +41,15 @@ _NEWER_SYNTAXES = [
     "1.2.840.10008.1.2.4.94",  # JPIP Referenced
     "1.2.840.10008.1.2.4.95",  # JPIP Referenced Deflate
 ]
-TRANSFER_SYNTAXES = [str(uid) for uid in AllTransferSyntaxes] + [
-    uid for uid in _NEWER_SYNTAXES if uid not in AllTransferSyntaxes
-]
-
-
-def set_nodelay(event: Any) -> None:
-    """Without TCP_NODELAY every DIMSE message waits ~40 ms for delayed ACKs."""
-    sock = event.assoc.dul.socket
-    if sock is not None and sock.socket is not None:
-        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+# pynetdicom accepts the first of OUR syntaxes that a proposed context lists, so the order is
+# our preference: Explicit VR LE first keeps VRs (pydicom lists Implicit first), which
+# matters when a C-GET requestor offers both for the objects we send it.
+_PREFERRED = [str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)]
+TRANSFER_SYNTAXES = (
+    _PREFERRED
+    + [str(uid) for uid in AllTransferSyntaxes if uid not in _PREFERRED]
+    + [uid for uid in _NEWER_SYNTAXES if uid not in AllTransferSyntaxes]
+)
 
 
 class StoreHandler:
@@ -83,9 +86,15 @@ def build_ae(settings: DicomSettings) -> AE:
     ae.dimse_timeout = settings.network_timeout_seconds
     ae.require_called_aet = False
     ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
+    for model in (*MOVE_MODELS, *GET_MODELS):
+        ae.add_supported_context(model, TRANSFER_SYNTAXES)
     for context in AllStoragePresentationContexts:
         assert context.abstract_syntax is not None
-        ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+        # Role selection accepted as proposed: a C-GET requestor asks to be the Storage
+        # SCP on the same association (PS3.4 C.4.3, PS3.7 D.3.3.4).
+        ae.add_supported_context(
+            context.abstract_syntax, TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
     for sop_class in FIND_SOP_CLASSES:
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
     # Worklist queries and N-services carry small datasets: the uncompressed syntaxes suffice.
@@ -122,6 +131,10 @@ class FindRouter:
         return handler(event)
 
 
+def _guard(event: Any) -> None:
+    guard_reactor(event.assoc)
+
+
 class SharedPortServer(ThreadedAssociationServer):
     """Several gateway processes listen on one port (SO_REUSEPORT) and the kernel spreads
     associations over them: pynetdicom holds the GIL for much of each C-STORE, so one
@@ -136,7 +149,9 @@ class SharedPortServer(ThreadedAssociationServer):
 def start_gateway(settings: DicomSettings, handlers: list[Any]) -> ThreadedAssociationServer:
     """Start listening with `handlers` (plus TCP_NODELAY); associations get their own threads."""
     ae = build_ae(settings)
-    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), *handlers]
+    # The gate matters where another thread sends on an association we accepted (e.g. a
+    # storage commitment report on the requester's association).
+    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_ACCEPTED, _guard), *handlers]
     server = ae.make_server(
         (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
     )

@@ -12,7 +12,12 @@ from ingest.dimse import FindRouter, StoreHandler, serve_until
 from ingest.landing import SpoolLanding
 from ingest.modality_services import modality_handlers
 from ingest.qr_find import FIND_SOP_CLASSES, FindHandler
+from ingest.retrieve_common import RetrieveSource
+from ingest.retrieve_get import GetHandler
+from ingest.retrieve_move import MoveHandler
+from ingest.stored_instances import load_instance
 from ingest.wiring import IngestClients
+from schemas.catalog import CatalogInstance
 
 
 async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
@@ -20,11 +25,27 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     if isinstance(clients.landing, SpoolLanding):
         clients.landing.clear_temp()
     catalog = CatalogClient(api_base_url(settings))
+
+    def load(instance: CatalogInstance) -> bytes | None:
+        return load_instance(
+            clients.landing,
+            clients.archive,
+            instance.study_instance_uid,
+            instance.series_instance_uid,
+            instance.sop_instance_uid,
+        )
+
+    retrieve = RetrieveSource(catalog=catalog, load=load)
     find = FindRouter()
     for sop_class in FIND_SOP_CLASSES:
         find.add(str(sop_class), FindHandler(catalog))
     modality, worklist = modality_handlers(settings, asyncio.get_running_loop(), find)
-    handlers = [(evt.EVT_C_STORE, StoreHandler(clients.acceptor)), *modality]
+    handlers = [
+        (evt.EVT_C_STORE, StoreHandler(clients.acceptor)),
+        (evt.EVT_C_MOVE, MoveHandler(settings.dicom.remote_aes, retrieve)),
+        (evt.EVT_C_GET, GetHandler(retrieve)),
+        *modality,
+    ]
     try:
         await serve_until(stop, settings.dicom, handlers)
     finally:

@@ -20,6 +20,8 @@ STUDY_UID_MISMATCH = 0xA900
 PENDING = 0xFF00
 CANCELLED = 0xFE00
 IDENTIFIER_MISMATCH = 0xA900  # Identifier does not match SOP Class
+# Out of resources: the read model could not say what matches.
+UNABLE_TO_CALCULATE_MATCHES = 0xA701
 UNABLE_TO_PROCESS = 0xC001
 
 

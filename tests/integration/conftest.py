@@ -20,6 +20,7 @@ from infra.settings import (
     HttpSettings,
     IngestSettings,
     KafkaSettings,
+    RemoteAE,
     S3Settings,
     Settings,
     TemporalSettings,
@@ -32,12 +33,22 @@ STACK_READY_TIMEOUT = 180.0
 PORT_SHIFT = int(os.environ.get("PACS_TEST_PORT_SHIFT", "0"))
 
 
+# C-MOVE destinations that retrieve tests start themselves, by AE title: port offset from
+# the DICOM port (DCMTK storescp, a pynetdicom SCP, one that accepts Implicit VR LE only).
+MOVE_DESTINATIONS = {"STORESCP": 1, "PYSCP": 2, "IMPLICITSCP": 3}
+
+
 def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
     """Settings for a stack whose ports all sit in the `base` range (no clash with `make up`)."""
     base += PORT_SHIFT
+    dicom_port = base + 1112
+    destinations = {
+        title: RemoteAE(host="127.0.0.1", port=dicom_port + offset)
+        for title, offset in MOVE_DESTINATIONS.items()
+    }
     return Settings(
         data_dir=data_dir,
-        dicom=DicomSettings(port=base + 1112),
+        dicom=DicomSettings(port=dicom_port, remote_aes=destinations),
         http=HttpSettings(port=base + 8080),
         kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{base + 9092}"),
         s3=S3Settings(endpoint=f"127.0.0.1:{base + 8333}"),

@@ -1,0 +1,1 @@
+"""DIMSE service users for the `pacs` command line: echo, store, find, move, get against any AE."""

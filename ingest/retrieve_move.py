@@ -1,0 +1,119 @@
+"""C-MOVE SCP (Patient Root and Study Root): C-STORE sub-operations to a known remote AE."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pynetdicom import evt
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    SecondaryCaptureImageStorage,
+    Verification,
+)
+
+from infra.settings import RemoteAE
+from ingest.nodelay import set_nodelay
+from ingest.reactor_gate import guard_reactor
+from ingest.retrieve_common import (
+    RetrieveError,
+    RetrieveSource,
+    accepted_syntaxes,
+    find_instances,
+    request_identifier,
+    sub_operations,
+)
+from ingest.statuses import status_dataset
+from ingest.store_contexts import UNCOMPRESSED, store_contexts
+
+log = logging.getLogger(__name__)
+
+# For refusing a bad identifier: contexts any storage SCP accepts at least one of.
+_PROBE_CONTEXTS = [
+    build_context(Verification),
+    build_context(CTImageStorage, list(UNCOMPRESSED)),
+    build_context(SecondaryCaptureImageStorage, list(UNCOMPRESSED)),
+]
+
+
+class _StoreLink:
+    """Catches the sub-operation association pynetdicom opens, to see what it accepted."""
+
+    def __init__(self, originator: str) -> None:
+        self.assoc: Any = None
+        self.originator = originator
+
+    def accepted(self, event: Any) -> None:
+        assoc = event.assoc
+        guard_reactor(assoc)
+        # pynetdicom names itself as the Move Originator; PS3.7 9.3.1.1 wants the AE that
+        # asked for the C-MOVE, which receivers log and route by.
+        send = assoc.send_c_store
+
+        def send_for_originator(dataset: Any, *args: Any, **kwargs: Any) -> Any:
+            kwargs["originator_aet"] = self.originator
+            return send(dataset, *args, **kwargs)
+
+        assoc.send_c_store = send_for_originator
+        self.assoc = assoc
+
+    def syntaxes(self, sop_class: str) -> list[str]:
+        return accepted_syntaxes(self.assoc, sop_class) if self.assoc is not None else []
+
+
+class MoveHandler:
+    """EVT_C_MOVE: yields the destination, the sub-operation count, then each dataset."""
+
+    def __init__(self, remote_aes: Mapping[str, RemoteAE], source: RetrieveSource) -> None:
+        self.remote_aes = remote_aes
+        self.source = source
+
+    def __call__(self, event: Any) -> Iterator[Any]:
+        destination = str(event.move_destination or "").strip()
+        calling_ae = event.assoc.requestor.ae_title.strip()
+        remote = self.remote_aes.get(destination)
+        if remote is None:
+            log.warning("C-MOVE from %s to unknown AE %r refused", calling_ae, destination)
+            yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
+            return
+        identifier = request_identifier(event)
+        try:
+            instances = find_instances(self.source, identifier, str(event.context.abstract_syntax))
+        except RetrieveError as error:
+            log.warning(
+                "C-MOVE from %s refused with 0x%04X: %s", calling_ae, error.status, error.reason
+            )
+            # pynetdicom takes a status only after the destination and a count: the
+            # association it opens meanwhile is released unused.
+            yield remote.host, remote.port, {"contexts": _PROBE_CONTEXTS}
+            yield 1
+            yield status_dataset(error.status, error.reason), None
+            return
+        log.info(
+            "C-MOVE from %s: %d instances to %s (%s:%d)",
+            calling_ae,
+            len(instances),
+            destination,
+            remote.host,
+            remote.port,
+        )
+        link = _StoreLink(originator=calling_ae)
+        yield (
+            remote.host,
+            remote.port,
+            {
+                "contexts": store_contexts(
+                    (i.sop_class_uid, i.transfer_syntax_uid) for i in instances
+                ),
+                "evt_handlers": [
+                    (evt.EVT_CONN_OPEN, set_nodelay),
+                    (evt.EVT_ACCEPTED, link.accepted),
+                ],
+            },
+        )
+        yield len(instances)
+        yield from sub_operations(
+            instances, self.source.load, link.syntaxes, lambda: bool(event.is_cancelled)
+        )

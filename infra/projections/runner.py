@@ -13,6 +13,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from infra.clickhouse import ClickHouse
 from infra.eventlog import PollPacer, make_consumer
@@ -46,7 +47,13 @@ class ProjectorRunner:
         self._rebuild.set()
 
     def positions(self) -> dict[str, dict[int, int]]:
-        return {p.name: p.positions() for p in self.projections}
+        out: dict[str, dict[int, int]] = {}
+        for projection in self.projections:
+            try:
+                out[projection.name] = projection.positions()
+            except DatabaseError:
+                out[projection.name] = {}  # dropped a moment ago by a rebuild: at zero
+        return out
 
     def checksums(self) -> dict[str, dict[str, str | int]]:
         """Rows and an order-independent hash of every table's current content (FINAL)."""
@@ -76,6 +83,8 @@ class ProjectorRunner:
                 self._rebuild.clear()
                 for projection in self.projections:
                     await asyncio.to_thread(projection.drop)
+                    # At once, so status and queries never meet a missing table.
+                    await asyncio.to_thread(projection.ensure_tables)
                 self.applied = {p.name: {} for p in self.projections}
                 self.rebuilds_completed += 1
                 log.info("read models dropped; rebuilding from offset zero")

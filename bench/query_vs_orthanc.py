@@ -62,7 +62,7 @@ from infra.settings import (  # noqa: E402
     TemporalSettings,
 )
 from infra.stack import LocalStack  # noqa: E402
-from ingest.dimse import set_nodelay  # noqa: E402
+from ingest.nodelay import set_nodelay  # noqa: E402
 from schemas.events import InstanceReceived  # noqa: E402
 from tests.dicom_factory import ct_series  # noqa: E402
 from tests.integration.dimse_client import send_all  # noqa: E402

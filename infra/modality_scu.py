@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,13 +12,17 @@ import typer
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from pynetdicom import AE, evt
+from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
     StorageCommitmentPushModel,
     StorageCommitmentPushModelInstance,
 )
+
+from infra.scu.peer import Peer, ScuError
+from infra.scu.peer import associate as open_association
+from ingest.nodelay import set_nodelay
 
 mpps_app = typer.Typer(help="Modality Performed Procedure Step SCU (N-CREATE / N-SET).")
 
@@ -30,12 +33,6 @@ CALLING = typer.Option("PACSSCU", "--calling-aet", help="Our AE title.")
 TIMEOUT = typer.Option(30.0, "--timeout", help="Seconds to wait for the peer.")
 INSTANCE_FILES = typer.Option([], "--instances", help="DICOM files performed (listed)")
 COMMIT_FILES = typer.Argument(..., help="DICOM files (or folders) to ask commitment for")
-
-
-def _nodelay(event: Any) -> None:
-    sock = event.assoc.dul.socket
-    if sock is not None and sock.socket is not None:
-        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -49,15 +46,11 @@ def associate(
     handlers: list[Any] | None = None,
 ) -> Iterator[Any]:  # fmt: skip
     """An association proposing one SOP class; a clear error and exit code 2 if refused."""
-    ae = AE(ae_title=calling)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    ae.add_requested_context(sop_class)
-    assoc = ae.associate(
-        host, port, ae_title=aet, evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay), *(handlers or [])]
-    )
-    if not assoc.is_established:
-        why = "rejected the association" if assoc.is_rejected else "is unreachable or aborted"
-        raise _fail(f"{aet} at {host}:{port} {why}", 2)
+    peer = Peer(host, port, aet, calling, timeout)
+    try:
+        assoc = open_association(peer, [build_context(sop_class)], handlers=handlers)
+    except ScuError as exc:
+        raise _fail(exc.reason, 2) from exc
     if not any(cx.abstract_syntax == sop_class for cx in assoc.accepted_contexts):
         assoc.release()
         raise _fail(f"{aet} does not support SOP class {sop_class}", 2)
@@ -233,7 +226,7 @@ def commit(
         server = listener.start_server(
             ("0.0.0.0", listen_port),
             block=False,
-            evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay), *handlers],
+            evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), *handlers],
         )
     try:
         with associate(

@@ -24,7 +24,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from infra.settings import DicomSettings
 from ingest.accept import Acceptor, Origin
-from ingest.nodelay import set_nodelay as set_nodelay  # re-exported: bench imports it here
+from ingest.nodelay import set_nodelay
 from ingest.qr_find import FIND_SOP_CLASSES
 from ingest.reactor_gate import guard_reactor
 from ingest.retrieve_common import GET_MODELS, MOVE_MODELS

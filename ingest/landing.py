@@ -70,6 +70,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+PRUNE_RACE_ATTEMPTS = 5
+
+
 class SpoolLanding:
     """Files under `<data_dir>/spool/landing`, written to a temp name, fsync'd, renamed."""
 
@@ -100,13 +103,21 @@ class SpoolLanding:
         final = self._path(key)
         if final.exists():
             return
-        self._make_dirs(final.parent)
         temp = self.tmp / f"{uuid.uuid4().hex}.part"
         with open(temp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, final)
+        for attempt in range(1, PRUNE_RACE_ATTEMPTS + 1):
+            self._make_dirs(final.parent)
+            try:
+                os.replace(temp, final)
+                break
+            except FileNotFoundError:
+                # The archive's delete() pruned the folder, empty for a moment between our
+                # mkdir and this rename (another instance of the series was just archived).
+                if attempt == PRUNE_RACE_ATTEMPTS:
+                    raise
         _fsync_dir(final.parent)
 
     def get(self, key: str) -> bytes | None:

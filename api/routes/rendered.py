@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from api.media import parse_accept
@@ -125,6 +126,30 @@ def render_options(
     return options, multipart
 
 
+@dataclass(frozen=True)
+class Rendering:
+    """What the query and Accept header ask of a rendered image."""
+
+    options: RenderOptions
+    multipart: bool
+
+
+def _rendering(thumbnail: bool) -> Callable[..., Rendering]:
+    def dependency(
+        request: Request,
+        window: WindowQuery = None,
+        viewport: ViewportQuery = None,
+        quality: QualityQuery = None,
+    ) -> Rendering:
+        return Rendering(*render_options(request, window, viewport, quality, thumbnail))
+
+    return dependency
+
+
+RenderedDep = Annotated[Rendering, Depends(_rendering(thumbnail=False))]
+ThumbnailDep = Annotated[Rendering, Depends(_rendering(thumbnail=True))]
+
+
 def render_frames(data: bytes, frames: list[int] | None, options: RenderOptions) -> list[bytes]:
     """Rendered images of the frames asked for (None: the middle one)."""
     ds = load_dataset(data)
@@ -197,14 +222,11 @@ def _rendered_many(
 @router.get("/studies/{study}/rendered")
 async def retrieve_study_rendered(
     study: str,
-    request: Request,
     services: ServicesDep,
-    window: WindowQuery = None,
-    viewport: ViewportQuery = None,
-    quality: QualityQuery = None,
+    rendering: RenderedDep,
 ) -> Response:
     """The first frame of every instance of the study, rendered."""
-    options, _ = render_options(request, window, viewport, quality)
+    options = rendering.options
     return _rendered_many(services, await list_instances(services, study), options)
 
 
@@ -212,14 +234,11 @@ async def retrieve_study_rendered(
 async def retrieve_series_rendered(
     study: str,
     series: str,
-    request: Request,
     services: ServicesDep,
-    window: WindowQuery = None,
-    viewport: ViewportQuery = None,
-    quality: QualityQuery = None,
+    rendering: RenderedDep,
 ) -> Response:
     """The first frame of every instance of the series, rendered."""
-    options, _ = render_options(request, window, viewport, quality)
+    options = rendering.options
     return _rendered_many(services, await list_instances(services, study, series), options)
 
 
@@ -228,14 +247,11 @@ async def retrieve_instance_rendered(
     study: str,
     series: str,
     instance: str,
-    request: Request,
     services: ServicesDep,
-    window: WindowQuery = None,
-    viewport: ViewportQuery = None,
-    quality: QualityQuery = None,
+    rendering: RenderedDep,
 ) -> Response:
     """The instance rendered: its first frame, or every frame when multipart is asked for."""
-    options, multipart = render_options(request, window, viewport, quality)
+    options, multipart = rendering.options, rendering.multipart
     frames: list[int] | None = [1]
     if multipart:
         data = await instance_bytes(services, study, series, instance)
@@ -250,15 +266,12 @@ async def retrieve_frames_rendered(
     series: str,
     instance: str,
     frame_list: str,
-    request: Request,
     services: ServicesDep,
-    window: WindowQuery = None,
-    viewport: ViewportQuery = None,
-    quality: QualityQuery = None,
+    rendering: RenderedDep,
 ) -> Response:
     """The frames asked for, rendered (one image, or multipart/related for several)."""
     frames = parse_frame_list(frame_list)
-    options, multipart = render_options(request, window, viewport, quality)
+    options, multipart = rendering.options, rendering.multipart
     return await _render_instance(services, study, series, instance, frames, options, multipart)
 
 
@@ -280,14 +293,11 @@ async def _thumbnail_of(
 @router.get("/studies/{study}/thumbnail")
 async def retrieve_study_thumbnail(
     study: str,
-    request: Request,
     services: ServicesDep,
-    viewport: ViewportQuery = None,
-    quality: QualityQuery = None,
-    window: WindowQuery = None,
+    rendering: ThumbnailDep,
 ) -> Response:
     """A small image of the middle instance of the study's first series."""
-    options, _ = render_options(request, window, viewport, quality, thumbnail=True)
+    options = rendering.options
     instances = await list_instances(services, study)
     first_series = instances[0].series_instance_uid
     return await _thumbnail_of(
@@ -299,14 +309,11 @@ async def retrieve_study_thumbnail(
 async def retrieve_series_thumbnail(
     study: str,
     series: str,
-    request: Request,
     services: ServicesDep,
-    viewport: ViewportQuery = None,
-    quality: QualityQuery = None,
-    window: WindowQuery = None,
+    rendering: ThumbnailDep,
 ) -> Response:
     """A small image of the series' middle instance."""
-    options, _ = render_options(request, window, viewport, quality, thumbnail=True)
+    options = rendering.options
     return await _thumbnail_of(services, await list_instances(services, study, series), options)
 
 
@@ -315,14 +322,11 @@ async def retrieve_instance_thumbnail(
     study: str,
     series: str,
     instance: str,
-    request: Request,
     services: ServicesDep,
-    viewport: ViewportQuery = None,
-    quality: QualityQuery = None,
-    window: WindowQuery = None,
+    rendering: ThumbnailDep,
 ) -> Response:
     """A small image of the instance's middle frame."""
-    options, _ = render_options(request, window, viewport, quality, thumbnail=True)
+    options = rendering.options
     return await _render_instance(services, study, series, instance, None, options, False)
 
 
@@ -332,13 +336,10 @@ async def retrieve_frame_thumbnail(
     series: str,
     instance: str,
     frame_list: str,
-    request: Request,
     services: ServicesDep,
-    viewport: ViewportQuery = None,
-    quality: QualityQuery = None,
-    window: WindowQuery = None,
+    rendering: ThumbnailDep,
 ) -> Response:
     """A small image of the first frame listed."""
     frames = parse_frame_list(frame_list)[:1]
-    options, _ = render_options(request, window, viewport, quality, thumbnail=True)
+    options = rendering.options
     return await _render_instance(services, study, series, instance, frames, options, False)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterable
-from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 
-
-def _nodelay(event: Any) -> None:
-    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+from ingest.nodelay import set_nodelay
 
 
 def send_all(
@@ -24,7 +20,7 @@ def send_all(
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
     for syntax in {(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets}:
         ae.add_requested_context(*syntax)
-    assoc = ae.associate(*address, ae_title="PACS", evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)])
+    assoc = ae.associate(*address, ae_title="PACS", evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)])
     failures: list[int] = []
     if not assoc.is_established:
         return [-1]

@@ -26,6 +26,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from infra.settings import RemoteAE
 from infra.temporal_client import connect_temporal
+from ingest.nodelay import set_nodelay
 from tests.dicom_factory import ct_series
 from tests.integration.conftest import (
     Platform,
@@ -63,10 +64,6 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platfo
     )
     async with running_platform(settings.model_copy(update={"dicom": dicom})) as platform:
         yield platform
-
-
-def _nodelay(event: Any) -> None:
-    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def schedule(node: Platform, **fields: Any) -> dict[str, Any]:
@@ -155,7 +152,9 @@ async def test_findscu_worklist_returns_exactly_the_matching_items(
 def _store(node: Platform, datasets: list[Dataset], calling_ae: str) -> None:
     ae = AE(ae_title=calling_ae)
     ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate(*node.dicom, ae_title="PACS", evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)])
+    assoc = ae.associate(
+        *node.dicom, ae_title="PACS", evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)]
+    )
     assert assoc.is_established
     try:
         for ds in datasets:
@@ -209,7 +208,9 @@ async def test_mpps_create_complete_then_refused_and_linked_to_the_worklist(node
     uid = generate_uid()
     ae = AE(ae_title="CT1")
     ae.add_requested_context(ModalityPerformedProcedureStep)
-    assoc = ae.associate(*node.dicom, ae_title="PACS", evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)])
+    assoc = ae.associate(
+        *node.dicom, ae_title="PACS", evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)]
+    )
     assert assoc.is_established
     try:
         status, _ = assoc.send_n_create(
@@ -288,7 +289,7 @@ async def test_commitment_report_on_the_same_association(node: Platform) -> None
     assoc = ae.associate(
         *node.dicom,
         ae_title="PACS",
-        evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay), (evt.EVT_N_EVENT_REPORT, on_report)],
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_N_EVENT_REPORT, on_report)],
     )
     assert assoc.is_established
     try:
@@ -339,14 +340,14 @@ async def test_commitment_report_on_a_new_association_when_the_requester_left(
     server = listener.start_server(
         ("127.0.0.1", REPORT_PORT),
         block=False,
-        evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay), (evt.EVT_N_EVENT_REPORT, on_report)],
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_N_EVENT_REPORT, on_report)],
     )
     try:
         tuid, never = generate_uid(), generate_uid()
         ae = AE(ae_title=REPORT_AE)
         ae.add_requested_context(StorageCommitmentPushModel)
         assoc = ae.associate(
-            *node.dicom, ae_title="PACS", evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)]
+            *node.dicom, ae_title="PACS", evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)]
         )
         assert assoc.is_established
         status, _ = assoc.send_n_action(

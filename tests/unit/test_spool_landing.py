@@ -47,3 +47,22 @@ def test_versions_do_not_mix_up_uid_prefixes(tmp_path: Path) -> None:
         landing_key("1.2", "1.2.3", "1.2.3.4", "aa")
     ]
     assert spool.sops_in_study("1.2") == {"1.2.3.4", "1.2.3.4.5"}
+
+
+def test_put_survives_the_archive_pruning_its_folder(tmp_path: Path) -> None:
+    """The worker's delete() of the series' last archived file removes the folder between
+    our mkdir and rename: the write must still land (it was an acked C-STORE failing)."""
+    landing = SpoolLanding(tmp_path)
+    make_dirs = landing._make_dirs
+    pruned: list[Path] = []
+
+    def make_then_prune(directory: Path) -> None:
+        make_dirs(directory)
+        if not pruned:
+            directory.rmdir()  # what a concurrent delete() does to an empty folder
+            pruned.append(directory)
+
+    landing._make_dirs = make_then_prune  # type: ignore[method-assign]
+    landing.put("study/series/sop.abc.dcm", b"bytes")
+    assert pruned, "the race was not simulated"
+    assert landing.get("study/series/sop.abc.dcm") == b"bytes"

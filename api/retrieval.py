@@ -43,6 +43,17 @@ async def instance_bytes(services: Services, study: str, series: str, instance: 
     return data
 
 
+async def listed_bytes(services: Services, item: CatalogInstance) -> bytes | None:
+    """The bytes of a listed instance, or None when it went away since it was listed."""
+    return await asyncio.to_thread(
+        load_instance,
+        services,
+        item.study_instance_uid,
+        item.series_instance_uid,
+        item.sop_instance_uid,
+    )
+
+
 async def instance_dataset(services: Services, study: str, series: str, instance: str) -> Dataset:
     data = await instance_bytes(services, study, series, instance)
     try:

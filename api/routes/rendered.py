@@ -20,10 +20,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.media import parse_accept
 from api.multipart import build_multipart
-from api.retrieval import instance_bytes, list_instances, middle, parse_frame_list
+from api.retrieval import instance_bytes, list_instances, listed_bytes, middle, parse_frame_list
 from api.routes.wado import INSTANCE_PATH
 from api.services import Services, ServicesDep
-from api.stored import load_instance
 from infra.pixels import (
     ImageFormat,
     PixelError,
@@ -190,13 +189,7 @@ async def _stream_rendered(
     services: Services, instances: list[CatalogInstance], options: RenderOptions, boundary: str
 ) -> AsyncIterator[bytes]:
     for item in instances:
-        data = await asyncio.to_thread(
-            load_instance,
-            services,
-            item.study_instance_uid,
-            item.series_instance_uid,
-            item.sop_instance_uid,
-        )
+        data = await listed_bytes(services, item)
         if data is None:
             continue
         try:

@@ -18,9 +18,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.media import Choice, MediaRange, NotAcceptable, choose_instance_syntax, parse_accept
 from api.multipart import build_multipart
-from api.retrieval import instance_bytes, list_instances
+from api.retrieval import instance_bytes, list_instances, listed_bytes
 from api.services import Services, ServicesDep
-from api.stored import load_instance as load_instance
 from infra.transcode import TranscodeError, can_decode, can_encode, transcode
 from ingest.header import read_header
 from schemas.catalog import CatalogInstance
@@ -108,13 +107,7 @@ async def _stream_parts(
     boundary: str,
 ) -> AsyncIterator[bytes]:
     for item in instances:
-        data = await asyncio.to_thread(
-            load_instance,
-            services,
-            item.study_instance_uid,
-            item.series_instance_uid,
-            item.sop_instance_uid,
-        )
+        data = await listed_bytes(services, item)
         if data is None:
             # Listed but gone (deleted meanwhile): the status line is already sent.
             log.warning("instance %s listed but not found; skipped", item.sop_instance_uid)

@@ -241,6 +241,9 @@ def window_to_uint8(values: np.ndarray, window: Window) -> np.ndarray:
         out = 255.0 / (1.0 + np.exp(-4.0 * (values - c) / w))
     elif window.function == WindowFunction.LINEAR_EXACT:
         out = ((values - c) / w + 0.5) * 255.0
+    elif w <= 1:
+        # Width 1: the linear ramp is empty, a threshold at the centre (C.11.2.1.2.1).
+        out = np.where(values > c - 0.5, 255.0, 0.0)
     else:
         out = ((values - (c - 0.5)) / (w - 1) + 0.5) * 255.0
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

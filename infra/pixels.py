@@ -22,7 +22,8 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.uid import ExplicitVRBigEndian
 
-from infra.transcode import NATIVE_SYNTAXES, can_decode, syntax_name
+from infra.transcode import can_decode, syntax_name
+from infra.transfer_syntaxes import NATIVE_SYNTAXES
 
 PIXEL_DATA = 0x7FE00010
 

@@ -33,17 +33,10 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import VR
 
+from infra.transfer_syntaxes import NATIVE_SYNTAXES
+
 log = logging.getLogger(__name__)
 
-# Syntaxes whose pixel data is not encapsulated: rewriting the dataset is all it takes.
-NATIVE_SYNTAXES = frozenset(
-    {
-        str(ExplicitVRLittleEndian),
-        str(ImplicitVRLittleEndian),
-        str(DeflatedExplicitVRLittleEndian),
-        str(ExplicitVRBigEndian),
-    }
-)
 # Native syntaxes we write (big endian is retired: we read it but never produce it).
 _NATIVE_TARGETS = (
     str(ExplicitVRLittleEndian),

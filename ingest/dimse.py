@@ -23,6 +23,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from infra.settings import DicomSettings
+from infra.transfer_syntaxes import NATIVE_SYNTAXES
 from ingest.accept import Acceptor, Origin
 from ingest.nodelay import set_nodelay
 from ingest.qr_find import FIND_SOP_CLASSES
@@ -103,16 +104,8 @@ def build_ae(settings: DicomSettings) -> AE:
         ModalityPerformedProcedureStep,
         StorageCommitmentPushModel,
     ):
-        ae.add_supported_context(sop_class, NATIVE_SYNTAXES)
+        ae.add_supported_context(sop_class, list(NATIVE_SYNTAXES))
     return ae
-
-
-NATIVE_SYNTAXES = [
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
-    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
-]
 
 
 class FindRouter:

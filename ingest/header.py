@@ -11,6 +11,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 
+from infra.transfer_syntaxes import NATIVE_SYNTAXES
 from ingest.header_json import JsonDataset, header_json
 from ingest.statuses import CANNOT_UNDERSTAND, MISSING_IDENTIFIER
 
@@ -72,20 +73,12 @@ def _metadata(ds: Any, transfer_syntax: str, uids: dict[str, str]) -> JsonDatase
     metadata = header_json(ds, uri)
     if "Rows" in ds:
         # Parsing stopped before the pixels; an image has them, served as bulk data.
-        encapsulated = transfer_syntax not in _NATIVE_SYNTAXES
+        encapsulated = transfer_syntax not in NATIVE_SYNTAXES
         wide = int(ds.get("BitsAllocated", 8) or 8) > 8
         vr = "OW" if wide and not encapsulated else "OB"
         metadata["7FE00010"] = {"vr": vr, "BulkDataURI": uri("7FE00010")}
     metadata["00083002"] = {"vr": "UI", "Value": [transfer_syntax]}
     return metadata
-
-
-_NATIVE_SYNTAXES = {
-    "1.2.840.10008.1.2",
-    "1.2.840.10008.1.2.1",
-    "1.2.840.10008.1.2.1.99",
-    "1.2.840.10008.1.2.2",
-}
 
 
 def read_header(part10: bytes, metadata: bool = False) -> InstanceHeader:

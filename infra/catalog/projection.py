@@ -126,6 +126,7 @@ class CatalogProjection:
     def __init__(self, clickhouse: ClickHouse) -> None:
         self.clickhouse = clickhouse
         self._instance_columns = [name for name, _ in columns(Level.IMAGE)]
+        self._patient_column = self._instance_columns.index("patient_id")
         self._aggregates = {
             level: _aggregate_sql(level) for level in (Level.SERIES, Level.STUDY, Level.PATIENT)
         }
@@ -154,7 +155,7 @@ class CatalogProjection:
                 rows.append(row)
                 meta_rows.append(meta_row)
                 studies.add(record.event.instance.study_instance_uid)
-                patients.add(row[self._instance_columns.index("patient_id")])
+                patients.add(row[self._patient_column])
         if rows:
             self.clickhouse.insert("instances", rows, self._instance_columns)
             self.clickhouse.insert("instance_metadata", meta_rows, METADATA_COLUMNS)

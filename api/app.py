@@ -29,6 +29,7 @@ from api.routes import (
 )
 from api.services import Services
 from infra.catalog.projection import CatalogProjection
+from infra.catalog.resident import ResidentCatalog
 from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
 from infra.projections.audit import AuditProjection
@@ -59,13 +60,19 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         tasks: list[asyncio.Task[None]] = []
         if run_projectors:
             clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
-            services.catalog = CatalogReader(clickhouse)
+            max_rows = cfg.clickhouse.resident_max_rows
+            resident = ResidentCatalog(clickhouse, max_rows) if max_rows > 0 else None
+            services.catalog = CatalogReader(clickhouse, resident)
             services.worklist = WorklistProjection(clickhouse)
             services.projector = ProjectorRunner(
                 clickhouse,
                 cfg.kafka,
                 # Catalog first: a change listed in /api/changes is already queryable.
-                [CatalogProjection(clickhouse), services.worklist, AuditProjection(clickhouse)],
+                [
+                    CatalogProjection(clickhouse, resident),
+                    services.worklist,
+                    AuditProjection(clickhouse),
+                ],
                 cfg.kafka.projection_poll_interval_seconds,
             )
             tasks.append(asyncio.create_task(services.projector.run(stop)))

@@ -106,9 +106,13 @@ def settings_for(data_dir: Path, base: int) -> Settings:
 
 async def start_stack(settings: Settings) -> LocalStack:
     stack = LocalStack(settings)
-    await stack.start_servers()
-    stack.start_apps()
-    await stack.wait_ready(180)
+    try:
+        await stack.start_servers()
+        stack.start_apps()
+        await stack.wait_ready(180)
+    except BaseException:
+        stack.stop_all()  # no orphans holding the ports for the next run
+        raise
     return stack
 
 

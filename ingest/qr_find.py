@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -19,7 +18,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
 )
 
-from ingest.catalog_client import CatalogClient
+from ingest.catalog_client import CatalogClient, CatalogRefused, CatalogUnavailable
 from ingest.statuses import (
     CANCELLED,
     IDENTIFIER_MISMATCH,
@@ -68,15 +67,19 @@ def identifier_keys(identifier: Dataset) -> tuple[dict[str, str], list[str]]:
 
 def response_identifier(identifier: Dataset, match: dict[str, Any], level: str) -> Dataset:
     """Exactly the requested keys, filled from the match (empty where we hold no value)."""
-    found = Dataset.from_json(match)
     answer = Dataset()
     for elem in identifier:
         if elem.keyword == "QueryRetrieveLevel":
             continue
-        if elem.tag in found:
-            answer[elem.tag] = found[elem.tag]
-        else:
+        found = match.get(f"{elem.tag:08X}")
+        if found is None:
             answer.add_new(elem.tag, elem.VR, None if elem.VR != "SQ" else [])
+            continue
+        # The catalog only holds flat values: PN as {"Alphabetic": …}, the rest as they are.
+        values = [
+            v.get("Alphabetic", "") if isinstance(v, dict) else v for v in found.get("Value", [])
+        ]
+        answer.add_new(elem.tag, found["vr"], values[0] if len(values) == 1 else values or None)
     answer.QueryRetrieveLevel = level
     return answer
 
@@ -99,12 +102,11 @@ class FindHandler:
         filters, keys = identifier_keys(identifier)
         try:
             matches = self.catalog.find(level, filters, keys)
-        except httpx.HTTPStatusError as exc:
-            reason = _detail(exc.response)
-            log.info("C-FIND refused: %s", reason)
-            yield status_dataset(IDENTIFIER_MISMATCH, reason), None
+        except CatalogRefused as exc:
+            log.info("C-FIND refused: %s", exc)
+            yield status_dataset(IDENTIFIER_MISMATCH, str(exc)), None
             return
-        except httpx.HTTPError as exc:
+        except CatalogUnavailable as exc:
             log.warning("C-FIND could not reach the catalog: %r", exc)
             yield status_dataset(UNABLE_TO_PROCESS, "catalog unavailable"), None
             return
@@ -113,10 +115,3 @@ class FindHandler:
                 yield CANCELLED, None
                 return
             yield PENDING, response_identifier(identifier, match, level)
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("detail", response.text))
-    except ValueError:
-        return response.text

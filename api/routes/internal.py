@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.routes.qido import catalog_of
+from api.routes.qido import catalog_of, search_catalog
 from api.services import ServicesDep
 from infra.catalog.attributes import Level
 from infra.catalog.matching import QueryError
@@ -47,7 +47,7 @@ async def find(request: FindRequest, services: ServicesDep) -> JSONResponse:
     try:
         level = Level.parse(request.level)
         search = Search(level, request.filters, request.return_keys, request.limit, defaults=False)
-        result = await asyncio.to_thread(catalog.search, search)
+        result = await search_catalog(catalog, search)
     except (QueryError, ValueError) as exc:
         raise HTTPException(400, str(exc)) from exc
     # Straight to JSON: C-FIND latency is what this endpoint exists for.

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from infra.catalog.attributes import COPIED, LISTS, TABLES, Level, first_value
+from infra.catalog.resident import ResidentCatalog
 from infra.catalog.tables import (
     KEYS,
     METADATA_DDL,
@@ -123,8 +124,10 @@ class CatalogProjection:
     name = "catalog"
     tables: tuple[str, ...] = ALL_TABLES
 
-    def __init__(self, clickhouse: ClickHouse) -> None:
+    def __init__(self, clickhouse: ClickHouse, resident: ResidentCatalog | None = None) -> None:
         self.clickhouse = clickhouse
+        # The in-memory copy of the upper levels that searches read; kept equal here.
+        self.resident = resident
         self._instance_columns = [name for name, _ in columns(Level.IMAGE)]
         self._patient_column = self._instance_columns.index("patient_id")
         self._aggregates = {
@@ -136,6 +139,8 @@ class CatalogProjection:
             self.clickhouse.command(table_ddl(level, table))
         self.clickhouse.command(METADATA_DDL)
         self.clickhouse.command(POSITIONS_DDL)
+        if self.resident is not None:
+            self.resident.load()
 
     def positions(self) -> dict[int, int]:
         rows = self.clickhouse.rows(
@@ -162,6 +167,8 @@ class CatalogProjection:
             for level, sql in self._aggregates.items():
                 keys = sorted(patients if level is Level.PATIENT else studies)
                 self.clickhouse.command(sql, {"keys": keys})
+            if self.resident is not None:
+                self.resident.refresh(studies, patients)
         last: dict[int, int] = {}
         for record in records:
             last[record.partition] = max(last.get(record.partition, -1), record.offset)
@@ -172,3 +179,5 @@ class CatalogProjection:
     def drop(self) -> None:
         for table in ALL_TABLES:
             self.clickhouse.command(f"DROP TABLE IF EXISTS {table}")
+        if self.resident is not None:
+            self.resident.clear()

@@ -15,6 +15,7 @@ from infra.catalog.attributes import (
     Level,
 )
 from infra.catalog.matching import Conditions, QueryError
+from infra.catalog.resident import FULL_SCAN_LIMIT, ResidentCatalog
 from infra.clickhouse import ClickHouse
 from schemas.catalog import CatalogInstance, InstanceQuery
 
@@ -76,39 +77,69 @@ def element(attr: Attribute, value: Any) -> dict[str, Any]:
     return {"vr": attr.vr, "Value": values} if values else {"vr": attr.vr}
 
 
-class CatalogReader:
-    """Read side of the catalog; blocking (call from a worker thread)."""
+class _Plan:
+    """A search parsed once: its conditions, the columns to return, the window of rows."""
 
-    def __init__(self, clickhouse: ClickHouse) -> None:
-        self.clickhouse = clickhouse
-
-    def search(self, search: Search) -> SearchResult:
-        conditions = Conditions()
-        ignored = []
+    def __init__(self, search: Search) -> None:
+        self.conditions = Conditions()
+        self.ignored: list[str] = []
         for name, value in search.filters.items():
             attr = attribute(name)
             if attr is None or not attr.available_at(search.level):
-                ignored.append(name)
+                self.ignored.append(name)
                 continue
-            conditions.add(attr, value, search.fuzzy)
+            self.conditions.add(attr, value, search.fuzzy)
         names = search.return_keys if search.return_keys is not None else []
         wanted = list(DEFAULT_RETURN[search.level]) if search.defaults else []
         for name in [*names, *search.filters]:
             attr = attribute(name)
             if attr and attr.available_at(search.level) and attr.keyword not in wanted:
                 wanted.append(attr.keyword)
-        attrs = [BY_KEYWORD[k] for k in wanted] or [BY_KEYWORD[_UNIQUE_KEY[search.level]]]
-        limit = min(max(search.limit, 0), MAX_RESULTS)
-        sql = (
-            f"SELECT {', '.join(a.column for a in attrs)} FROM {TABLES[search.level]} FINAL"
-            f" WHERE {conditions.where()} ORDER BY {ORDER[search.level]}"
-            f" LIMIT {limit} OFFSET {max(search.offset, 0)}"
-        )
-        rows = self.clickhouse.rows(sql, conditions.params)
+        self.attrs = [BY_KEYWORD[k] for k in wanted] or [BY_KEYWORD[_UNIQUE_KEY[search.level]]]
+        self.columns = [a.column for a in self.attrs]
+        self.limit = min(max(search.limit, 0), MAX_RESULTS)
+        self.offset = max(search.offset, 0)
+
+    def result(self, rows: list[tuple[Any, ...]]) -> SearchResult:
+        attrs = self.attrs
         datasets = [
             {a.tag: element(a, value) for a, value in zip(attrs, row, strict=True)} for row in rows
         ]
-        return SearchResult(datasets, ignored)
+        return SearchResult(datasets, self.ignored)
+
+
+class CatalogReader:
+    """Read side of the catalog; blocking (call from a worker thread)."""
+
+    def __init__(self, clickhouse: ClickHouse, resident: ResidentCatalog | None = None) -> None:
+        self.clickhouse = clickhouse
+        self.resident = resident
+
+    def search(self, search: Search) -> SearchResult:
+        """From memory when the level is resident, else from ClickHouse (blocking)."""
+        return self.search_in_memory(search) or self.search_clickhouse(search)
+
+    def search_in_memory(
+        self, search: Search, max_scan: int = FULL_SCAN_LIMIT
+    ) -> SearchResult | None:
+        """The answer from the resident levels, or None (level not held, or more than
+        `max_scan` rows to scan); no I/O."""
+        if self.resident is None:
+            return None
+        plan = _Plan(search)
+        rows = self.resident.search(
+            search.level, plan.conditions, plan.columns, plan.limit, plan.offset, max_scan
+        )
+        return None if rows is None else plan.result(rows)
+
+    def search_clickhouse(self, search: Search) -> SearchResult:
+        plan = _Plan(search)
+        sql = (
+            f"SELECT {', '.join(plan.columns)} FROM {TABLES[search.level]} FINAL"
+            f" WHERE {plan.conditions.where()} ORDER BY {ORDER[search.level]}"
+            f" LIMIT {plan.limit} OFFSET {plan.offset}"
+        )
+        return plan.result(self.clickhouse.rows(sql, plan.conditions.params))
 
     def instances(self, query: InstanceQuery) -> list[CatalogInstance]:
         conditions = Conditions()

@@ -64,9 +64,21 @@ async def stored(platform: Platform) -> AsyncIterator[CatalogFixture]:
     assert send_all(platform.dicom, data.all, [], threading.Lock()) == []
 
     def visible() -> bool:
-        params: dict[str, Any] = {"PatientID": f"*-{data.token}"}
-        response = httpx.get(f"{platform.http}/dicom-web/instances", params=params, timeout=30)
-        return response.status_code == 200 and len(response.json()) == len(data.all)
+        # The documented wait: a change listed in /api/changes is queryable at every level
+        # (the instance table alone is written before the series and study rows).
+        for study in {ds.StudyInstanceUID for ds in data.all}:
+            params: dict[str, Any] = {"StudyInstanceUID": study, "limit": 1000}
+            response = httpx.get(f"{platform.http}/api/changes", params=params, timeout=30)
+            if response.status_code != 200:
+                return False
+            received = {
+                change["sop_instance_uid"]
+                for change in response.json()["changes"]
+                if change["type"] == "pacs.instance.received"
+            }
+            if received != {ds.SOPInstanceUID for ds in data.all if ds.StudyInstanceUID == study}:
+                return False
+        return True
 
     await eventually(visible, timeout=30, interval=0.2)
     yield data

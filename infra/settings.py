@@ -111,8 +111,8 @@ class ClickHouseSettings(BaseModel):
     # Empty = embedded chDB under <data_dir>/clickhouse; or e.g. http://host:8123/pacs
     dsn: str = ""
     # Patient, study and series rows kept in memory for fast searches, per level; a level
-    # with more rows is searched in ClickHouse. 0 keeps none. (~1 KB per row.)
-    resident_max_rows: int = 2_000_000
+    # with more rows is searched in ClickHouse. 0 keeps none. (~1.3 KB per row.)
+    resident_max_rows: int = 500_000
 
 
 class TemporalSettings(BaseModel):

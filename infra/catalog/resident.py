@@ -41,7 +41,7 @@ REFRESH_BY = {
     Level.STUDY: "study_instance_uid",
     Level.SERIES: "study_instance_uid",
 }
-DEFAULT_MAX_ROWS = 2_000_000
+DEFAULT_MAX_ROWS = 500_000  # about 650 MB per level
 # A search no index narrows scans every row of its level in Python; past this many rows
 # ClickHouse's parallel scan is the faster of the two.
 FULL_SCAN_LIMIT = 50_000

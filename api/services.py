@@ -54,7 +54,8 @@ class Services:
             return self._temporal
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain-def dependency in its thread pool, a hop on every request.
     services: Services = request.app.state.services
     return services
 

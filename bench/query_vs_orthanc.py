@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import statistics
@@ -173,6 +174,32 @@ def our_instance_count(http: str, prefix: str) -> int:
         timeout=120,
     )  # fmt: skip
     return sum(s["00201208"]["Value"][0] for s in response.json())
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(stack: LocalStack, timeout: float = 600, busy: float = 0.05) -> float:
+    """Wait until the platform's processes together use under `busy` of a core, as Orthanc
+    does once it has stored: after a bulk load SeaweedFS compacts volumes and the workers
+    finish stable-study workflows for a minute or more. Returns the seconds waited."""
+    pids = [p.pid for p in stack.all_processes() if p.pid is not None]
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        before = cpu_seconds(pids)
+        time.sleep(5)
+        if (cpu_seconds(pids) - before) / 5 < busy:
+            break
+    return time.monotonic() - start
 
 
 def landing_empty(settings: Settings) -> bool:
@@ -352,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         # Measure queries on a quiet platform, as Orthanc is measured: the archive workflows
         # copying 10k instances to the object store would otherwise share the two cores.
         wait_until(lambda: landing_empty(settings), 1200, "archive caught up")
-        time.sleep(5)
+        console.print(f"  platform quiet after another {wait_quiet(stack):.0f} s")
         dicom = (LOOPBACK, settings.dicom.port, settings.dicom.ae_title)
         results["ours_10k"] = queries(
             "ours", f"{http}/dicom-web", dicom, patients, big[0], args.metadata_rounds
@@ -388,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         mpatients = rng.choices(sorted({e.patient_id for e in mpop}), k=args.queries)
         stack = asyncio.run(start_stack(million))
         try:
+            wait_quiet(stack)
             mhttp = f"http://{LOOPBACK}:{million.http.port}"
             dicom = (LOOPBACK, million.dicom.port, million.dicom.ae_title)
             results["ours_1m"] = queries(

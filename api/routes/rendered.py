@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -133,8 +133,9 @@ class Rendering:
     multipart: bool
 
 
-def _rendering(thumbnail: bool) -> Callable[..., Rendering]:
-    def dependency(
+def _rendering(thumbnail: bool) -> Callable[..., Awaitable[Rendering]]:
+    # async: FastAPI runs a plain-def dependency in its thread pool, a hop per request.
+    async def dependency(
         request: Request,
         window: WindowQuery = None,
         viewport: ViewportQuery = None,

@@ -20,8 +20,10 @@ from infra.catalog.tables import (
     KEYS,
     METADATA_DDL,
     POSITIONS_DDL,
+    SKIP_INDEXES,
     columns,
     level_attributes,
+    skip_index,
     table_ddl,
 )
 from infra.clickhouse import ClickHouse
@@ -84,7 +86,14 @@ def _instance_row(record: LogRecord, event: InstanceReceived) -> tuple[list[Any]
 
 
 def _aggregate_sql(level: Level) -> str:
-    """INSERT … SELECT recomputing one level's rows for the keys a batch touched."""
+    """INSERT … SELECT recomputing one level's rows for the keys a batch touched.
+
+    Series and studies come from the instance table (narrowed by its primary key); patients
+    come from the study rows just recomputed, because the instance table is not ordered by
+    patient and scanning it costs ~180 ms a batch at 1M instances (the study table is
+    ~200 times smaller)."""
+    if level is Level.PATIENT:
+        return _patient_sql()
     keys = KEYS[level]
     select: list[str] = []
     for attribute in level_attributes(level):
@@ -103,18 +112,39 @@ def _aggregate_sql(level: Level) -> str:
             select.append(f"count() AS agg_{column}")
         elif column.endswith("_related_series"):
             select.append(f"uniqExact(series_instance_uid) AS agg_{column}")
-        elif column.endswith("_related_studies"):
-            select.append(f"uniqExact(study_instance_uid) AS agg_{column}")
         else:
             raise AssertionError(f"no aggregate for {attribute.keyword}")
+    return _insert_select(level, select, "instances", "study_instance_uid")
+
+
+def _patient_sql() -> str:
+    select: list[str] = []
+    for attribute in level_attributes(Level.PATIENT):
+        column = attribute.column
+        if column == "patient_id":
+            select.append(column)
+        elif attribute.origin == "copied":
+            # Each study row holds its newest instance's value: the newest of those wins.
+            select.append(f"argMax({column}, log_offset) AS agg_{column}")
+        elif column.endswith("_related_studies"):
+            select.append(f"count() AS agg_{column}")
+        elif column.endswith("_related_series"):
+            select.append(f"sum(number_of_study_related_series) AS agg_{column}")
+        elif column.endswith("_related_instances"):
+            select.append(f"sum(number_of_study_related_instances) AS agg_{column}")
+        else:
+            raise AssertionError(f"no aggregate for {attribute.keyword}")
+    return _insert_select(Level.PATIENT, select, "studies", "patient_id")
+
+
+def _insert_select(level: Level, select: list[str], source: str, narrow: str) -> str:
     # Aliases must not reuse column names: argMax(x, log_offset) would see the alias.
-    select += ["max(log_partition) AS agg_partition", "max(log_offset) AS agg_offset"]
+    select = [*select, "max(log_partition) AS agg_partition", "max(log_offset) AS agg_offset"]
     names = [name for name, _ in columns(level)]
-    narrow = "patient_id" if level is Level.PATIENT else "study_instance_uid"
     return (
         f"INSERT INTO {TABLES[level]} ({', '.join(names)}) "
-        f"SELECT {', '.join(select)} FROM instances FINAL "
-        f"WHERE {narrow} IN {{keys:Array(String)}} GROUP BY {', '.join(keys)}"
+        f"SELECT {', '.join(select)} FROM {source} FINAL "
+        f"WHERE {narrow} IN {{keys:Array(String)}} GROUP BY {', '.join(KEYS[level])}"
     )
 
 
@@ -137,10 +167,28 @@ class CatalogProjection:
     def ensure_tables(self) -> None:
         for level, table in TABLES.items():
             self.clickhouse.command(table_ddl(level, table))
+            self._add_skip_indexes(level, table)
         self.clickhouse.command(METADATA_DDL)
         self.clickhouse.command(POSITIONS_DDL)
         if self.resident is not None:
             self.resident.load()
+
+    def _add_skip_indexes(self, level: Level, table: str) -> None:
+        """Indexes a catalog made by an older version lacks: added, then built for the rows
+        already there (a background mutation; searches are right meanwhile, only slower)."""
+        present = {
+            str(row[0])
+            for row in self.clickhouse.rows(
+                "SELECT name FROM system.data_skipping_indices"
+                " WHERE database = currentDatabase() AND table = {t:String}",
+                {"t": table},
+            )
+        }
+        for column in SKIP_INDEXES.get(level, ()):
+            name, definition = skip_index(column)
+            if name not in present:
+                self.clickhouse.command(f"ALTER TABLE {table} ADD INDEX {name} {definition}")
+                self.clickhouse.command(f"ALTER TABLE {table} MATERIALIZE INDEX {name}")
 
     def positions(self) -> dict[int, int]:
         rows = self.clickhouse.rows(

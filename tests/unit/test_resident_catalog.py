@@ -7,8 +7,6 @@ of searches both empty and non-empty answers must occur.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from infra.catalog.attributes import Level

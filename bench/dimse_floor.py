@@ -1,0 +1,175 @@
+"""What pynetdicom itself costs a DIMSE query, before any catalog work: the floor under our
+C-FIND latency, measured against Orthanc (DCMTK in C++) with the same pynetdicom client.
+
+1. A bare pynetdicom SCP (its own process, TCP_NODELAY, identifier logging off as in our
+   gateway) answers C-ECHO and a C-FIND with two fixed pending datasets.
+2. Debian's Orthanc holding one study of two series answers the same C-FIND (two matches).
+3. The same client times 300 C-ECHOs and 300 C-FINDs against each on one association.
+4. The CPU an idle, established association costs each side (`/proc` counters over 5 s).
+
+    .venv/bin/python bench/dimse_floor.py [--skip-orthanc]
+
+Last run (2026-11-28, 2 cores), P50: bare SCP C-ECHO 7.5 ms, C-FIND 12.4 ms; Orthanc 2.9 and
+6.0 ms. An idle association costs the pynetdicom SCP 10% of a core (Orthanc 0.6%) and the
+pynetdicom client 10% (its reactors poll with 1 ms sleeps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pydicom.dataset import Dataset  # noqa: E402
+from pynetdicom import AE, _config, evt  # noqa: E402
+from pynetdicom.association import Association  # noqa: E402
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # noqa: E402
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
+
+from ingest.nodelay import set_nodelay  # noqa: E402
+from tests.dicom_factory import ct_series, write_series  # noqa: E402
+from tests.orthanc import Orthanc  # noqa: E402
+
+FIND = StudyRootQueryRetrieveInformationModelFind
+LOOPBACK = "127.0.0.1"
+PATIENT = "FLOOR-1"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _answer(event: Any) -> Iterator[tuple[int, Dataset]]:
+    for number in (1, 2):
+        found = Dataset()
+        found.QueryRetrieveLevel = "STUDY"
+        found.PatientID = PATIENT
+        found.StudyInstanceUID = f"1.2.826.0.1.3680043.10.1.{number}"
+        found.PatientName = "FLOOR^TEST"
+        yield 0xFF00, found
+
+
+def serve(port: int) -> None:
+    """The bare SCP (run in a process of its own by `main`)."""
+    _config.LOG_HANDLER_LEVEL = "none"
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    ae = AE(ae_title="BARE")
+    ae.add_supported_context(Verification)
+    ae.add_supported_context(FIND)
+    handlers: list[Any] = [(evt.EVT_C_FIND, _answer), (evt.EVT_CONN_OPEN, set_nodelay)]
+    ae.start_server((LOOPBACK, port), block=True, evt_handlers=handlers)
+
+
+def associate(port: int, aet: str) -> Association:
+    ae = AE(ae_title="FLOORSCU")
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(FIND)
+    nodelay: list[Any] = [(evt.EVT_CONN_OPEN, set_nodelay)]
+    assoc = ae.associate(LOOPBACK, port, ae_title=aet, evt_handlers=nodelay)
+    if not assoc.is_established:
+        raise RuntimeError(f"association to {aet} refused")
+    return assoc
+
+
+def p50_p95(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"{statistics.median(ordered) * 1000:.2f} / {p95 * 1000:.2f} ms"
+
+
+def time_queries(port: int, aet: str, rounds: int) -> None:
+    assoc = associate(port, aet)
+    try:
+        echo, find = [], []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            assoc.send_c_echo()
+            echo.append(time.perf_counter() - start)
+        matches = 0
+        for _ in range(rounds):
+            query = Dataset()
+            query.QueryRetrieveLevel = "STUDY"
+            query.PatientID = PATIENT
+            query.StudyInstanceUID = ""
+            query.PatientName = ""
+            start = time.perf_counter()
+            responses = assoc.send_c_find(query, FIND)
+            matches = sum(1 for status, _ in responses if status.Status == 0xFF00)
+            find.append(time.perf_counter() - start)
+        print(f"{aet:8} C-ECHO {p50_p95(echo)}   C-FIND ({matches} matches) {p50_p95(find)}")
+    finally:
+        assoc.release()
+
+
+def idle_cost(port: int, aet: str, server_pid: int) -> None:
+    assoc = associate(port, aet)
+    try:
+        time.sleep(1)
+        server, client = cpu_seconds(server_pid), cpu_seconds(os.getpid())
+        time.sleep(5)
+        server = (cpu_seconds(server_pid) - server) / 5
+        client = (cpu_seconds(os.getpid()) - client) / 5
+        print(f"{aet:8} idle association: {server:.1%} of a core (SCP), {client:.1%} (client)")
+    finally:
+        assoc.release()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=17104)
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--skip-orthanc", action="store_true")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.port)
+        return 0
+    bare = subprocess.Popen([sys.executable, __file__, "--serve", "--port", str(args.port)])
+    try:
+        time.sleep(2)
+        time_queries(args.port, "BARE", args.rounds)
+        idle_cost(args.port, "BARE", bare.pid)
+    finally:
+        bare.terminate()
+        bare.wait()
+    if args.skip_orthanc:
+        return 0
+    with tempfile.TemporaryDirectory(prefix="dimse-floor-") as work:
+        orthanc = Orthanc(Path(work), args.port + 1, args.port + 2)
+        orthanc.start()
+        try:
+            # Two studies of the patient: two matches, as the bare SCP answers.
+            files = Path(work) / "studies"
+            write_series(files, ct_series(2, size=8, patient_id=PATIENT))
+            write_series(files / "second", ct_series(2, size=8, patient_id=PATIENT))
+            subprocess.run(
+                ["storescu", "-aec", orthanc.aet, "+sd", "+r", LOOPBACK,
+                 str(orthanc.dicom_port), str(files)],
+                check=True,
+            )  # fmt: skip
+            time.sleep(1)
+            time_queries(orthanc.dicom_port, orthanc.aet, args.rounds)
+            assert orthanc.proc is not None
+            idle_cost(orthanc.dicom_port, orthanc.aet, orthanc.proc.pid)
+        finally:
+            orthanc.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

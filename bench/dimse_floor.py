@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # noqa: E402
     Verification,
 )
 
+from bench.query_vs_orthanc import cpu_seconds, percentile  # noqa: E402
 from ingest.nodelay import set_nodelay  # noqa: E402
 from tests.dicom_factory import ct_series, write_series  # noqa: E402
 from tests.orthanc import Orthanc  # noqa: E402
@@ -46,11 +46,6 @@ from tests.orthanc import Orthanc  # noqa: E402
 FIND = StudyRootQueryRetrieveInformationModelFind
 LOOPBACK = "127.0.0.1"
 PATIENT = "FLOOR-1"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _answer(event: Any) -> Iterator[tuple[int, Dataset]]:
@@ -87,9 +82,7 @@ def associate(port: int, aet: str) -> Association:
 
 
 def p50_p95(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return f"{statistics.median(ordered) * 1000:.2f} / {p95 * 1000:.2f} ms"
+    return f"{percentile(samples, 50) * 1000:.2f} / {percentile(samples, 95) * 1000:.2f} ms"
 
 
 def time_queries(port: int, aet: str, rounds: int) -> None:
@@ -120,10 +113,10 @@ def idle_cost(port: int, aet: str, server_pid: int) -> None:
     assoc = associate(port, aet)
     try:
         time.sleep(1)
-        server, client = cpu_seconds(server_pid), cpu_seconds(os.getpid())
+        server, client = cpu_seconds([server_pid]), cpu_seconds([os.getpid()])
         time.sleep(5)
-        server = (cpu_seconds(server_pid) - server) / 5
-        client = (cpu_seconds(os.getpid()) - client) / 5
+        server = (cpu_seconds([server_pid]) - server) / 5
+        client = (cpu_seconds([os.getpid()]) - client) / 5
         print(f"{aet:8} idle association: {server:.1%} of a core (SCP), {client:.1%} (client)")
     finally:
         assoc.release()

@@ -21,7 +21,7 @@ from typing import Any
 
 from infra.catalog.attributes import TABLES, Level
 from infra.catalog.matching import Conditions
-from infra.catalog.tables import KEYS, level_attributes
+from infra.catalog.tables import KEYS, RESULT_ORDER, level_attributes
 from infra.clickhouse import ClickHouse
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,6 @@ log = logging.getLogger(__name__)
 RESIDENT_LEVELS = (Level.PATIENT, Level.STUDY, Level.SERIES)
 # Columns with a value → keys index: what C-FIND and QIDO searches pin most often.
 INDEXED = ("patient_id", "study_instance_uid", "accession_number", "series_instance_uid")
-# Result order per level, as `search.ORDER` gives it to ClickHouse.
-SORT_COLUMNS = {
-    Level.PATIENT: ("patient_id",),
-    Level.STUDY: ("study_instance_uid",),
-    Level.SERIES: ("study_instance_uid", "series_number", "series_instance_uid"),
-}
 # Which column narrows a level's refresh after a projected batch.
 REFRESH_BY = {
     Level.PATIENT: "patient_id",
@@ -107,7 +101,7 @@ class ResidentLevel:
     def sort_key(self, row: Row) -> tuple[Any, ...]:
         # ClickHouse sorts NULL last in ascending order.
         parts: list[Any] = []
-        for column in SORT_COLUMNS[self.level]:
+        for column in RESULT_ORDER[self.level]:
             value = row[self.position[column]]
             parts += [value is None, 0 if value is None else value]
         return tuple(parts)
@@ -172,6 +166,9 @@ class ResidentCatalog:
                 if len(resident.rows) > self.max_rows:
                     log.warning("%s outgrew the resident limit", TABLES[level])
                     del self._levels[level]
+
+    def holds(self, level: Level) -> bool:
+        return level in self._levels
 
     def search(
         self,

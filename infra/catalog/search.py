@@ -16,6 +16,7 @@ from infra.catalog.attributes import (
 )
 from infra.catalog.matching import Conditions, QueryError
 from infra.catalog.resident import FULL_SCAN_LIMIT, ResidentCatalog
+from infra.catalog.tables import RESULT_ORDER
 from infra.clickhouse import ClickHouse
 from schemas.catalog import CatalogInstance, InstanceQuery
 
@@ -25,13 +26,6 @@ _UNIQUE_KEY = {
     Level.STUDY: "StudyInstanceUID",
     Level.SERIES: "SeriesInstanceUID",
     Level.IMAGE: "SOPInstanceUID",
-}
-# Results in the order a reader expects: series and instances by number, then by UID.
-ORDER = {
-    Level.PATIENT: "patient_id",
-    Level.STUDY: "study_instance_uid",
-    Level.SERIES: "study_instance_uid, series_number, series_instance_uid",
-    Level.IMAGE: "study_instance_uid, series_instance_uid, instance_number, sop_instance_uid",
 }
 
 
@@ -117,26 +111,31 @@ class CatalogReader:
 
     def search(self, search: Search) -> SearchResult:
         """From memory when the level is resident, else from ClickHouse (blocking)."""
-        return self.search_in_memory(search) or self.search_clickhouse(search)
+        plan = _Plan(search)
+        return self._in_memory(search, plan, FULL_SCAN_LIMIT) or self._in_clickhouse(search, plan)
 
     def search_in_memory(
         self, search: Search, max_scan: int = FULL_SCAN_LIMIT
     ) -> SearchResult | None:
         """The answer from the resident levels, or None (level not held, or more than
         `max_scan` rows to scan); no I/O."""
+        if self.resident is None or not self.resident.holds(search.level):
+            return None
+        return self._in_memory(search, _Plan(search), max_scan)
+
+    def _in_memory(self, search: Search, plan: _Plan, max_scan: int) -> SearchResult | None:
         if self.resident is None:
             return None
-        plan = _Plan(search)
         rows = self.resident.search(
             search.level, plan.conditions, plan.columns, plan.limit, plan.offset, max_scan
         )
         return None if rows is None else plan.result(rows)
 
-    def search_clickhouse(self, search: Search) -> SearchResult:
-        plan = _Plan(search)
+    def _in_clickhouse(self, search: Search, plan: _Plan) -> SearchResult:
         sql = (
             f"SELECT {', '.join(plan.columns)} FROM {TABLES[search.level]} FINAL"
-            f" WHERE {plan.conditions.where()} ORDER BY {ORDER[search.level]}"
+            f" WHERE {plan.conditions.where()}"
+            f" ORDER BY {', '.join(RESULT_ORDER[search.level])}"
             f" LIMIT {plan.limit} OFFSET {plan.offset}"
         )
         return plan.result(self.clickhouse.rows(sql, plan.conditions.params))

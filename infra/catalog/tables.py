@@ -18,6 +18,17 @@ KEYS = {
     Level.IMAGE: ("study_instance_uid", "series_instance_uid", "sop_instance_uid"),
 }
 
+# Search results in the order a reader expects: series and instances by number, then by UID.
+# ClickHouse gets it as ORDER BY; the resident levels sort by the same columns.
+RESULT_ORDER = {
+    Level.PATIENT: ("patient_id",),
+    Level.STUDY: ("study_instance_uid",),
+    Level.SERIES: ("study_instance_uid", "series_number", "series_instance_uid"),
+    Level.IMAGE: (
+        "study_instance_uid", "series_instance_uid", "instance_number", "sop_instance_uid",
+    ),
+}  # fmt: skip
+
 # Columns only the instance table has: where the bytes are and who sent them.
 INSTANCE_EXTRAS = (
     ("size", "UInt64"),

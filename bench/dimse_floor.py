@@ -39,7 +39,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # noqa: E402
 )
 
 from bench.query_vs_orthanc import cpu_seconds, percentile  # noqa: E402
+from ingest.event_reactor import make_event_driven  # noqa: E402
 from ingest.nodelay import set_nodelay  # noqa: E402
+from ingest.reactor_gate import guard_reactor  # noqa: E402
 from tests.dicom_factory import ct_series, write_series  # noqa: E402
 from tests.orthanc import Orthanc  # noqa: E402
 
@@ -58,7 +60,11 @@ def _answer(event: Any) -> Iterator[tuple[int, Dataset]]:
         yield 0xFF00, found
 
 
-def serve(port: int) -> None:
+def _guard(event: Any) -> None:
+    guard_reactor(event.assoc)
+
+
+def serve(port: int, event_driven: bool) -> None:
     """The bare SCP (run in a process of its own by `main`)."""
     _config.LOG_HANDLER_LEVEL = "none"
     _config.LOG_REQUEST_IDENTIFIERS = False
@@ -67,6 +73,8 @@ def serve(port: int) -> None:
     ae.add_supported_context(Verification)
     ae.add_supported_context(FIND)
     handlers: list[Any] = [(evt.EVT_C_FIND, _answer), (evt.EVT_CONN_OPEN, set_nodelay)]
+    if event_driven:
+        handlers += [(evt.EVT_CONN_OPEN, make_event_driven), (evt.EVT_ACCEPTED, _guard)]
     ae.start_server((LOOPBACK, port), block=True, evt_handlers=handlers)
 
 
@@ -127,19 +135,21 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=17104)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--skip-orthanc", action="store_true")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["stock", "event"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.port)
+        serve(args.port, args.serve == "event")
         return 0
-    bare = subprocess.Popen([sys.executable, __file__, "--serve", "--port", str(args.port)])
-    try:
-        time.sleep(2)
-        time_queries(args.port, "BARE", args.rounds)
-        idle_cost(args.port, "BARE", bare.pid)
-    finally:
-        bare.terminate()
-        bare.wait()
+    for reactor, name in (("stock", "BARE"), ("event", "EVENT")):
+        command = [sys.executable, __file__, "--serve", reactor, "--port", str(args.port)]
+        bare = subprocess.Popen(command)
+        try:
+            time.sleep(2)
+            time_queries(args.port, name, args.rounds)
+            idle_cost(args.port, name, bare.pid)
+        finally:
+            bare.terminate()
+            bare.wait()
     if args.skip_orthanc:
         return 0
     with tempfile.TemporaryDirectory(prefix="dimse-floor-") as work:

@@ -47,6 +47,9 @@ class DicomSettings(BaseModel):
     # cheaper for pynetdicom than reassembling dozens of 16 KiB fragments.
     max_pdu_size: int = 0
     network_timeout_seconds: float = 60.0
+    # Accepted associations wait for socket data and queued messages instead of polling
+    # every millisecond (ingest/event_reactor.py); false restores pynetdicom's own loops.
+    event_driven_reactor: bool = True
     # Known peers by AE title, e.g. PACS_DICOM__REMOTE_AES='{"WS1": {"host": "10.0.0.5",
     # "port": 104}}'. C-MOVE only sends to AEs listed here (PS3.4 C.4.2.3.1: an unknown
     # Move Destination is refused with 0xA801).

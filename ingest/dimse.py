@@ -25,6 +25,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 from infra.settings import DicomSettings
 from infra.transfer_syntaxes import NATIVE_SYNTAXES
 from ingest.accept import Acceptor, Origin
+from ingest.event_reactor import EventDrivenReactors
+from ingest.find_responder import DirectFind
 from ingest.nodelay import set_nodelay
 from ingest.qr_find import FIND_SOP_CLASSES
 from ingest.reactor_gate import guard_reactor
@@ -149,13 +151,21 @@ def skip_unlogged_formatting() -> None:
         _config.LOG_RESPONSE_IDENTIFIERS = False
 
 
-def start_gateway(settings: DicomSettings, handlers: list[Any]) -> ThreadedAssociationServer:
-    """Start listening with `handlers` (plus TCP_NODELAY); associations get their own threads."""
+def start_gateway(
+    settings: DicomSettings, handlers: list[Any], find: FindRouter | None = None
+) -> ThreadedAssociationServer:
+    """Start listening with `handlers` (plus TCP_NODELAY); associations get their own threads.
+    Query/Retrieve C-FIND requests routed by `find` are answered directly (see
+    ingest/find_responder.py) on event-driven associations."""
     skip_unlogged_formatting()
     ae = build_ae(settings)
     # The gate matters where another thread sends on an association we accepted (e.g. a
     # storage commitment report on the requester's association).
-    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_ACCEPTED, _guard), *handlers]
+    reactor: list[Any] = []
+    if settings.event_driven_reactor:
+        direct = DirectFind(find.handlers) if find is not None else None
+        reactor = [(evt.EVT_CONN_OPEN, EventDrivenReactors(direct))]
+    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), *reactor, (evt.EVT_ACCEPTED, _guard), *handlers]
     server = ae.make_server(
         (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
     )
@@ -164,8 +174,13 @@ def start_gateway(settings: DicomSettings, handlers: list[Any]) -> ThreadedAssoc
     return server
 
 
-async def serve_until(stop: asyncio.Event, settings: DicomSettings, handlers: list[Any]) -> None:
-    server = start_gateway(settings, handlers)
+async def serve_until(
+    stop: asyncio.Event,
+    settings: DicomSettings,
+    handlers: list[Any],
+    find: FindRouter | None = None,
+) -> None:
+    server = start_gateway(settings, handlers, find)
     try:
         await stop.wait()
     finally:

@@ -47,7 +47,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
         *modality,
     ]
     try:
-        await serve_until(stop, settings.dicom, handlers)
+        await serve_until(stop, settings.dicom, handlers, find)
     finally:
         worklist.close()
         catalog.close()

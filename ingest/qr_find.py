@@ -8,7 +8,7 @@ level; each comes back as a pending response holding exactly the keys that were 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -19,6 +19,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from ingest.catalog_client import CatalogClient, CatalogRefused, CatalogUnavailable
+from ingest.identifier_bytes import match_values
 from ingest.statuses import (
     CANCELLED,
     IDENTIFIER_MISMATCH,
@@ -75,10 +76,7 @@ def response_identifier(identifier: Dataset, match: dict[str, Any], level: str) 
         if found is None:
             answer.add_new(elem.tag, elem.VR, None if elem.VR != "SQ" else [])
             continue
-        # The catalog only holds flat values: PN as {"Alphabetic": …}, the rest as they are.
-        values = [
-            v.get("Alphabetic", "") if isinstance(v, dict) else v for v in found.get("Value", [])
-        ]
+        values = match_values(found)
         answer.add_new(elem.tag, found["vr"], values[0] if len(values) == 1 else values or None)
     answer.QueryRetrieveLevel = level
     return answer
@@ -93,25 +91,35 @@ class FindHandler:
     def __call__(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
         identifier: Dataset = event.identifier
         sop_class = str(event.request.AffectedSOPClassUID)
+        for status, match, level in self.answer(identifier, sop_class, lambda: event.is_cancelled):
+            found = None if match is None else response_identifier(identifier, match, level)
+            yield status, found
+
+    def answer(
+        self, identifier: Dataset, sop_class: str, cancelled: Callable[[], bool]
+    ) -> Iterator[tuple[Any, dict[str, Any] | None, str]]:
+        """(status, match, level) per response: PENDING with the catalog's match, or a final
+        status without one. Shared by the pynetdicom handler above and the direct responder
+        (ingest/find_responder.py), which writes the match straight to bytes."""
         level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
         allowed = LEVELS.get(sop_class, ())
         if level not in allowed:
             reason = f"QueryRetrieveLevel {level!r} is not one of {', '.join(allowed)}"
-            yield status_dataset(IDENTIFIER_MISMATCH, reason), None
+            yield status_dataset(IDENTIFIER_MISMATCH, reason), None, level
             return
         filters, keys = identifier_keys(identifier)
         try:
             matches = self.catalog.find(level, filters, keys)
         except CatalogRefused as exc:
             log.info("C-FIND refused: %s", exc)
-            yield status_dataset(IDENTIFIER_MISMATCH, str(exc)), None
+            yield status_dataset(IDENTIFIER_MISMATCH, str(exc)), None, level
             return
         except CatalogUnavailable as exc:
             log.warning("C-FIND could not reach the catalog: %r", exc)
-            yield status_dataset(UNABLE_TO_PROCESS, "catalog unavailable"), None
+            yield status_dataset(UNABLE_TO_PROCESS, "catalog unavailable"), None, level
             return
         for match in matches:
-            if event.is_cancelled:
-                yield CANCELLED, None
+            if cancelled():
+                yield CANCELLED, None, level
                 return
-            yield PENDING, response_identifier(identifier, match, level)
+            yield PENDING, match, level

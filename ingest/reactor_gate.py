@@ -44,6 +44,9 @@ class ReactorGate(threading.Event):
         with self._lock:
             self._parked.clear()
             super().clear()
+        wake = getattr(self._assoc, "wake_reactor", None)
+        if wake is not None:
+            wake()  # an event-driven reactor may be waiting for work, not at the checkpoint
         if threading.get_ident() == self._reactor:
             return  # a send from inside a handler: the reactor is this thread, not running
         while not self._parked.wait(0.01):

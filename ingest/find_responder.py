@@ -52,6 +52,18 @@ def _pdvs(context_id: int, control: int, data: bytes, max_pdu: int) -> list[tupl
     ]
 
 
+def _wait_taken(assoc: Any) -> None:
+    """Wait until the DUL thread has taken what we queued. Writing responses far ahead of
+    the socket would hold a whole result set in memory and answer a C-CANCEL only once
+    everything was sent; one response in flight lets the DUL look for incoming PDUs
+    (ingest/event_reactor.py reads before sending again) between two responses, as DCMTK
+    checks for a C-CANCEL before each."""
+    outgoing = assoc.dul.to_provider_queue
+    with outgoing.not_full:  # Queue.get() notifies it for every item taken
+        while outgoing.queue and assoc.is_established and assoc.dul.is_alive():
+            outgoing.not_full.wait(0.05)
+
+
 class DirectFind:
     """Serves C-FIND requests whose SOP class is routed to a FindHandler."""
 
@@ -116,6 +128,7 @@ class DirectFind:
                     found = response_identifier(identifier, match, level)
                     body = encode(found, not explicit, True)
                 self._send(assoc, context_id, sop_class, message_id, PENDING, body)
+                _wait_taken(assoc)
         except Exception:
             log.exception("C-FIND failed")
             if assoc.is_established:

@@ -39,6 +39,7 @@ LEVELS = {
     str(StudyRootQueryRetrieveInformationModelFind): ("STUDY", "SERIES", "IMAGE"),
 }
 _NOT_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
+UTF8 = "ISO_IR 192"
 
 
 def match_value(value: Any) -> str:
@@ -69,6 +70,7 @@ def identifier_keys(identifier: Dataset) -> tuple[dict[str, str], list[str]]:
 def response_identifier(identifier: Dataset, match: dict[str, Any], level: str) -> Dataset:
     """Exactly the requested keys, filled from the match (empty where we hold no value)."""
     answer = Dataset()
+    plain = True
     for elem in identifier:
         if elem.keyword == "QueryRetrieveLevel":
             continue
@@ -77,8 +79,12 @@ def response_identifier(identifier: Dataset, match: dict[str, Any], level: str) 
             answer.add_new(elem.tag, elem.VR, None if elem.VR != "SQ" else [])
             continue
         values = match_values(found)
+        plain = plain and all(not isinstance(v, str) or v.isascii() for v in values)
         answer.add_new(elem.tag, found["vr"], values[0] if len(values) == 1 else values or None)
     answer.QueryRetrieveLevel = level
+    if not plain:
+        # The catalog holds Unicode text: say so, or the peer reads it as ASCII (PS3.5 6.1).
+        answer.SpecificCharacterSet = UTF8
     return answer
 
 

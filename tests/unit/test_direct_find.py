@@ -146,6 +146,15 @@ def test_refusal_cancel_and_no_match_match_pynetdicom(gateways: tuple[Gateway, G
 
     assert _find(direct.port, _query(), ExplicitVRLittleEndian) == [(0x0000, "", None)]
 
+    # Text beyond ASCII comes back in UTF-8 and says so (pydicom writes that one).
+    unicode = _match(1)
+    unicode["00100010"] = {"vr": "PN", "Value": [{"Alphabetic": "MÜLLER^JÖRG"}]}
+    direct.catalog.matches = stock.catalog.matches = [unicode]
+    ((_, _, found), _) = _find(direct.port, _query(), ImplicitVRLittleEndian)
+    assert found is not None
+    assert (found.SpecificCharacterSet, found.PatientName) == ("ISO_IR 192", "MÜLLER^JÖRG")
+    assert _find(stock.port, _query(), ImplicitVRLittleEndian)[0][2] == found
+
     direct.catalog.matches = [_match(n) for n in range(3000)]
     cancelled = _find(direct.port, _query(), ExplicitVRLittleEndian, cancel_after=1)
     assert cancelled[-1][0] == 0xFE00

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config, evt
-from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
@@ -126,6 +127,23 @@ class FindRouter:
         return handler(event)
 
 
+class SharedSyntaxContext(PresentationContext):
+    """pynetdicom deep-copies the server's supported contexts (about 190, each listing about
+    40 transfer syntaxes) for every association it accepts. The UIDs are immutable strings:
+    copying the lists gives the same result without deep-copying ~7,000 UID objects."""
+
+    @classmethod
+    def of(cls, context: PresentationContext) -> SharedSyntaxContext:
+        twin = cls()
+        twin.__dict__.update(context.__dict__)
+        return twin
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedSyntaxContext:
+        twin = self.of(self)
+        twin._transfer_syntax = list(self._transfer_syntax)
+        return twin
+
+
 def _guard(event: Any) -> None:
     guard_reactor(event.assoc)
 
@@ -169,6 +187,12 @@ def start_gateway(
     server = ae.make_server(
         (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
     )
+    server.contexts = [SharedSyntaxContext.of(context) for context in server.contexts]
+    # pynetdicom runs a full gc.collect() every 60 passes of its accept loop (each accepted
+    # association, or every 30 s idle): ~85 ms holding the GIL, stalling every association.
+    # Everything loaded so far lives as long as the process; freezing it leaves those
+    # collections only the objects made since.
+    gc.freeze()
     threading.Thread(target=server.serve_forever, name="dimse-acceptor", daemon=True).start()
     log.info("DICOM %s listening on %s:%d", settings.ae_title, settings.host, settings.port)
     return server

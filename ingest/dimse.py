@@ -192,6 +192,7 @@ def start_gateway(
     # association, or every 30 s idle): ~85 ms holding the GIL, stalling every association.
     # Everything loaded so far lives as long as the process; freezing it leaves those
     # collections only the objects made since.
+    gc.collect()  # start-up garbage first: frozen objects are never collected
     gc.freeze()
     threading.Thread(target=server.serve_forever, name="dimse-acceptor", daemon=True).start()
     log.info("DICOM %s listening on %s:%d", settings.ae_title, settings.host, settings.port)

@@ -1,17 +1,19 @@
-"""What pynetdicom itself costs a DIMSE query, before any catalog work: the floor under our
-C-FIND latency, measured against Orthanc (DCMTK in C++) with the same pynetdicom client.
+"""What the DIMSE layer costs a query, before any catalog work, against Orthanc (DCMTK in C++)
+with the same pynetdicom client.
 
-1. A bare pynetdicom SCP (its own process, TCP_NODELAY, identifier logging off as in our
-   gateway) answers C-ECHO and a C-FIND with two fixed pending datasets.
-2. Debian's Orthanc holding one study of two series answers the same C-FIND (two matches).
-3. The same client times 300 C-ECHOs and 300 C-FINDs against each on one association.
-4. The CPU an idle, established association costs each side (`/proc` counters over 5 s).
+1. STOCK: a bare pynetdicom SCP (its own process, TCP_NODELAY, identifier logging off)
+   answering C-ECHO and a C-FIND with two fixed pending datasets: pynetdicom's own floor.
+2. GATEWAY: our gateway's DIMSE server (`ingest.dimse.start_gateway`: every storage context,
+   event-driven reactors, the direct C-FIND responder) whose FindHandler asks a stub catalog
+   holding the same two matches: everything but the catalog round trip.
+3. ORTHANC: Debian's Orthanc holding one patient's two studies answers the same C-FIND.
+4. Per target: 300 C-ECHOs and 300 C-FINDs on one association; 100 associations of
+   associate + C-ECHO + release (what a findscu or a modality pays per connection); and the
+   CPU an idle, established association costs each side (`/proc` counters over 5 s).
 
     .venv/bin/python bench/dimse_floor.py [--skip-orthanc]
 
-Last run (2026-11-28, 2 cores), P50: bare SCP C-ECHO 7.5 ms, C-FIND 12.4 ms; Orthanc 2.9 and
-6.0 ms. An idle association costs the pynetdicom SCP 10% of a core (Orthanc 0.6%) and the
-pynetdicom client 10% (its reactors poll with 1 ms sleeps).
+Results: bench/README.md.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,14 +37,16 @@ from pydicom.dataset import Dataset  # noqa: E402
 from pynetdicom import AE, _config, evt  # noqa: E402
 from pynetdicom.association import Association  # noqa: E402
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # noqa: E402
+    CTImageStorage,
     StudyRootQueryRetrieveInformationModelFind,
     Verification,
 )
 
 from bench.query_vs_orthanc import cpu_seconds, percentile  # noqa: E402
-from ingest.event_reactor import make_event_driven  # noqa: E402
+from infra.settings import DicomSettings  # noqa: E402
+from ingest.dimse import FindRouter, start_gateway  # noqa: E402
 from ingest.nodelay import set_nodelay  # noqa: E402
-from ingest.reactor_gate import guard_reactor  # noqa: E402
+from ingest.qr_find import FIND_SOP_CLASSES, FindHandler  # noqa: E402
 from tests.dicom_factory import ct_series, write_series  # noqa: E402
 from tests.orthanc import Orthanc  # noqa: E402
 
@@ -60,21 +65,36 @@ def _answer(event: Any) -> Iterator[tuple[int, Dataset]]:
         yield 0xFF00, found
 
 
-def _guard(event: Any) -> None:
-    guard_reactor(event.assoc)
+class TwoStudies:
+    """The catalog client's find(), answering every query with the same two studies."""
+
+    def find(self, level: str, filters: dict[str, str], keys: list[str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "00100020": {"vr": "LO", "Value": [PATIENT]},
+                "0020000D": {"vr": "UI", "Value": [f"1.2.826.0.1.3680043.10.1.{number}"]},
+                "00100010": {"vr": "PN", "Value": [{"Alphabetic": "FLOOR^TEST"}]},
+            }
+            for number in (1, 2)
+        ]
 
 
-def serve(port: int, event_driven: bool) -> None:
-    """The bare SCP (run in a process of its own by `main`)."""
+def serve(port: int, kind: str) -> None:
+    """The STOCK or GATEWAY SCP (run in a process of its own by `main`)."""
+    if kind == "gateway":
+        router = FindRouter()
+        for sop_class in FIND_SOP_CLASSES:
+            router.add(str(sop_class), FindHandler(TwoStudies()))  # type: ignore[arg-type]
+        settings = DicomSettings(host=LOOPBACK, port=port, ae_title="GATEWAY")
+        start_gateway(settings, [(evt.EVT_C_FIND, router)], router)
+        threading.Event().wait()
     _config.LOG_HANDLER_LEVEL = "none"
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
-    ae = AE(ae_title="BARE")
+    ae = AE(ae_title="STOCK")
     ae.add_supported_context(Verification)
     ae.add_supported_context(FIND)
     handlers: list[Any] = [(evt.EVT_C_FIND, _answer), (evt.EVT_CONN_OPEN, set_nodelay)]
-    if event_driven:
-        handlers += [(evt.EVT_CONN_OPEN, make_event_driven), (evt.EVT_ACCEPTED, _guard)]
     ae.start_server((LOOPBACK, port), block=True, evt_handlers=handlers)
 
 
@@ -82,6 +102,7 @@ def associate(port: int, aet: str) -> Association:
     ae = AE(ae_title="FLOORSCU")
     ae.add_requested_context(Verification)
     ae.add_requested_context(FIND)
+    ae.add_requested_context(CTImageStorage)
     nodelay: list[Any] = [(evt.EVT_CONN_OPEN, set_nodelay)]
     assoc = ae.associate(LOOPBACK, port, ae_title=aet, evt_handlers=nodelay)
     if not assoc.is_established:
@@ -117,6 +138,17 @@ def time_queries(port: int, aet: str, rounds: int) -> None:
         assoc.release()
 
 
+def time_associations(port: int, aet: str, rounds: int) -> None:
+    setup = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        assoc = associate(port, aet)
+        assoc.send_c_echo()
+        assoc.release()
+        setup.append(time.perf_counter() - start)
+    print(f"{aet:8} associate + C-ECHO + release {p50_p95(setup)}")
+
+
 def idle_cost(port: int, aet: str, server_pid: int) -> None:
     assoc = associate(port, aet)
     try:
@@ -135,21 +167,23 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=17104)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--skip-orthanc", action="store_true")
-    parser.add_argument("--serve", choices=["stock", "event"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["stock", "gateway"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.port, args.serve == "event")
+        serve(args.port, args.serve)
         return 0
-    for reactor, name in (("stock", "BARE"), ("event", "EVENT")):
-        command = [sys.executable, __file__, "--serve", reactor, "--port", str(args.port)]
-        bare = subprocess.Popen(command)
+    for kind in ("stock", "gateway"):
+        command = [sys.executable, __file__, "--serve", kind, "--port", str(args.port)]
+        scp = subprocess.Popen(command)
         try:
-            time.sleep(2)
-            time_queries(args.port, name, args.rounds)
-            idle_cost(args.port, name, bare.pid)
+            time.sleep(3)
+            aet = kind.upper()
+            time_queries(args.port, aet, args.rounds)
+            time_associations(args.port, aet, args.rounds // 3)
+            idle_cost(args.port, aet, scp.pid)
         finally:
-            bare.terminate()
-            bare.wait()
+            scp.terminate()
+            scp.wait()
     if args.skip_orthanc:
         return 0
     with tempfile.TemporaryDirectory(prefix="dimse-floor-") as work:
@@ -167,6 +201,7 @@ def main() -> int:
             )  # fmt: skip
             time.sleep(1)
             time_queries(orthanc.dicom_port, orthanc.aet, args.rounds)
+            time_associations(orthanc.dicom_port, orthanc.aet, args.rounds // 3)
             assert orthanc.proc is not None
             idle_cost(orthanc.dicom_port, orthanc.aet, orthanc.proc.pid)
         finally:

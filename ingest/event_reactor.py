@@ -16,7 +16,9 @@ only changes how the two threads wait:
 - the association thread blocks on an Event that is set whenever a DIMSE message, an ACSE
   primitive (release or abort) or a pause request arrives, or the DUL thread ends.
 
-Both still wake every `IDLE_WAKE` seconds so that the ARTIM and network timers fire.
+Both still wake every `IDLE_WAKE` seconds so that the ARTIM and network timers fire. One
+change of order: after sending a PDU, the DUL reads a PDU that is waiting before it sends the
+next, so a C-CANCEL is not stuck behind a long run of C-FIND responses.
 Requestor associations (ours, from C-MOVE or forwarding) keep pynetdicom's own loop: their
 DUL thread is already running when EVT_CONN_OPEN fires.
 """
@@ -235,5 +237,3 @@ class EventDrivenReactors:
         assoc.acse_timeout = assoc.acse_timeout
         assoc.network_timeout = assoc.network_timeout
 
-
-make_event_driven = EventDrivenReactors()

@@ -35,16 +35,27 @@ def _checksums(platform: Platform) -> dict[str, Any]:
     return result
 
 
+def _positions(platform: Platform) -> dict[str, Any]:
+    return {name: p["positions"] for name, p in _status(platform).items()}
+
+
 async def _quiet_positions(platform: Platform) -> dict[str, Any]:
-    """Positions once nothing new has arrived for a few seconds (archive events settle)."""
+    """Positions once nothing new has arrived for a while. Every study announces itself
+    stable `stable_after_seconds` after its last instance, so the last of those events may
+    come well after the instances (under load, later than a fixed few seconds)."""
+    quiet_for = 2 * platform.settings.ingest.stable_after_seconds + 5
+    loop = asyncio.get_running_loop()
     previous: dict[str, Any] = {}
-    for _ in range(60):
-        now = {name: p["positions"] for name, p in _status(platform).items()}
+    changed_at = loop.time()
+    deadline = changed_at + 180
+    while loop.time() < deadline:
+        now = _positions(platform)
+        if now != previous:
+            previous, changed_at = now, loop.time()
         # A projection with no events of its kind (e.g. the worklist) has no position.
-        if now == previous and now["catalog"]:
+        elif now["catalog"] and loop.time() - changed_at >= quiet_for:
             return now
-        previous = now
-        await asyncio.sleep(3)
+        await asyncio.sleep(1)
     raise AssertionError("the log never went quiet")
 
 
@@ -79,8 +90,11 @@ async def test_rebuild_equals_live_at_ten_thousand_instances(platform: Platform)
             f"(studies, instances) seen: {seen[-3:]}; positions {_status(platform)}"
         ) from None
     print(f"projected live in {asyncio.get_running_loop().time() - started:.1f} s")
-    live_positions = await _quiet_positions(platform)
-    live = _checksums(platform)
+    while True:  # the snapshot must be of exactly these positions
+        live_positions = await _quiet_positions(platform)
+        live = _checksums(platform)
+        if _positions(platform) == live_positions:
+            break
     assert live["instances"]["rows"] >= INSTANCES
     assert live["instance_metadata"]["rows"] >= INSTANCES
     assert live["studies"]["rows"] >= INSTANCES // PER_STUDY
@@ -104,4 +118,5 @@ async def test_rebuild_equals_live_at_ten_thousand_instances(platform: Platform)
     await eventually(caught_up, timeout=300, interval=2)
     print(f"rebuilt in {asyncio.get_running_loop().time() - started:.1f} s")
     rebuilt = _checksums(platform)
+    assert _positions(platform) == live_positions, "an event arrived during the rebuild"
     assert rebuilt == live, "every rebuilt table must equal the live one, row for row"

@@ -236,4 +236,3 @@ class EventDrivenReactors:
         # The timers live in the DUL: apply the association's timeouts to the new one.
         assoc.acse_timeout = assoc.acse_timeout
         assoc.network_timeout = assoc.network_timeout
-

@@ -64,6 +64,9 @@ class EventDrivenDUL(DULServiceProvider):
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
         self._wake_pending = False
+        # Guards the pipe's closing: a wake() after it must not write to a reused fd number.
+        self._wake_lock = threading.Lock()
+        self._wake_closed = False
         self._stopping = False
         self._sent_last = False
         super().__init__(assoc)
@@ -87,10 +90,20 @@ class EventDrivenDUL(DULServiceProvider):
     def wake(self) -> None:
         # One byte outstanding is enough; the flag is cleared only after draining, before
         # the loop looks at its queues again, so no put can go unnoticed.
-        if not self._wake_pending:
-            self._wake_pending = True
-            with contextlib.suppress(OSError):  # closed: the loop has ended anyway
-                os.write(self._wake_write, b"w")
+        if self._wake_pending:
+            return
+        with self._wake_lock:
+            if not self._wake_closed:
+                self._wake_pending = True
+                with contextlib.suppress(BlockingIOError):  # pipe full: a wake is pending
+                    os.write(self._wake_write, b"w")
+
+    def close_wake_pipe(self) -> None:
+        with self._wake_lock:
+            if not self._wake_closed:
+                self._wake_closed = True
+                os.close(self._wake_read)
+                os.close(self._wake_write)
 
     def _wake_association(self) -> None:
         wake = getattr(self.assoc, "wake_reactor", None)
@@ -131,9 +144,7 @@ class EventDrivenDUL(DULServiceProvider):
             super().run_reactor()
         finally:
             self._wake_association()
-            for fd in (self._wake_read, self._wake_write):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            self.close_wake_pipe()
 
 
 class EventDrivenAssociation(Association):

@@ -7,6 +7,7 @@ real catalog with DCMTK findscu and pynetdicom."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
 )
@@ -22,7 +24,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from infra.settings import DicomSettings
 from ingest.dimse import FindRouter, _shutdown, start_gateway
-from ingest.event_reactor import EventDrivenAssociation
+from ingest.event_reactor import EventDrivenAssociation, EventDrivenDUL
 from ingest.qr_find import FIND_SOP_CLASSES, FindHandler
 
 FIND = StudyRootQueryRetrieveInformationModelFind
@@ -186,3 +188,19 @@ def test_event_driven_association_times_out_and_releases() -> None:
         assert gateway.server.active_associations == []
     finally:
         gateway.close()
+
+
+def test_a_wake_after_the_dul_ended_writes_nowhere() -> None:
+    """The wake-up pipe's fd numbers are reused once closed (by a socket, a file); a late
+    wake() must not write into whatever now holds them."""
+    dul = EventDrivenDUL(Association(AE(), "acceptor"))
+    dul.close_wake_pipe()
+    read, write = os.pipe()  # most likely the numbers just freed
+    try:
+        os.set_blocking(read, False)
+        dul.wake()
+        with pytest.raises(BlockingIOError):
+            os.read(read, 1)
+    finally:
+        os.close(read)
+        os.close(write)

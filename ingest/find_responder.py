@@ -96,7 +96,7 @@ class DirectFind:
         # reactor counts as paused while a request is served.
         assoc._is_paused = True
         try:
-            self._respond(assoc, msg, context_id, handler, identifier, explicit)
+            self._respond(assoc, msg, context_id, sop_class, handler, identifier, explicit)
         finally:
             assoc._is_paused = False
             dimse.cancel_req = {}
@@ -107,11 +107,11 @@ class DirectFind:
         assoc: Any,
         msg: Any,
         context_id: int,
+        sop_class: str,
         handler: FindHandler,
         identifier: Dataset,
         explicit: bool,
     ) -> None:
-        sop_class = str(msg.AffectedSOPClassUID)
         message_id = int(msg.MessageID)
         cancel_req = assoc.dimse.cancel_req
         try:

@@ -12,7 +12,6 @@ as pydicom would write (tests/unit/test_identifier_bytes.py compares them).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -79,29 +78,23 @@ def identifier_bytes(
 ) -> bytes | None:
     """What qr_find.response_identifier builds, encoded: every requested key (empty where the
     match holds no value) plus the QueryRetrieveLevel, in tag order."""
-    parts: list[tuple[int, bytes | None]] = []
+    level_bytes = element_bytes(QUERY_RETRIEVE_LEVEL, "CS", [level], explicit)
+    if level_bytes is None:
+        return None
+    parts = {QUERY_RETRIEVE_LEVEL: level_bytes}
     for elem in identifier:
         tag = int(elem.tag)
         if tag == QUERY_RETRIEVE_LEVEL:
             continue
         found = match.get(f"{tag:08X}")
         if found is None:
-            parts.append((tag, element_bytes(tag, elem.VR, [], explicit)))
+            encoded = element_bytes(tag, elem.VR, [], explicit)
         else:
-            parts.append((tag, element_bytes(tag, found["vr"], match_values(found), explicit)))
-    parts.append(
-        (QUERY_RETRIEVE_LEVEL, element_bytes(QUERY_RETRIEVE_LEVEL, "CS", [level], explicit))
-    )
-    return _joined(sorted(parts, key=lambda part: part[0]))
-
-
-def _joined(parts: Iterable[tuple[int, bytes | None]]) -> bytes | None:
-    out = bytearray()
-    for _, encoded in parts:
+            encoded = element_bytes(tag, found["vr"], match_values(found), explicit)
         if encoded is None:
-            return None
-        out += encoded
-    return bytes(out)
+            return None  # one element pydicom must write: it writes them all
+        parts[tag] = encoded
+    return b"".join(parts[tag] for tag in sorted(parts))
 
 
 def command_set_bytes(elements: list[tuple[int, str, Any]]) -> bytes:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from infra.objectstore import ArchiveStore, archive_key
 from infra.settings import DicomSettings
-from ingest.catalog_client import CatalogClient
+from ingest.catalog_client import CatalogClient, CatalogUnavailable
 from ingest.commitment_report import send_on_new_association
-from schemas.catalog import InstanceQuery
+from ingest.landing import Landing
+from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.commitment import (
     CommitmentCheck,
     CommitmentCheckResult,
@@ -25,44 +27,80 @@ log = logging.getLogger(__name__)
 
 
 class CommitmentActivities:
-    """Built once per worker with the catalog, the archive and the remote-AE table."""
+    """Built once per worker with the catalog, the landing areas, the archive and the
+    remote-AE table."""
 
-    def __init__(self, catalog: CatalogClient, archive: ArchiveStore, dicom: DicomSettings) -> None:
+    def __init__(
+        self,
+        catalog: CatalogClient,
+        landings: Iterable[Landing],
+        archive: ArchiveStore,
+        dicom: DicomSettings,
+    ) -> None:
         self.catalog = catalog
+        self.landings = list(landings)
         self.archive = archive
         self.dicom = dicom
 
+    def _lookup(self, refs: list[CommitmentRef], caught_up: bool) -> dict[str, CatalogInstance]:
+        query = InstanceQuery(
+            sop_instance_uids=[r.sop_instance_uid for r in refs], caught_up=caught_up
+        )
+        return {i.sop_instance_uid: i for i in self.catalog.instances(query)}
+
+    def _unknown(self, ref: CommitmentRef) -> RefOutcome | None:
+        """Why an instance the catalog does not list is not failed yet, or None when it
+        truly never arrived: not landed, and absent once the catalog has caught up."""
+        if any(landing.holds_sop(ref.sop_instance_uid) for landing in self.landings):
+            return RefOutcome(ref=ref, state="not-archived", detail="received, not archived yet")
+        return None
+
     def _check(self, refs: list[CommitmentRef]) -> list[RefOutcome]:
-        known = {
-            i.sop_instance_uid: i
-            for i in self.catalog.instances(
-                InstanceQuery(sop_instance_uids=[r.sop_instance_uid for r in refs])
-            )
+        known = self._lookup(refs, caught_up=False)
+        early: dict[str, RefOutcome | None] = {
+            r.sop_instance_uid: self._unknown(r) for r in refs if r.sop_instance_uid not in known
         }
+        # Landing is checked before the caught-up lookup: an instance archived (and so gone
+        # from landing) in between is then in the catalog, as its announcement came first.
+        absent = [
+            r for r in refs if r.sop_instance_uid in early and early[r.sop_instance_uid] is None
+        ]
+        if absent:
+            try:
+                known.update(self._lookup(absent, caught_up=True))
+            except CatalogUnavailable as exc:
+                detail = f"not found, and the catalog could not confirm it yet ({exc})"
+                for ref in absent:
+                    early[ref.sop_instance_uid] = RefOutcome(
+                        ref=ref, state="unconfirmed", detail=detail
+                    )
         outcomes = []
         for ref in refs:
             entry = known.get(ref.sop_instance_uid)
             if entry is None:
-                outcomes.append(RefOutcome(ref=ref, state="missing", detail="never received"))
-                continue
-            if entry.sop_class_uid != ref.sop_class_uid:
-                detail = f"stored as SOP class {entry.sop_class_uid}"
-                outcomes.append(RefOutcome(ref=ref, state="class-conflict", detail=detail))
-                continue
-            key = archive_key(
-                entry.study_instance_uid, entry.series_instance_uid, entry.sop_instance_uid
-            )
-            stored = self.archive.head(key)
-            if stored is None:
+                pending = early.get(ref.sop_instance_uid)
                 outcomes.append(
-                    RefOutcome(ref=ref, state="not-archived", detail="not archived yet")
+                    pending or RefOutcome(ref=ref, state="missing", detail="never received")
                 )
-            elif not stored.sha256 or stored.sha256 != entry.sha256:
-                detail = f"archive holds sha256 {stored.sha256 or '?'}, received {entry.sha256}"
-                outcomes.append(RefOutcome(ref=ref, state="checksum-mismatch", detail=detail))
-            else:
-                outcomes.append(RefOutcome(ref=ref, state="committed"))
+                continue
+            outcomes.append(self._archived(ref, entry))
         return outcomes
+
+    def _archived(self, ref: CommitmentRef, entry: CatalogInstance) -> RefOutcome:
+        """A received instance: committed only if archived with the checksum received."""
+        if entry.sop_class_uid != ref.sop_class_uid:
+            detail = f"stored as SOP class {entry.sop_class_uid}"
+            return RefOutcome(ref=ref, state="class-conflict", detail=detail)
+        key = archive_key(
+            entry.study_instance_uid, entry.series_instance_uid, entry.sop_instance_uid
+        )
+        stored = self.archive.head(key)
+        if stored is None:
+            return RefOutcome(ref=ref, state="not-archived", detail="not archived yet")
+        if not stored.sha256 or stored.sha256 != entry.sha256:
+            detail = f"archive holds sha256 {stored.sha256 or '?'}, received {entry.sha256}"
+            return RefOutcome(ref=ref, state="checksum-mismatch", detail=detail)
+        return RefOutcome(ref=ref, state="committed")
 
     @activity.defn
     async def check_commitment(self, request: CommitmentCheck) -> CommitmentCheckResult:

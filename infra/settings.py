@@ -56,8 +56,9 @@ class DicomSettings(BaseModel):
     remote_aes: dict[str, RemoteAE] = Field(default_factory=dict)
     # A completed MPPS waits this long for the instances it lists to arrive.
     mpps_verify_timeout_seconds: float = 600.0
-    # Storage commitment waits this long for referenced instances still being archived.
-    commitment_timeout_seconds: float = 300.0
+    # Storage commitment waits this long for referenced instances received but still being
+    # archived; an instance never received is failed at once (0x0112).
+    commitment_timeout_seconds: float = 30.0
 
     def remote_ae(self, ae_title: str) -> RemoteAE | None:
         """The peer known by this AE title. Environment variable names lose their case

@@ -39,11 +39,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     publisher = EventPublisher(settings.kafka)
     await start_with_retry(publisher)
     archive = ArchiveStore(make_minio(settings.s3), settings.s3.archive_bucket)
-    activities = StorageActivities(landings(settings), archive, publisher)
+    landing_areas = landings(settings)
+    activities = StorageActivities(landing_areas, archive, publisher)
     events = EventActivities(publisher)
     catalog = CatalogClient(api_base_url(settings))
     mpps = MppsActivities(api_base_url(settings), catalog)
-    commitment = CommitmentActivities(catalog, archive, settings.dicom)
+    commitment = CommitmentActivities(catalog, landing_areas.values(), archive, settings.dicom)
     worker = Worker(
         client,
         task_queue=settings.temporal.ingest_task_queue,

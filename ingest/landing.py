@@ -58,6 +58,10 @@ class Landing(Protocol):
     def sops_in_study(self, study: str) -> set[str]:
         """SOP Instance UIDs with anything landed for a study."""
 
+    def holds_sop(self, sop: str) -> bool:
+        """Whether anything is landed for this SOP Instance UID, in any study. Scans the
+        whole landing area, which the archive keeps drained: a backlog, not the archive."""
+
     def older_than(self, seconds: float) -> Iterator[str]:
         """Keys landed more than `seconds` ago (candidates for a lost announcement)."""
 
@@ -148,6 +152,10 @@ class SpoolLanding:
     def sops_in_study(self, study: str) -> set[str]:
         return {sop_of_key(p.name) for p in (self.root / study).glob("*/*.dcm")}
 
+    def holds_sop(self, sop: str) -> bool:
+        # A UID is digits and dots, nothing a glob would read as a pattern.
+        return any(sop_of_key(p.name) == sop for p in self.root.glob(f"*/*/{sop}.*.dcm"))
+
     def older_than(self, seconds: float) -> Iterator[str]:
         cutoff = time.time() - seconds
         for path in self.root.glob("*/*/*.dcm"):
@@ -192,6 +200,10 @@ class S3Landing:
     def sops_in_study(self, study: str) -> set[str]:
         objects = self.client.list_objects(self.bucket, f"{study}/", recursive=True)
         return {sop_of_key(str(o.object_name)) for o in objects if o.object_name}
+
+    def holds_sop(self, sop: str) -> bool:
+        objects = self.client.list_objects(self.bucket, recursive=True)
+        return any(o.object_name and sop_of_key(str(o.object_name)) == sop for o in objects)
 
     def older_than(self, seconds: float) -> Iterator[str]:
         cutoff = time.time() - seconds

@@ -34,3 +34,6 @@ class InstanceQuery(BaseModel):
     series_instance_uids: list[str] = []
     sop_instance_uids: list[str] = []
     patient_id: str | None = None
+    # Answer only once the catalog holds every event acknowledged before the request, so
+    # an instance missing from the answer was never received (or was removed).
+    caught_up: bool = False

@@ -44,9 +44,10 @@ class StorageCommitmentInput(BaseModel):
     transaction_uid: str
     calling_ae: str
     references: list[CommitmentRef]
-    # Instances not yet archived are waited for this long, then reported as failed.
-    wait_timeout_seconds: float = 300.0
-    poll_seconds: float = 5.0
+    # Instances received but not yet archived are waited for this long, then reported as
+    # failed; one never received is failed at once.
+    wait_timeout_seconds: float = 30.0
+    poll_seconds: float = 1.0
     # How long the result waits for the gateway holding the requester's association to
     # take it before a new association is opened instead (covers a gateway that died).
     claim_window_seconds: float = 15.0
@@ -61,7 +62,11 @@ class CommitmentCheck(BaseModel):
     references: list[CommitmentRef]
 
 
-RefState = Literal["committed", "missing", "not-archived", "checksum-mismatch", "class-conflict"]
+# "missing" is final: not landed and absent from a caught-up catalog. "unconfirmed" is not
+# found, but the catalog could not confirm the absence yet: checked again, like "not-archived".
+RefState = Literal[
+    "committed", "missing", "unconfirmed", "not-archived", "checksum-mismatch", "class-conflict"
+]
 
 
 class RefOutcome(BaseModel):

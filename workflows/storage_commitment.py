@@ -52,9 +52,12 @@ TRANSACTION_UID = SearchAttributeKey.for_keyword("TransactionUID")
 CALLING_AE = SearchAttributeKey.for_keyword("CallingAE")
 
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+# Histories recorded before "missing" became final waited for missing instances too.
+MISSING_IS_FINAL = "commitment-missing-is-final"
 # FailureReason for what is still not verified when the wait ends (PS3.3 C.14.1.1).
 _FAILURE_REASONS = {
     "missing": FAILURE_NO_SUCH_OBJECT_INSTANCE,
+    "unconfirmed": FAILURE_NO_SUCH_OBJECT_INSTANCE,
     "class-conflict": FAILURE_CLASS_INSTANCE_CONFLICT,
     "not-archived": FAILURE_PROCESSING,
     "checksum-mismatch": FAILURE_PROCESSING,
@@ -163,6 +166,12 @@ class StorageCommitmentWorkflow:
         deadline = workflow.now() + timedelta(seconds=start.wait_timeout_seconds)
         settled: dict[str, RefOutcome] = {}
         pending = list(start.references)
+        # Committed and class conflicts will not change by waiting, nor will an instance the
+        # catalog, caught up with the log, has never seen and landing does not hold: the
+        # modality is told at once. Anything else may still arrive or finish archiving.
+        final = {"committed", "class-conflict"}
+        if workflow.patched(MISSING_IS_FINAL):
+            final.add("missing")
         while True:
             try:
                 result = await workflow.execute_activity_method(
@@ -179,9 +188,7 @@ class StorageCommitmentWorkflow:
                 outcomes = [RefOutcome(ref=r, state="not-archived", detail=detail) for r in pending]
             waiting = []
             for outcome in outcomes:
-                # A class conflict will not change by waiting; anything else may still arrive
-                # or finish archiving.
-                if outcome.state in ("committed", "class-conflict"):
+                if outcome.state in final:
                     settled[outcome.ref.sop_instance_uid] = outcome
                 else:
                     waiting.append(outcome)

@@ -20,6 +20,9 @@ from schemas.catalog import CatalogInstance, InstanceQuery
 
 router = APIRouter(prefix="/api/internal", tags=["internal"], include_in_schema=False)
 
+# How long a caught-up listing waits for the projector before it says "not now".
+CATCH_UP_TIMEOUT_SECONDS = 5.0
+
 
 class FindRequest(BaseModel):
     """A C-FIND identifier as match keys (keyword → DICOM string value) and return keys."""
@@ -28,12 +31,18 @@ class FindRequest(BaseModel):
     filters: dict[str, str] = {}
     return_keys: list[str] = []
     limit: int = Field(default=MAX_RESULTS, ge=0, le=MAX_RESULTS)
+    offset: int = Field(default=0, ge=0)
 
 
 @router.post("/instances", response_model=list[CatalogInstance])
 async def list_instances(query: InstanceQuery, services: ServicesDep) -> list[CatalogInstance]:
-    """Stored instances for a retrieve (C-MOVE / C-GET)."""
+    """Stored instances for a retrieve (C-MOVE / C-GET), or for a commitment check."""
     catalog = catalog_of(services)
+    if query.caught_up and (
+        services.projector is None
+        or not await services.projector.wait_caught_up(CATCH_UP_TIMEOUT_SECONDS)
+    ):
+        raise HTTPException(503, "the catalog has not caught up with the event log yet")
     try:
         return await asyncio.to_thread(catalog.instances, query)
     except QueryError as exc:
@@ -46,7 +55,14 @@ async def find(request: FindRequest, services: ServicesDep) -> JSONResponse:
     catalog = catalog_of(services)
     try:
         level = Level.parse(request.level)
-        search = Search(level, request.filters, request.return_keys, request.limit, defaults=False)
+        search = Search(
+            level,
+            request.filters,
+            request.return_keys,
+            request.limit,
+            request.offset,
+            defaults=False,
+        )
         result = await search_catalog(catalog, search)
     except (QueryError, ValueError) as exc:
         raise HTTPException(400, str(exc)) from exc

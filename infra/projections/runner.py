@@ -23,6 +23,9 @@ from schemas.events import parse_event
 
 log = logging.getLogger(__name__)
 
+# aiokafka's default fetch_max_wait_ms: how long a background fetch may wait at the broker.
+FETCH_WAIT_SECONDS = 0.5 + 0.5  # plus a margin for the round trip
+
 
 class ProjectorRunner:
     """Runs `projections` until stopped; resumable, rebuildable on request."""
@@ -42,9 +45,37 @@ class ProjectorRunner:
         self.rebuilds_completed = 0
         # Where each projection stands, per partition, as last applied (for status and waits).
         self.applied: dict[str, dict[int, int]] = {p.name: {} for p in projections}
+        # Loop time before which every acknowledged event is applied (see wait_caught_up).
+        self.caught_up_at = float("-inf")
+        self._progress = asyncio.Event()
 
     def request_rebuild(self) -> None:
         self._rebuild.set()
+
+    async def wait_caught_up(self, within: float) -> bool:
+        """Wait until every event the broker acknowledged before this call is applied to
+        every read model; False if that takes longer than `within` seconds (a steady stream
+        of events can keep the projector from ever finding the log's end).
+
+        A read model alone cannot tell "never happened" from "not applied yet"; callers that
+        must report an absence as final (storage commitment) ask for this barrier first."""
+        since = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(within):
+                while self.caught_up_at < since:
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _note_fetch(self, started: float, empty: bool) -> None:
+        if empty:
+            # A fetch that found nothing new has read everything the broker held when it was
+            # sent; the consumer's background fetch may have been sent up to one fetch wait
+            # before this call began, so the guarantee only covers acknowledgements before that.
+            self.caught_up_at = max(self.caught_up_at, started - FETCH_WAIT_SECONDS)
+        self._progress.set()
 
     def positions(self) -> dict[str, dict[int, int]]:
         out: dict[str, dict[int, int]] = {}
@@ -86,14 +117,17 @@ class ProjectorRunner:
                     # At once, so status and queries never meet a missing table.
                     await asyncio.to_thread(projection.ensure_tables)
                 self.applied = {p.name: {} for p in self.projections}
+                self.caught_up_at = float("-inf")
                 self.rebuilds_completed += 1
                 log.info("read models dropped; rebuilding from offset zero")
 
     async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         positioned = False
         pacer = PollPacer(self.poll_interval)
+        loop = asyncio.get_running_loop()
         while not stop.is_set() and not self._rebuild.is_set():
             await pacer.wait()
+            started = loop.time()
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             if not positioned and consumer.assignment():
                 await self._position(consumer)
@@ -102,6 +136,8 @@ class ProjectorRunner:
             records = [rec for tp_records in batches.values() for rec in _decode(tp_records)]
             if records:
                 await asyncio.to_thread(self._apply, records)
+            if positioned:
+                self._note_fetch(started, empty=not any(batches.values()))
 
     async def _position(self, consumer: AIOKafkaConsumer) -> None:
         self.applied = dict(await asyncio.to_thread(self.positions))

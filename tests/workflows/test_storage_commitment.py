@@ -40,6 +40,8 @@ class FakeCommitment:
         # Instance -> at which check (0-based) it is archived; absent = never received.
         self.archived_after = archived_after
         self.checks = 0
+        self.asked: list[list[str]] = []
+        self.unconfirmed: set[str] = set()
         self.events: list[str] = []
         self.sent: list[ReportDelivery] = []
 
@@ -50,9 +52,12 @@ class FakeCommitment:
     @activity.defn(name="check_commitment")
     async def check_commitment(self, request: CommitmentCheck) -> CommitmentCheckResult:
         outcomes = []
+        self.asked.append([r.sop_instance_uid for r in request.references])
         for r in request.references:
             due = self.archived_after.get(r.sop_instance_uid)
-            if due is None:
+            if r.sop_instance_uid in self.unconfirmed:
+                outcomes.append(RefOutcome(ref=r, state="unconfirmed"))
+            elif due is None:
                 outcomes.append(RefOutcome(ref=r, state="missing"))
             elif self.checks >= due:
                 outcomes.append(RefOutcome(ref=r, state="committed"))
@@ -97,8 +102,9 @@ async def commit(
                 claiming = asyncio.create_task(
                     handle.execute_update(StorageCommitmentWorkflow.claim_report, ClaimRequest())
                 )
-                # The claim waits for the report; skip over the instance wait meanwhile.
-                await env.sleep(start.wait_timeout_seconds + 10)
+                # The claim waits for the report; skip time forward until it is granted.
+                while not claiming.done():
+                    await env.sleep(1)
                 claim = await claiming
                 assert claim.granted and claim.report is not None
                 await handle.signal(
@@ -123,6 +129,27 @@ async def test_report_goes_on_the_held_association_with_waits_and_failures() -> 
     assert result.report.event_type_id == 2
     assert fake.sent == []
     assert fake.events == ["pacs.commitment.requested", "pacs.commitment.reported"]
+    # The never-received instance is failed on the first check, not waited for.
+    assert fake.asked == [["a", "b", "never"], ["b"], ["b"]]
+
+
+async def test_an_instance_never_received_is_failed_without_waiting() -> None:
+    fake = FakeCommitment(archived_after={"a": 0})
+    result = await commit(fake, [ref("a"), ref("never")], gateway="gone")
+    assert fake.checks == 1
+    assert [(f.ref.sop_instance_uid, f.failure_reason) for f in result.report.failed] == [
+        ("never", FAILURE_NO_SUCH_OBJECT_INSTANCE)
+    ]
+
+
+async def test_an_absence_the_catalog_cannot_confirm_yet_is_checked_again() -> None:
+    fake = FakeCommitment(archived_after={})
+    fake.unconfirmed.add("late")
+    result = await commit(fake, [ref("late")], gateway="gone")
+    assert fake.checks > 1
+    assert [(f.failure_reason, f.detail) for f in result.report.failed] == [
+        (FAILURE_NO_SUCH_OBJECT_INSTANCE, "unconfirmed")
+    ]
 
 
 async def test_report_goes_on_a_new_association_when_the_requester_left() -> None:

@@ -68,7 +68,9 @@ def _answer(event: Any) -> Iterator[tuple[int, Dataset]]:
 class TwoStudies:
     """The catalog client's find(), answering every query with the same two studies."""
 
-    def find(self, level: str, filters: dict[str, str], keys: list[str]) -> list[dict[str, Any]]:
+    def find(
+        self, level: str, filters: dict[str, str], keys: list[str], limit: int, offset: int = 0
+    ) -> list[dict[str, Any]]:
         return [
             {
                 "00100020": {"vr": "LO", "Value": [PATIENT]},

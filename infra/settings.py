@@ -47,6 +47,9 @@ class DicomSettings(BaseModel):
     # cheaper for pynetdicom than reassembling dozens of 16 KiB fragments.
     max_pdu_size: int = 0
     network_timeout_seconds: float = 60.0
+    # A Q/R C-FIND sends at most this many matches, then ends with 0xA700 and an
+    # ErrorComment saying it was capped (never a success for a truncated answer).
+    find_max_matches: int = Field(default=100_000, ge=1)
     # Accepted associations wait for socket data and queued messages instead of polling
     # every millisecond (ingest/event_reactor.py); false restores pynetdicom's own loops.
     event_driven_reactor: bool = True

@@ -51,9 +51,18 @@ class CatalogClient:
         body = self._post("/api/internal/instances", query.model_dump_json().encode())
         return _INSTANCES.validate_json(body)
 
-    def find(self, level: str, filters: dict[str, str], keys: list[str]) -> list[dict[str, Any]]:
-        """C-FIND matches as DICOM JSON datasets; CatalogRefused for a bad identifier."""
-        payload = {"level": level, "filters": filters, "return_keys": keys}
+    def find(
+        self, level: str, filters: dict[str, str], keys: list[str], limit: int, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """One page of C-FIND matches (in the catalog's result order) as DICOM JSON datasets;
+        CatalogRefused for a bad identifier."""
+        payload = {
+            "level": level,
+            "filters": filters,
+            "return_keys": keys,
+            "limit": limit,
+            "offset": offset,
+        }
         matches: list[dict[str, Any]] = json.loads(
             self._post("/api/internal/find", json.dumps(payload).encode())
         )

@@ -98,6 +98,14 @@ class EventDrivenDUL(DULServiceProvider):
                 with contextlib.suppress(BlockingIOError):  # pipe full: a wake is pending
                     os.write(self._wake_write, b"w")
 
+    def _drain_wake(self) -> None:
+        # Drain first, then clear: a wake() in between sees the flag still set and writes
+        # nothing, and the loop finds its item on the next look at the queues. Clearing first
+        # let such a wake() write a byte this read then swallowed, leaving the flag set with
+        # the pipe empty: every later wake() was skipped and each message waited IDLE_WAKE.
+        os.read(self._wake_read, 4096)
+        self._wake_pending = False
+
     def close_wake_pipe(self) -> None:
         with self._wake_lock:
             if not self._wake_closed:
@@ -135,8 +143,7 @@ class EventDrivenDUL(DULServiceProvider):
         except (OSError, ValueError):
             return False  # socket closed under us: the next look reports it (Evt17)
         if self._wake_read in readable:
-            self._wake_pending = False
-            os.read(self._wake_read, 4096)
+            self._drain_wake()
         return False  # the loop goes round at once and reads whatever became ready
 
     def run_reactor(self) -> None:

@@ -38,7 +38,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     retrieve = RetrieveSource(catalog=catalog, load=load)
     find = FindRouter()
     for sop_class in FIND_SOP_CLASSES:
-        find.add(str(sop_class), FindHandler(catalog))
+        find.add(str(sop_class), FindHandler(catalog, settings.dicom.find_max_matches))
     modality, worklist = modality_handlers(settings, asyncio.get_running_loop(), find)
     handlers = [
         (evt.EVT_C_STORE, StoreHandler(clients.acceptor)),

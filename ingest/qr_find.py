@@ -23,6 +23,7 @@ from ingest.identifier_bytes import match_values
 from ingest.statuses import (
     CANCELLED,
     IDENTIFIER_MISMATCH,
+    OUT_OF_RESOURCES,
     PENDING,
     UNABLE_TO_PROCESS,
     status_dataset,
@@ -40,6 +41,9 @@ LEVELS = {
 }
 _NOT_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 UTF8 = "ISO_IR 192"
+# Matches fetched from the catalog per request: the gateway holds one page, not the result.
+FIND_PAGE_SIZE = 2_000
+DEFAULT_MAX_MATCHES = 100_000
 
 
 def match_value(value: Any) -> str:
@@ -89,10 +93,15 @@ def response_identifier(identifier: Dataset, match: dict[str, Any], level: str) 
 
 
 class FindHandler:
-    """EVT_C_FIND: a generator of (status, identifier) pairs, as pynetdicom expects."""
+    """EVT_C_FIND: a generator of (status, identifier) pairs, as pynetdicom expects.
 
-    def __init__(self, catalog: CatalogClient) -> None:
+    Matches stream from the catalog page by page. Past `max_matches` the query ends with
+    0xA700 (refused: out of resources) and an ErrorComment saying so, never with a success
+    that would pass a truncated answer off as complete."""
+
+    def __init__(self, catalog: CatalogClient, max_matches: int = DEFAULT_MAX_MATCHES) -> None:
         self.catalog = catalog
+        self.max_matches = max_matches
 
     def __call__(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
         identifier: Dataset = event.identifier
@@ -114,18 +123,30 @@ class FindHandler:
             yield status_dataset(IDENTIFIER_MISMATCH, reason), None, level
             return
         filters, keys = identifier_keys(identifier)
-        try:
-            matches = self.catalog.find(level, filters, keys)
-        except CatalogRefused as exc:
-            log.info("C-FIND refused: %s", exc)
-            yield status_dataset(IDENTIFIER_MISMATCH, str(exc)), None, level
-            return
-        except CatalogUnavailable as exc:
-            log.warning("C-FIND could not reach the catalog: %r", exc)
-            yield status_dataset(UNABLE_TO_PROCESS, "catalog unavailable"), None, level
-            return
-        for match in matches:
-            if cancelled():
-                yield CANCELLED, None, level
+        sent = 0
+        while True:
+            # One more than the cap is asked for, to tell "exactly the cap" from "more".
+            want = min(FIND_PAGE_SIZE, self.max_matches + 1 - sent)
+            try:
+                page = self.catalog.find(level, filters, keys, limit=want, offset=sent)
+            except CatalogRefused as exc:
+                log.info("C-FIND refused: %s", exc)
+                yield status_dataset(IDENTIFIER_MISMATCH, str(exc)), None, level
                 return
-            yield PENDING, match, level
+            except CatalogUnavailable as exc:
+                log.warning("C-FIND could not reach the catalog: %r", exc)
+                yield status_dataset(UNABLE_TO_PROCESS, "catalog unavailable"), None, level
+                return
+            for match in page:
+                if cancelled():
+                    yield CANCELLED, None, level
+                    return
+                if sent == self.max_matches:
+                    log.warning("C-FIND at %s level capped at %d matches", level, sent)
+                    reason = f"more than {sent} matches: capped at {sent}; narrow the query"
+                    yield status_dataset(OUT_OF_RESOURCES, reason), None, level
+                    return
+                sent += 1
+                yield PENDING, match, level
+            if len(page) < want:
+                return

@@ -49,7 +49,7 @@ def api() -> Iterator[str]:
 def test_queries_reuse_one_connection(api: str) -> None:
     client = CatalogClient(api)
     for n in range(5):
-        (echoed,) = client.find("STUDY", {"PatientID": f"P{n}"}, ["PatientID"])
+        (echoed,) = client.find("STUDY", {"PatientID": f"P{n}"}, ["PatientID"], limit=10)
         assert echoed["filters"] == {"PatientID": f"P{n}"}
     assert len(FakeApi.connections) == 1
     client.close()
@@ -59,7 +59,7 @@ def test_a_connection_the_server_closed_is_replaced_once(api: str) -> None:
     client = CatalogClient(api)
     FakeApi.close_after_answer = True
     for _ in range(3):
-        assert client.find("STUDY", {}, [])  # each pooled connection is dead on next use
+        assert client.find("STUDY", {}, [], limit=10)  # each pooled connection is dead on next use
     assert len(FakeApi.connections) == 3
     client.close()
 
@@ -68,14 +68,14 @@ def test_refusals_carry_the_reason_and_failures_say_unavailable(api: str) -> Non
     client = CatalogClient(api)
     FakeApi.answers = [(400, {"detail": "StudyDate: '2025' is not a date (YYYYMMDD)"})]
     with pytest.raises(CatalogRefused, match="is not a date"):
-        client.find("STUDY", {"StudyDate": "2025"}, [])
+        client.find("STUDY", {"StudyDate": "2025"}, [], limit=10)
     FakeApi.answers = [(503, {"detail": "not ready"})]
     with pytest.raises(CatalogUnavailable, match="503"):
-        client.find("STUDY", {}, [])
+        client.find("STUDY", {}, [], limit=10)
     client.close()
 
 
 def test_nothing_listening_is_unavailable() -> None:
     client = CatalogClient("http://127.0.0.1:9", timeout=2)
     with pytest.raises(CatalogUnavailable, match="unreachable"):
-        client.find("STUDY", {}, [])
+        client.find("STUDY", {}, [], limit=10)

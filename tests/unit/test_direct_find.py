@@ -8,6 +8,7 @@ real catalog with DCMTK findscu and pynetdicom."""
 from __future__ import annotations
 
 import os
+import select
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -34,8 +35,10 @@ class StubCatalog:
     def __init__(self) -> None:
         self.matches: list[dict[str, Any]] = []
 
-    def find(self, level: str, filters: dict[str, str], keys: list[str]) -> list[dict[str, Any]]:
-        return self.matches
+    def find(
+        self, level: str, filters: dict[str, str], keys: list[str], limit: int, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        return self.matches[offset : offset + limit]
 
 
 class CountingRouter(FindRouter):
@@ -58,11 +61,14 @@ def _match(number: int, comments: str = "") -> dict[str, Any]:
 
 
 class Gateway:
-    def __init__(self, event_driven: bool, network_timeout: float = 30) -> None:
+    def __init__(
+        self, event_driven: bool, network_timeout: float = 30, max_matches: int = 100_000
+    ) -> None:
         self.catalog = StubCatalog()
         self.router = CountingRouter()
         for sop_class in FIND_SOP_CLASSES:
-            self.router.add(str(sop_class), FindHandler(self.catalog))  # type: ignore[arg-type]
+            handler = FindHandler(self.catalog, max_matches)  # type: ignore[arg-type]
+            self.router.add(str(sop_class), handler)
         settings = DicomSettings(
             port=0, event_driven_reactor=event_driven, network_timeout_seconds=network_timeout
         )
@@ -163,6 +169,26 @@ def test_refusal_cancel_and_no_match_match_pynetdicom(gateways: tuple[Gateway, G
     assert len(cancelled) < 3001
 
 
+@pytest.mark.parametrize("event_driven", [True, False])
+def test_a_capped_find_says_so_instead_of_succeeding(event_driven: bool) -> None:
+    gateway = Gateway(event_driven=event_driven, max_matches=2_500)
+    try:
+        # More than a catalog page (2,000) but under the cap: every match, then success.
+        gateway.catalog.matches = [_match(n) for n in range(2_500)]
+        answered = _find(gateway.port, _query(), ExplicitVRLittleEndian)
+        assert [s for s, _, _ in answered] == [0xFF00] * 2_500 + [0x0000]
+        numbers = [int(found.NumberOfStudyRelatedInstances) for _, _, found in answered if found]
+        assert numbers == list(range(2_500))  # each match once, in the catalog's order
+        # One over the cap: the first 2,500 and a refusal that says why, never a success.
+        gateway.catalog.matches.append(_match(2_500))
+        capped = _find(gateway.port, _query(), ExplicitVRLittleEndian)
+        assert len(capped) == 2_501
+        reason = "more than 2500 matches: capped at 2500; narrow the query"
+        assert capped[-1][:2] == (0xA700, reason)
+    finally:
+        gateway.close()
+
+
 def test_event_driven_association_times_out_and_releases() -> None:
     gateway = Gateway(event_driven=True, network_timeout=1)
     try:
@@ -204,3 +230,25 @@ def test_a_wake_after_the_dul_ended_writes_nowhere() -> None:
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_a_wake_during_the_drain_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message queued while the DUL drains its wake-up pipe must still wake it next time
+    (a lost wake made every later response of a long C-FIND wait 50 ms)."""
+    dul = EventDrivenDUL(Association(AE(), "acceptor"))
+    try:
+        dul.wake()
+        real_read = os.read
+
+        def read_with_a_wake_racing(fd: int, n: int) -> bytes:
+            dul.wake()  # another thread queues a message just as the drain begins
+            return real_read(fd, n)
+
+        monkeypatch.setattr("ingest.event_reactor.os.read", read_with_a_wake_racing)
+        dul._drain_wake()
+        monkeypatch.undo()
+        dul.wake()  # the next message
+        readable, _, _ = select.select([dul._wake_read], [], [], 0)
+        assert readable, "the wake-up pipe is empty: the DUL would sleep through the message"
+    finally:
+        dul.close_wake_pipe()

@@ -46,7 +46,7 @@ DICOM_MEDIA_TYPE = "application/dicom"
 STOW_CONCURRENCY = 16
 # ...but a part's bytes stay in memory until it is accepted: the body is not read further
 # while this much is in flight, so memory follows the largest part, not the request.
-STOW_IN_FLIGHT_BYTES = 64 * 1024 * 1024
+STOW_IN_FLIGHT_BYTES = 32 * 1024 * 1024
 # A refusal before the body was read to its end closes the connection, so the client stops
 # sending (RFC 9110 15.5.14) instead of the server draining the rest.
 CLOSE = {"Connection": "close"}

@@ -82,6 +82,12 @@ class HttpSettings(BaseModel):
     # PACS_HTTP__CORS_ORIGIN_REGEX="" turns the pattern off.
     cors_origins: list[str] = Field(default_factory=list)
     cors_origin_regex: str = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?$"
+    # STOW-RS bodies are streamed part by part into landing. A body larger than this
+    # (PACS_HTTP__STOW_MAX_REQUEST_BYTES) answers 413: at once when Content-Length says so,
+    # else where the count crosses it. A part larger than PACS_HTTP__STOW_MAX_PART_BYTES
+    # answers 413 too: one part at a time is held in memory while it is accepted.
+    stow_max_request_bytes: int = Field(default=4 * 1024**3, gt=0)
+    stow_max_part_bytes: int = Field(default=1024**3, gt=0)
 
 
 class KafkaSettings(BaseModel):

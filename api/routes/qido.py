@@ -12,7 +12,7 @@ from pydicom.datadict import tag_for_keyword
 from api.services import Services, ServicesDep
 from infra.catalog.attributes import DEFAULT_RETURN, Level
 from infra.catalog.matching import QueryError
-from infra.catalog.search import CatalogReader, Search, SearchResult, attribute
+from infra.catalog.search import MAX_RESULTS, CatalogReader, Search, SearchResult, attribute
 from ingest.header import validate_uid
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
@@ -22,6 +22,11 @@ DEFAULT_LIMIT = 1000
 # Rows a search may scan in memory without leaving the event loop (about 1 ms).
 LOOP_SCAN_LIMIT = 5_000
 RETRIEVE_URL = "00081190"
+# PS3.18 8.3.4.4: a response that leaves matches out says so, and they can be paged to.
+MORE_RESULTS = (
+    '299 pacs "The number of results exceeded the limit of {limit} per response. '
+    'Additional results can be requested with offset={offset}."'
+)
 UidPath = Annotated[str, Path(max_length=64)]
 
 
@@ -96,19 +101,27 @@ async def run_search(
         if problem := validate_uid(name, value):
             raise HTTPException(400, problem)
     search = parse_search(request, level, fixed)
+    # A limit over the maximum is served up to the maximum; one more row tells whether
+    # anything was left out.
+    limit = min(search.limit, MAX_RESULTS)
+    search.limit = limit + 1
     try:
         result = await search_catalog(catalog_of(services), search)
     except QueryError as exc:
         raise HTTPException(400, str(exc)) from exc
+    warnings = []
+    if len(result.rows) > limit:
+        del result.rows[limit:]
+        warnings.append(MORE_RESULTS.format(limit=limit, offset=search.offset + limit))
     root = dicomweb_root(request)
     for row in result.rows:
         url = _retrieve_url(root, level, row)
         if url:
             row[RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
-    headers = {}
     if result.ignored:
         names = ", ".join(sorted(result.ignored))
-        headers["Warning"] = f'299 pacs "not matched at this level, ignored: {names}"'
+        warnings.append(f'299 pacs "not matched at this level, ignored: {names}"')
+    headers = {"Warning": ", ".join(warnings)} if warnings else {}
     return JSONResponse(result.rows, media_type="application/dicom+json", headers=headers)
 
 

@@ -91,7 +91,8 @@ class _Plan:
                 wanted.append(attr.keyword)
         self.attrs = [BY_KEYWORD[k] for k in wanted] or [BY_KEYWORD[_UNIQUE_KEY[search.level]]]
         self.columns = [a.column for a in self.attrs]
-        self.limit = min(max(search.limit, 0), MAX_RESULTS)
+        # One past the cap may be asked for, so a caller can tell "exactly the cap" from more.
+        self.limit = min(max(search.limit, 0), MAX_RESULTS + 1)
         self.offset = max(search.offset, 0)
 
     def result(self, rows: list[tuple[Any, ...]]) -> SearchResult:

@@ -82,6 +82,38 @@ def test_series_and_instances(platform: Platform, stored: CatalogFixture) -> Non
     assert len(paged) == 2
 
 
+@pytest.mark.parametrize("path", ["/dicom-web/instances", "/dicom-web/studies"])
+def test_limit_and_offset_page_through_every_match(
+    platform: Platform, stored: CatalogFixture, path: str
+) -> None:
+    """Instances come from ClickHouse, studies from the resident rows: both page the same.
+    Every page but the last says there is more (PS3.18 8.3.4.4), and with which offset."""
+    key = "00080018" if path.endswith("instances") else "0020000D"
+    expected = {
+        ds.SOPInstanceUID if key == "00080018" else ds.StudyInstanceUID for ds in stored.all
+    }
+    size = 3 if key == "00080018" else 1
+    seen: list[str] = []
+    offset = 0
+    while True:
+        response = httpx.get(
+            f"{platform.http}{path}",
+            params={"PatientID": f"*{stored.token}", "limit": size, "offset": offset},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        page = _values(response.json(), key)
+        seen += page
+        offset += size
+        if len(seen) < len(expected):
+            assert len(page) == size
+            assert f"offset={offset}" in response.headers["Warning"]
+        else:
+            assert "Warning" not in response.headers
+            break
+    assert sorted(seen) == sorted(expected)
+
+
 def test_bad_queries_get_400_with_a_reason(platform: Platform, stored: CatalogFixture) -> None:
     for params in ({"StudyDate": "2025"}, {"limit": "ten"}, {"NoSuchKey": "1"}):
         response = httpx.get(f"{platform.http}/dicom-web/studies", params=params)

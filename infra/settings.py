@@ -43,9 +43,11 @@ class DicomSettings(BaseModel):
     max_associations: int = 64
     # Gateway processes sharing the port; the kernel spreads associations over them.
     processes: int = 1
-    # 0 = no limit: peers may send whole datasets in one P-DATA PDU, which is far
-    # cheaper for pynetdicom than reassembling dozens of 16 KiB fragments.
-    max_pdu_size: int = 0
+    # The maximum PDU length we accept: large, so a peer may send a CT image in one P-DATA
+    # PDU (far cheaper for pynetdicom than reassembling dozens of 16 KiB fragments), and
+    # bounded, so no peer can make us hold gigabytes for one PDU; a longer PDU aborts the
+    # association. 0 = no limit (only for trusted peers on the stock reactor).
+    max_pdu_size: int = Field(default=4 * 1024 * 1024, ge=0)
     network_timeout_seconds: float = 60.0
     # A Q/R C-FIND sends at most this many matches, then ends with 0xA700 and an
     # ErrorComment saying it was capped (never a success for a truncated answer).

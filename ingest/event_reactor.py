@@ -21,14 +21,21 @@ change of order: after sending a PDU, the DUL reads a PDU that is waiting before
 next, so a C-CANCEL is not stuck behind a long run of C-FIND responses.
 Requestor associations (ours, from C-MOVE or forwarding) keep pynetdicom's own loop: their
 DUL thread is already running when EVT_CONN_OPEN fires.
+
+The DUL also refuses a PDU longer than we accept before reading its body: pynetdicom reads
+whatever length a PDU header claims, so a peer could otherwise make the gateway hold
+gigabytes for one PDU. Such a PDU is treated as invalid (Evt19): the association is aborted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import select
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +44,15 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 
+log = logging.getLogger(__name__)
+
 # Upper bound on any wait: how late an ARTIM or network timeout may be noticed.
 IDLE_WAKE = 0.05
+P_DATA_TF = 0x04
+# Other PDUs (an A-ASSOCIATE-RQ with hundreds of presentation contexts) may be longer than a
+# small maximum PDU length, which only bounds P-DATA; they get at least this much.
+MIN_CONTROL_PDU_LIMIT = 1024 * 1024
+_PDU_HEADER = struct.Struct(">BBL")
 
 
 class WakingQueue(queue.Queue[Any]):
@@ -69,6 +83,8 @@ class EventDrivenDUL(DULServiceProvider):
         self._wake_closed = False
         self._stopping = False
         self._sent_last = False
+        # What we told the peer it may send us (0: no bound), set by EventDrivenReactors.
+        self.max_pdu_received = 0
         super().__init__(assoc)
         self._run_loop_delay = 0.0
         self.event_queue = WakingQueue(self.wake)
@@ -128,6 +144,36 @@ class EventDrivenDUL(DULServiceProvider):
             return False
         self._sent_last = super()._process_recv_primitive()
         return self._sent_last
+
+    def _read_pdu_data(self) -> None:
+        if self._pdu_too_long():
+            self.event_queue.put("Evt19")  # invalid PDU: A-ABORT, connection closed
+            return
+        super()._read_pdu_data()
+
+    def _pdu_too_long(self) -> bool:
+        """Whether the waiting PDU's header claims more than we accept (peeked, not read)."""
+        limit = self.max_pdu_received
+        sock = self.socket.socket if self.socket is not None else None
+        if not limit or sock is None or sock.__class__ is not socket.socket:
+            return False  # TLS cannot peek: its records are bounded by the TLS layer anyway
+        try:
+            header = sock.recv(_PDU_HEADER.size, socket.MSG_PEEK | socket.MSG_WAITALL)
+        except OSError:
+            return False  # pynetdicom's own read reports the broken connection
+        if len(header) < _PDU_HEADER.size:
+            return False
+        pdu_type, _, length = _PDU_HEADER.unpack(header)
+        allowed = limit if pdu_type == P_DATA_TF else max(limit, MIN_CONTROL_PDU_LIMIT)
+        if length <= allowed:
+            return False
+        log.warning(
+            "aborting association: PDU type 0x%02X of %d bytes, over the %d accepted",
+            pdu_type,
+            length,
+            allowed,
+        )
+        return True
 
     def _is_transport_event(self) -> bool:
         if super()._is_transport_event():
@@ -246,6 +292,7 @@ class EventDrivenReactors:
         # The socket already queued 'connection open' (Evt5) for the state machine.
         while not old.event_queue.empty():
             dul.event_queue.put(old.event_queue.get())
+        dul.max_pdu_received = int(assoc.acceptor.maximum_length or 0)
         assoc._activity = threading.Event()
         assoc._direct_find = self.direct_find
         assoc.__class__ = EventDrivenAssociation

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -252,3 +253,30 @@ def test_a_wake_during_the_drain_is_not_lost(monkeypatch: pytest.MonkeyPatch) ->
         assert readable, "the wake-up pipe is empty: the DUL would sleep through the message"
     finally:
         dul.close_wake_pipe()
+
+
+def test_a_pdu_longer_than_we_accept_aborts_before_its_body_is_read() -> None:
+    """A peer claiming a 1 GiB P-DATA PDU (we accept 64 KiB) is aborted at once, before the
+    gateway reads, let alone holds, what it claims."""
+    gateway = Gateway(event_driven=True)
+    gateway.server.ae.maximum_pdu_size = 64 * 1024
+    try:
+        ae = AE(ae_title="BIGPDU")
+        ae.add_requested_context(FIND)
+        assoc = ae.associate("127.0.0.1", gateway.port)
+        assert assoc.is_established
+        raw = assoc.dul.socket.socket
+        raw.sendall(struct.pack(">BBL", 0x04, 0, 1 << 30) + b"\0" * 4096)
+        deadline = time.monotonic() + 5
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert assoc.is_aborted, "the gateway kept reading a PDU longer than it accepts"
+
+        # Within the bound, a query whose identifier is a 40 KB PDU is served as before.
+        gateway.catalog.matches = [_match(1)]
+        query = _query()
+        query.PatientComments = "x" * 40_000
+        answered = _find(gateway.port, query, ExplicitVRLittleEndian, max_pdu=0)
+        assert [status for status, _, _ in answered] == [0xFF00, 0x0000]
+    finally:
+        gateway.close()

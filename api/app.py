@@ -32,6 +32,7 @@ from infra.catalog.projection import CatalogProjection
 from infra.catalog.resident import ResidentCatalog
 from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
+from infra.metadata_store import MetadataStore
 from infra.projections.audit import AuditProjection
 from infra.projections.runner import ProjectorRunner
 from infra.projections.worklist import WorklistProjection
@@ -69,7 +70,9 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
                 cfg.kafka,
                 # Catalog first: a change listed in /api/changes is already queryable.
                 [
-                    CatalogProjection(clickhouse, resident),
+                    CatalogProjection(
+                        clickhouse, resident, MetadataStore(clients.minio, cfg.s3.metadata_bucket)
+                    ),
                     services.worklist,
                     AuditProjection(clickhouse),
                 ],

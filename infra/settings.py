@@ -118,6 +118,8 @@ class S3Settings(BaseModel):
     secure: bool = False
     archive_bucket: str = "pacs-archive"
     landing_bucket: str = "pacs-landing"
+    # Instance headers too large for their event (infra/metadata_store.py).
+    metadata_bucket: str = "pacs-metadata"
     # Tansu keeps its log segments here when it runs on the local SeaweedFS.
     broker_bucket: str = "tansu"
 
@@ -147,6 +149,9 @@ class IngestSettings(BaseModel):
     # A landed object older than this with no archive yet gets its event re-announced.
     orphan_after_seconds: float = 120.0
     archive_batch_size: int = 50
+    # A header whose DICOM JSON is larger than this is stored in the metadata bucket and
+    # referenced by its event (the broker takes records of a few MiB at most).
+    inline_metadata_max_bytes: int = Field(default=256 * 1024, ge=0)
     # During a burst the modality is waiting on our acks and the landing area is already
     # durable, so archive copies wait until a study pauses this long (or the backlog fills):
     # on two cores the object store serves either ingest or archive at full speed, not both.

@@ -395,7 +395,8 @@ class LocalStack:
         client = self.minio_client()
 
         def create() -> None:
-            for bucket in dict.fromkeys((s3.archive_bucket, s3.landing_bucket, s3.broker_bucket)):
+            buckets = (s3.archive_bucket, s3.landing_bucket, s3.metadata_bucket, s3.broker_bucket)
+            for bucket in dict.fromkeys(buckets):
                 if not client.bucket_exists(bucket):
                     client.make_bucket(bucket)
                     log.info("created bucket %s", bucket)

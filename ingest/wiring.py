@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from minio import Minio
 
 from infra.eventlog import EventPublisher
+from infra.metadata_store import MetadataStore
 from infra.objectstore import ArchiveStore, make_minio
 from infra.settings import LandingMode, Settings
 from ingest.accept import Acceptor
@@ -52,7 +53,12 @@ class IngestClients:
         publisher = EventPublisher(settings.kafka)
         await start_with_retry(publisher)
         acceptor = Acceptor(
-            landing, archive, publisher, settings.ingest, asyncio.get_running_loop()
+            landing,
+            archive,
+            publisher,
+            settings.ingest,
+            asyncio.get_running_loop(),
+            MetadataStore(client, settings.s3.metadata_bucket),
         )
         return cls(client, archive, landing, publisher, acceptor)
 

@@ -51,6 +51,17 @@ class EventBase(BaseModel):
     occurred_at: datetime = Field(default_factory=_now)
 
 
+class MetadataRef(BaseModel):
+    """Where an instance's header (DICOM JSON) too large for its event was stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str
+    key: str
+    sha256: str  # of the stored JSON bytes
+    size: int
+
+
 class InstanceReceived(EventBase):
     """An instance's bytes are durable in the landing area; the sender has (or will) get success."""
 
@@ -72,6 +83,9 @@ class InstanceReceived(EventBase):
     # DICOMweb root. Read models (C-FIND, QIDO, WADO-RS metadata) are built from this, so
     # they never re-read the object. Absent on events written before it existed.
     metadata: dict[str, Any] | None = None
+    # Instead of `metadata`, when the header is too large to travel in the event (an enhanced
+    # multi-frame object's per-frame functional groups): where it was stored first.
+    metadata_ref: MetadataRef | None = None
 
 
 class InstanceRejected(EventBase):

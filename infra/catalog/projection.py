@@ -27,6 +27,7 @@ from infra.catalog.tables import (
     table_ddl,
 )
 from infra.clickhouse import ClickHouse
+from infra.metadata_store import MetadataStore
 from infra.projections.base import LogRecord
 from schemas.events import InstanceReceived
 
@@ -37,10 +38,15 @@ METADATA_COLUMNS = [
 ALL_TABLES = (*TABLES.values(), "instance_metadata", "catalog_positions")
 
 
-def event_metadata(event: InstanceReceived) -> dict[str, Any]:
-    """The instance's DICOM JSON; for events older than the `metadata` field, what they say."""
+def event_metadata(event: InstanceReceived, store: MetadataStore | None = None) -> dict[str, Any]:
+    """The instance's DICOM JSON, from the event or from where the event says it is stored;
+    for events older than the `metadata` field, what they say."""
     if event.metadata is not None:
         return event.metadata
+    if event.metadata_ref is not None:
+        if store is None:
+            raise RuntimeError("an event refers to stored metadata, and no store was given")
+        return store.get(event.metadata_ref)
     ref = event.instance
 
     def ui(value: str) -> dict[str, Any]:
@@ -60,8 +66,10 @@ def event_metadata(event: InstanceReceived) -> dict[str, Any]:
     return minimal
 
 
-def _instance_row(record: LogRecord, event: InstanceReceived) -> tuple[list[Any], list[Any]]:
-    metadata = event_metadata(event)
+def _instance_row(
+    record: LogRecord, event: InstanceReceived, store: MetadataStore | None
+) -> tuple[list[Any], list[Any]]:
+    metadata = event_metadata(event, store)
     ref = event.instance
     values: dict[str, Any] = {}
     for attribute in COPIED:
@@ -154,8 +162,15 @@ class CatalogProjection:
     name = "catalog"
     tables: tuple[str, ...] = ALL_TABLES
 
-    def __init__(self, clickhouse: ClickHouse, resident: ResidentCatalog | None = None) -> None:
+    def __init__(
+        self,
+        clickhouse: ClickHouse,
+        resident: ResidentCatalog | None = None,
+        metadata: MetadataStore | None = None,
+    ) -> None:
         self.clickhouse = clickhouse
+        # Headers too large for their events are read back from here.
+        self.metadata = metadata
         # The in-memory copy of the upper levels that searches read; kept equal here.
         self.resident = resident
         self._instance_columns = [name for name, _ in columns(Level.IMAGE)]
@@ -204,7 +219,7 @@ class CatalogProjection:
         patients: set[str] = set()
         for record in records:
             if isinstance(record.event, InstanceReceived):
-                row, meta_row = _instance_row(record, record.event)
+                row, meta_row = _instance_row(record, record.event, self.metadata)
                 rows.append(row)
                 meta_rows.append(meta_row)
                 studies.add(record.event.instance.study_instance_uid)

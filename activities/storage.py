@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
+from typing import TypeVar
 
 from temporalio import activity
 
 from infra.eventlog import EventPublisher
-from infra.objectstore import ArchiveStore, archive_key
+from infra.objectstore import ArchiveStore, ContentDigest, archive_key, content_digest
 from ingest.landing import Landing
 from schemas.events import InstanceStored, StudyStabilized, fact_event_id
 from schemas.workflows import (
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 # SeaweedFS gains nothing past a handful of concurrent PUTs on two cores.
 ARCHIVE_CONCURRENCY = 8
+# Well inside the workflow's heartbeat timeout (ARCHIVE_HEARTBEAT_TIMEOUT there).
+HEARTBEAT_EVERY_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 class StorageActivities:
@@ -39,6 +43,13 @@ class StorageActivities:
         self._limit = asyncio.Semaphore(ARCHIVE_CONCURRENCY)
 
     def _copy_one(self, landed: LandedInstance) -> InstanceStored | None:
+        """Copy one landed instance and verify the archived copy by its content.
+
+        The landed copy is read twice, a part at a time: once for its digest (checked against
+        the checksum taken when it was received), once to upload it. A retry that finds the
+        object already archived verifies it against that digest too, and writes it again if
+        it does not hold these bytes.
+        """
         ref = landed.instance
         key = archive_key(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid)
         current = self.archive.head(key)
@@ -48,17 +59,29 @@ class StorageActivities:
             bucket=self.archive.bucket,
             archive_key=key,
         )
-        if current is not None and current.sha256 == ref.sha256:
-            return stored_event  # a retry after the write: nothing left to copy
-        data = self.landings[landed.landing_mode].get(landed.landing_key)
-        if data is None:
+        landing = self.landings[landed.landing_mode]
+        with landing.reader(landed.landing_key) as stream:
+            digest = None if stream is None else content_digest(stream, self.archive.part_size)
+        if digest is None:
+            # Landed copies are dropped after the announcement, one by one: an earlier attempt
+            # may have archived and dropped this one. Only the archived bytes can tell.
+            known = ContentDigest(sha256=ref.sha256, size=ref.size, etag=None)
+            if current is not None and self.archive.verify(current, known):
+                return stored_event
             log.error("landed copy %s is gone and the archive does not hold it", landed.landing_key)
             return None
-        if hashlib.sha256(data).hexdigest() != ref.sha256:
+        if digest.sha256 != ref.sha256:
             raise OSError(f"landed copy {landed.landing_key} does not match its checksum")
-        if current is not None:
+        if current is not None and current.sha256 == ref.sha256:
+            if self.archive.verify(current, digest):
+                return stored_event  # a retry after the write: verified, nothing left to copy
+            log.warning("archived %s does not hold the landed bytes: writing it again", key)
+        elif current is not None:
             stored_event.previous_version_key = self.archive.keep_version(key, current.sha256)
-        self.archive.put_verified(key, data, ref.sha256)
+        with landing.reader(landed.landing_key) as stream:
+            if stream is None:
+                raise OSError(f"landed copy {landed.landing_key} vanished while archiving it")
+            self.archive.put_verified(key, stream, digest)
         return stored_event
 
     async def _copy_limited(self, landed: LandedInstance) -> InstanceStored | None:
@@ -68,7 +91,8 @@ class StorageActivities:
     @activity.defn
     async def archive_instances(self, batch: ArchiveBatch) -> ArchiveResult:
         """Copy, verify, announce `pacs.instance.stored`, and only then drop the landed copies."""
-        events = await asyncio.gather(*(self._copy_limited(i) for i in batch.instances))
+        copies = asyncio.gather(*(self._copy_limited(i) for i in batch.instances))
+        events = await _heartbeating(copies)
         stored = [e for e in events if e is not None]
         await self.publisher.publish_many(stored)
         done = {(e.instance.sop_instance_uid, e.instance.sha256) for e in stored}
@@ -101,3 +125,17 @@ class StorageActivities:
                 quiet_seconds=notice.quiet_seconds,
             )
         )
+
+
+async def _heartbeating(work: Awaitable[T]) -> T:
+    """Await `work`, heartbeating meanwhile: a batch of large objects may take minutes, and
+    the workflow's heartbeat timeout tells a dead worker from a slow copy."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_SECONDS)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        task.cancel()

@@ -447,6 +447,21 @@ class LocalStack:
             self._stop(self.server_processes())
             raise
 
+    async def start_object_store(self) -> ManagedProcess:
+        """SeaweedFS alone, healthy and with its buckets: for tests of the archive store that
+        need nothing else. `stop_all` stops it."""
+        weed = self.server_processes()[0]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_s3_identities()
+        weed.start()
+        try:
+            await self._wait_healthy(weed, self._check_s3)
+            await self._ensure_buckets()
+        except BaseException:
+            weed.stop()
+            raise
+        return weed
+
     def start_apps(self) -> None:
         self.settings.spool_dir.mkdir(parents=True, exist_ok=True)
         for proc in self.app_processes():

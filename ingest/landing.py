@@ -15,12 +15,14 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
 from minio import Minio
+from minio.error import S3Error
 
-from infra.objectstore import get_bytes
+from infra.objectstore import Readable, get_bytes, is_not_found
 
 
 def landing_key(study: str, series: str, sop: str, sha256: str) -> str:
@@ -49,6 +51,10 @@ class Landing(Protocol):
         """Return only when the bytes survive a power cut."""
 
     def get(self, key: str) -> bytes | None: ...
+
+    def reader(self, key: str) -> AbstractContextManager[Readable | None]:
+        """The landed bytes as a stream (None when gone), so a large object is copied a
+        part at a time instead of whole in memory."""
 
     def delete(self, key: str) -> None: ...
 
@@ -130,6 +136,18 @@ class SpoolLanding:
         except FileNotFoundError:
             return None
 
+    @contextmanager
+    def reader(self, key: str) -> Iterator[Readable | None]:
+        try:
+            handle = self._path(key).open("rb")
+        except FileNotFoundError:
+            handle = None
+        if handle is None:
+            yield None
+            return
+        with handle:
+            yield handle
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         path.unlink(missing_ok=True)
@@ -187,6 +205,23 @@ class S3Landing:
 
     def get(self, key: str) -> bytes | None:
         return get_bytes(self.client, self.bucket, key)
+
+    @contextmanager
+    def reader(self, key: str) -> Iterator[Readable | None]:
+        try:
+            response = self.client.get_object(self.bucket, key)
+        except S3Error as exc:
+            if not is_not_found(exc):
+                raise
+            response = None
+        if response is None:
+            yield None
+            return
+        try:
+            yield response
+        finally:
+            response.close()
+            response.release_conn()
 
     def delete(self, key: str) -> None:
         self.client.remove_object(self.bucket, key)

@@ -12,6 +12,7 @@ from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
+    XRayAngiographicImageStorage,
     generate_uid,
 )
 
@@ -51,6 +52,40 @@ def ct_dataset(
     ds.PhotometricInterpretation = "MONOCHROME2"
     rng = np.random.default_rng(seed + number)
     ds.PixelData = rng.integers(0, 4096, (size, size), dtype=np.uint16).tobytes()
+    return ds
+
+
+def multiframe_dataset(frames: int, *, size: int = 512, seed: int = 0) -> Dataset:
+    """A multi-frame XA run: `frames` frames of `size` x `size` 16-bit pixels (512 KiB each
+    at the default size), explicit VR little endian, in a study and series of its own."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = XRayAngiographicImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.SOPClassUID = XRayAngiographicImageStorage
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = "TEST-XA-0001"
+    ds.PatientName = "Test^Angio"
+    ds.Modality = "XA"
+    ds.StudyDate = "20261127"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.NumberOfFrames = frames
+    ds.FrameTime = 33.3
+    ds.FrameIncrementPointer = 0x00181063  # FrameTime
+    ds.Rows = ds.Columns = size
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    rng = np.random.default_rng(seed)
+    ds.PixelData = rng.integers(0, 4096, frames * size * size, dtype=np.uint16).tobytes()
     return ds
 
 

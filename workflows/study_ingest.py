@@ -35,6 +35,19 @@ MODALITY = SearchAttributeKey.for_keyword("Modality")
 CALLING_AE = SearchAttributeKey.for_keyword("CallingAE")
 
 ARCHIVE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+# An archive batch may hold a few kilobytes or many gigabytes (multi-frame objects of
+# hundreds of MB each), so its deadline grows with its bytes: an object store that moves less
+# than ARCHIVE_MIN_BYTES_PER_SECOND (copy plus verification) is broken, not slow. A worker
+# that dies mid-batch is caught by the heartbeat timeout instead of that long deadline.
+ARCHIVE_BASE_TIMEOUT = timedelta(minutes=5)
+ARCHIVE_MIN_BYTES_PER_SECOND = 10_000_000
+ARCHIVE_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+
+
+def archive_timeout(batch: list[LandedInstance]) -> timedelta:
+    """start_to_close of one archive batch: a floor for small batches, plus time per byte."""
+    size = sum(landed.instance.size for landed in batch)
+    return ARCHIVE_BASE_TIMEOUT + timedelta(seconds=size / ARCHIVE_MIN_BYTES_PER_SECOND)
 
 
 def search_attributes(context: StudyContext) -> list[SearchAttributePair[str]]:
@@ -122,7 +135,8 @@ class StudyIngestWorkflow:
                 result = await workflow.execute_activity_method(
                     StorageActivities.archive_instances,
                     ArchiveBatch(instances=batch),
-                    start_to_close_timeout=timedelta(minutes=5),
+                    start_to_close_timeout=archive_timeout(batch),
+                    heartbeat_timeout=ARCHIVE_HEARTBEAT_TIMEOUT,
                     retry_policy=ARCHIVE_RETRY,
                 )
                 for done in result.archived:

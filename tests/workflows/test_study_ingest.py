@@ -45,14 +45,14 @@ def _test_server() -> str:
     return on_path
 
 
-def landed(sop: str, sha: str = "aa") -> LandedInstance:
+def landed(sop: str, sha: str = "aa", size: int = 1) -> LandedInstance:
     ref = InstanceRef(
         study_instance_uid="1.2.3",
         series_instance_uid="1.2.3.4",
         sop_instance_uid=sop,
         sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
         sha256=sha,
-        size=1,
+        size=size,
     )
     return LandedInstance(
         instance=ref,
@@ -68,10 +68,14 @@ class FakeStorage:
         self.notices: list[StudyStableNotice] = []
         self.scheduled: list[datetime] = []  # workflow time at which each archive was scheduled
         self.started_at: datetime | None = None
+        # (start_to_close, heartbeat) timeouts each archive attempt was given
+        self.timeouts: list[tuple[timedelta | None, timedelta | None]] = []
 
     @activity.defn(name="archive_instances")
     async def archive_instances(self, batch: ArchiveBatch) -> ArchiveResult:
-        self.scheduled.append(activity.info().scheduled_time)
+        info = activity.info()
+        self.scheduled.append(info.scheduled_time)
+        self.timeouts.append((info.start_to_close_timeout, info.heartbeat_timeout))
         self.batches.append(
             [(i.instance.sop_instance_uid, i.instance.sha256) for i in batch.instances]
         )
@@ -175,3 +179,15 @@ async def test_archiving_waits_for_the_settle_while_below_the_backlog() -> None:
     )
     assert storage.started_at is not None
     assert storage.scheduled[0] - storage.started_at >= timedelta(seconds=600)
+
+
+async def test_a_batch_of_large_objects_gets_a_deadline_that_fits_its_bytes() -> None:
+    storage = FakeStorage()
+    small, large = [landed("1")], [landed("2", size=300_000_000), landed("3", size=300_000_000)]
+    await run_study(storage, small, [], stable_after_seconds=5.0)
+    await run_study(storage, large, [], stable_after_seconds=5.0)
+    (small_deadline, small_heartbeat), (large_deadline, large_heartbeat) = storage.timeouts
+    assert small_deadline == timedelta(minutes=5)
+    # 600 MB at no less than 10 MB/s: a minute on top of the floor
+    assert large_deadline == timedelta(minutes=6)
+    assert small_heartbeat == large_heartbeat == timedelta(seconds=60)

@@ -284,21 +284,30 @@ async def test_a_performed_step_shows_started_then_leaves_the_worklist(
             for ds in found
         ]
 
+    seen: list[list[tuple[str, str]]] = []
+
+    async def shows(*expected: tuple[str, str]) -> None:
+        try:
+            await eventually(lambda: seen.append(worklist()) or seen[-1] == list(expected), 60)
+        except AssertionError:
+            raise AssertionError(f"findscu -W shows {seen[-1]}, not {list(expected)}") from None
+
     accession = item["accession_number"]
-    assert worklist() == [(accession, "SCHEDULED")]
+    # The POST waits only briefly for the read model; a stack just started may take longer.
+    await shows((accession, "SCHEDULED"))
     uid = generate_uid()
     created = _mpps_create(item["study_instance_uid"], accession, station + "S")
     sent = _mpps_send(
         node, lambda a: a.send_n_create(created, ModalityPerformedProcedureStep, uid)[0]
     )
     assert sent == 0x0000
-    await eventually(lambda: worklist() == [(accession, "STARTED")], timeout=60)
+    await shows((accession, "STARTED"))
 
     final = Dataset()
     final.PerformedProcedureStepStatus = outcome
     sent = _mpps_send(node, lambda a: a.send_n_set(final, ModalityPerformedProcedureStep, uid)[0])
     assert sent == 0x0000
-    await eventually(lambda: worklist() == [], timeout=60)
+    await shows()  # no longer offered
 
     shown = httpx.get(f"{node.http}/api/worklist/{item['item_id']}", timeout=30).json()
     assert shown["step_status"] == outcome and shown["performed_procedure_steps"] == [uid]

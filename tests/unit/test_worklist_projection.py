@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from infra.clickhouse import ClickHouse
 from infra.projections.base import LogRecord
@@ -41,10 +44,21 @@ def records(events: list[Event]) -> list[LogRecord]:
     return [LogRecord(0, n, e, e.model_dump_json().encode()) for n, e in enumerate(events)]
 
 
-def test_newest_version_wins_cancel_hides_and_replay_changes_nothing(tmp_path: Path) -> None:
+@pytest.fixture
+def projection(tmp_path: Path) -> Iterator[WorklistProjection]:
+    # chDB opens one data directory per process: close it even when a test fails.
     clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
-    projection = WorklistProjection(clickhouse)
-    projection.ensure_tables()
+    try:
+        projection = WorklistProjection(clickhouse)
+        projection.ensure_tables()
+        yield projection
+    finally:
+        clickhouse.close()
+
+
+def test_newest_version_wins_cancel_hides_and_replay_changes_nothing(
+    projection: WorklistProjection,
+) -> None:
     a, b = item("a", "CT1", 1), item("b", "CT2", 2)
     moved = item("a", "CT1", 3)
     log = records(
@@ -71,7 +85,6 @@ def test_newest_version_wins_cancel_hides_and_replay_changes_nothing(tmp_path: P
     projection.ensure_tables()
     projection.apply(log)
     assert [i.item_id for i in projection.find(WorklistQuery(station_ae_title="CT1"))] == ["a"]
-    clickhouse.close()
 
 
 # ---- the step's state, from the MPPS events that reference the item --------------------
@@ -139,11 +152,8 @@ def statuses(projection: WorklistProjection, query: WorklistQuery | None = None)
 
 
 def test_mpps_in_progress_starts_the_item_and_completed_takes_it_off_the_worklist(
-    tmp_path: Path,
+    projection: WorklistProjection,
 ) -> None:
-    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
-    projection = WorklistProjection(clickhouse)
-    projection.ensure_tables()
     projection.apply(on(0, [scheduled("a", "1.2.1", "ACC-a"), scheduled("b", "1.2.2", "ACC-b")]))
     assert statuses(projection) == {"a": "SCHEDULED", "b": "SCHEDULED"}
 
@@ -170,15 +180,11 @@ def test_mpps_in_progress_starts_the_item_and_completed_takes_it_off_the_worklis
         "b": "DISCONTINUED",
     }
     assert projection.positions() == {0: 1, 1: 3}
-    clickhouse.close()
 
 
 def test_state_is_the_same_whatever_order_partitions_arrive_in_and_after_a_rebuild(
-    tmp_path: Path,
+    projection: WorklistProjection,
 ) -> None:
-    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
-    projection = WorklistProjection(clickhouse)
-    projection.ensure_tables()
     step = ref("1.2.1", "ACC-a", "a")
     items = on(0, [scheduled("a", "1.2.1", "ACC-a"), scheduled("z", "1.2.9")])
     steps = on(1, [mpps(MppsCreated, "9.1", step), mpps(MppsCompleted, "9.1", step, minutes=5)])
@@ -202,15 +208,11 @@ def test_state_is_the_same_whatever_order_partitions_arrive_in_and_after_a_rebui
     projection.apply(steps)
     rebuilt = projection.get("a")
     assert rebuilt == again
-    clickhouse.close()
 
 
 def test_an_mpps_references_an_item_by_study_or_accession_and_must_agree_on_the_rest(
-    tmp_path: Path,
+    projection: WorklistProjection,
 ) -> None:
-    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
-    projection = WorklistProjection(clickhouse)
-    projection.ensure_tables()
     projection.apply(
         on(
             0,
@@ -273,4 +275,3 @@ def test_an_mpps_references_an_item_by_study_or_accession_and_must_agree_on_the_
         )
     )
     assert set(statuses(projection)) == {"acc", "rp1", "rp2"}
-    clickhouse.close()

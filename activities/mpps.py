@@ -43,8 +43,15 @@ class MppsActivities:
                 for name, value in keys:
                     if not value:
                         continue
+                    # Every item, whatever its step's state: a step discontinued and
+                    # performed again is linked to the same item.
                     response = await http.get(
-                        "/api/worklist", params={name: value, "include_cancelled": "true"}
+                        "/api/worklist",
+                        params={
+                            name: value,
+                            "include_cancelled": "true",
+                            "include_finished": "true",
+                        },
                     )
                     response.raise_for_status()
                     items = _ITEMS.validate_json(response.content)

@@ -61,6 +61,10 @@ class DicomSettings(BaseModel):
     remote_aes: dict[str, RemoteAE] = Field(default_factory=dict)
     # A completed MPPS waits this long for the instances it lists to arrive.
     mpps_verify_timeout_seconds: float = 600.0
+    # A worklist item whose step an MPPS COMPLETED or DISCONTINUED stays on the worklist
+    # (MWL C-FIND and GET /api/worklist) this many hours after; 0 = it leaves at once.
+    # A query for that ScheduledProcedureStepStatus finds it whenever it finished.
+    worklist_keep_finished_hours: float = Field(0.0, ge=0)
     # Storage commitment waits this long for referenced instances received but still being
     # archived; an instance never received is failed at once (0x0112).
     commitment_timeout_seconds: float = 30.0

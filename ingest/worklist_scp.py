@@ -3,6 +3,11 @@
 The worklist read model lives in the API process (which owns ClickHouse), so the gateway
 asks it over HTTP with the exact-value keys of the query, then applies the DICOM matching
 rules itself (ingest/dicom_matching.py) and returns the requested keys of each match.
+
+ScheduledProcedureStepStatus is the item's real state (SCHEDULED, STARTED, COMPLETED,
+DISCONTINUED, from the MPPS that reference it). Without that key, or with it universal, the
+read model leaves out finished items (after the keep window, `PACS_DICOM__WORKLIST_KEEP_
+FINISHED_HOURS`); a single value asks the read model for items in exactly that state.
 """
 
 from __future__ import annotations
@@ -18,18 +23,24 @@ from pydicom.dataset import Dataset
 
 from ingest.dicom_matching import is_universal, matches, response
 from ingest.statuses import CANCELLED, PENDING, SUCCESS, UNABLE_TO_PROCESS
-from schemas.worklist import WorklistItem, WorklistQuery
+from schemas.worklist import StepStatus, WorklistItemView, WorklistQuery
 
 log = logging.getLogger(__name__)
 
-_ITEMS: TypeAdapter[list[WorklistItem]] = TypeAdapter(list[WorklistItem])
+_ITEMS: TypeAdapter[list[WorklistItemView]] = TypeAdapter(list[WorklistItemView])
+_STEP_STATUSES: dict[str, StepStatus] = {
+    "SCHEDULED": "SCHEDULED",
+    "STARTED": "STARTED",
+    "COMPLETED": "COMPLETED",
+    "DISCONTINUED": "DISCONTINUED",
+}
 
 
 def _da(value: dt.date | None) -> str:
     return value.strftime("%Y%m%d") if value else ""
 
 
-def item_dataset(item: WorklistItem) -> Dataset:
+def item_dataset(item: WorklistItemView) -> Dataset:
     """A worklist item as the MWL information model describes it (PS3.4 K.6.1.2)."""
     step = item.scheduled_step
     sps = Dataset()
@@ -44,7 +55,7 @@ def item_dataset(item: WorklistItem) -> Dataset:
     sps.ScheduledPerformingPhysicianName = step.performing_physician
     sps.ScheduledProcedureStepDescription = step.description
     sps.ScheduledProcedureStepID = step.step_id
-    sps.ScheduledProcedureStepStatus = "SCHEDULED"
+    sps.ScheduledProcedureStepStatus = item.step_status
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.PatientName = item.patient_name
@@ -91,6 +102,11 @@ def coarse_query(identifier: Dataset) -> WorklistQuery:
         query.station_ae_title = _exact(step, "ScheduledStationAETitle")
         query.modality = _exact(step, "Modality")
         query.step_id = _exact(step, "ScheduledProcedureStepID")
+        status = _exact(step, "ScheduledProcedureStepStatus")
+        if status is not None:
+            # Another defined term (ARRIVED, READY, ...) matches none of ours: matching
+            # against the item's real state leaves the answer empty.
+            query.step_status = _STEP_STATUSES.get(status)
         date = _exact(step, "ScheduledProcedureStepStartDate")
         if date:
             low, dash, high = date.partition("-")
@@ -105,7 +121,7 @@ class WorklistClient:
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
         self._http = httpx.Client(base_url=base_url, timeout=timeout)
 
-    def find(self, query: WorklistQuery) -> list[WorklistItem]:
+    def find(self, query: WorklistQuery) -> list[WorklistItemView]:
         params = {k: str(v) for k, v in query.model_dump(exclude_none=True).items()}
         response = self._http.get("/api/worklist", params=params)
         response.raise_for_status()

@@ -83,8 +83,33 @@ class WorklistItem(WorklistItemBody):
     status: Literal["scheduled", "cancelled"] = "scheduled"
 
 
+# ScheduledProcedureStepStatus (0040,0020) as the MPPS of the step make it: SCHEDULED until
+# one is created, STARTED while one is IN PROGRESS, then COMPLETED or DISCONTINUED.
+StepStatus = Literal["SCHEDULED", "STARTED", "COMPLETED", "DISCONTINUED"]
+
+
+class WorklistItemView(WorklistItem):
+    """An item as the read model answers it: the item and the state of its step, derived
+    from the Modality Performed Procedure Steps that reference it."""
+
+    step_status: StepStatus = Field(
+        "SCHEDULED", description="ScheduledProcedureStepStatus, from the MPPS that performed it"
+    )
+    step_status_since: dt.datetime | None = Field(
+        None, description="When an MPPS last brought the step to this status (None: SCHEDULED)"
+    )
+    performed_procedure_steps: list[str] = Field(
+        default_factory=list, description="SOP Instance UIDs of the MPPS referencing the item"
+    )
+
+
 class WorklistQuery(BaseModel):
-    """Coarse filters the read model applies; DICOM matching rules are applied by the SCP."""
+    """Coarse filters the read model applies; DICOM matching rules are applied by the SCP.
+
+    By default an item whose step is COMPLETED or DISCONTINUED is left out once it has been
+    so since before `finished_since` (None: left out at once); `include_finished` keeps
+    them all, and `step_status` asks for exactly one status, however long ago it was reached.
+    """
 
     station_ae_title: str | None = None
     modality: str | None = None
@@ -95,4 +120,7 @@ class WorklistQuery(BaseModel):
     study_instance_uid: str | None = None
     step_id: str | None = None
     include_cancelled: bool = False
+    step_status: StepStatus | None = None
+    include_finished: bool = False
+    finished_since: dt.datetime | None = None
     limit: int = Field(1000, ge=1, le=10_000)

@@ -23,7 +23,13 @@ from schemas.events import (
     WorklistItemScheduled,
     WorklistItemUpdated,
 )
-from schemas.worklist import WorklistItem, WorklistItemBody, WorklistQuery
+from schemas.worklist import (
+    StepStatus,
+    WorklistItem,
+    WorklistItemBody,
+    WorklistItemView,
+    WorklistQuery,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,7 @@ async def _publish(
         await asyncio.sleep(0.1)
 
 
-async def _existing(services: Services, item_id: str) -> WorklistItem:
+async def _existing(services: Services, item_id: str) -> WorklistItemView:
     item = await asyncio.to_thread(_projection(services).get, item_id)
     if item is None:
         raise HTTPException(404, f"no worklist item {item_id}")
@@ -137,13 +143,14 @@ async def cancel_item(
     return current.model_copy(update={"status": "cancelled"})
 
 
-@router.get("/{item_id}", response_model=WorklistItem)
-async def get_item(item_id: str, services: ServicesDep) -> WorklistItem:
-    """One item, cancelled or not."""
+@router.get("/{item_id}", response_model=WorklistItemView)
+async def get_item(item_id: str, services: ServicesDep) -> WorklistItemView:
+    """One item, cancelled or not, with the status of its step (SCHEDULED, STARTED,
+    COMPLETED or DISCONTINUED) as the MPPS referencing it make it."""
     return await _existing(services, item_id)
 
 
-@router.get("", response_model=list[WorklistItem])
+@router.get("", response_model=list[WorklistItemView])
 async def list_items(
     services: ServicesDep,
     station_ae_title: str | None = None,
@@ -155,13 +162,20 @@ async def list_items(
     study_instance_uid: str | None = None,
     step_id: str | None = None,
     include_cancelled: bool = False,
+    step_status: StepStatus | None = None,
+    include_finished: bool = False,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> list[WorklistItem]:
+) -> list[WorklistItemView]:
     """Items by scheduled start, filtered by exact values and a date range (inclusive).
+
+    Items whose step is COMPLETED or DISCONTINUED are left out once that is older than
+    `PACS_DICOM__WORKLIST_KEEP_FINISHED_HOURS` (0: at once); `include_finished=true` lists
+    them all, `step_status=` lists only items in that status, however old.
 
     The MWL C-FIND SCP uses this with the exact keys of a query, then applies the DICOM
     matching rules (wildcards, case-insensitive names, sequences) itself.
     """
+    keep = dt.timedelta(hours=services.settings.dicom.worklist_keep_finished_hours)
     query = WorklistQuery(
         station_ae_title=station_ae_title,
         modality=modality,
@@ -172,6 +186,9 @@ async def list_items(
         study_instance_uid=study_instance_uid,
         step_id=step_id,
         include_cancelled=include_cancelled,
+        step_status=step_status,
+        include_finished=include_finished,
+        finished_since=dt.datetime.now(dt.UTC) - keep if keep else None,
         limit=limit,
     )
     return await asyncio.to_thread(_projection(services).find, query)

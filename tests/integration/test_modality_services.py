@@ -164,12 +164,12 @@ def _store(node: Platform, datasets: list[Dataset], calling_ae: str) -> None:
         assoc.release()
 
 
-def _mpps_create(study_uid: str, accession: str) -> Dataset:
+def _mpps_create(study_uid: str, accession: str, step_id: str) -> Dataset:
     ds = Dataset()
     step = Dataset()
     step.StudyInstanceUID = study_uid
     step.AccessionNumber = accession
-    step.ScheduledProcedureStepID = "A"
+    step.ScheduledProcedureStepID = step_id
     step.RequestedProcedureID = ""
     ds.ScheduledStepAttributesSequence = [step]
     ds.PatientName = "Doe^Jane"
@@ -214,13 +214,10 @@ async def test_mpps_create_complete_then_refused_and_linked_to_the_worklist(node
     )
     assert assoc.is_established
     try:
-        status, _ = assoc.send_n_create(
-            _mpps_create(study, item["accession_number"]), ModalityPerformedProcedureStep, uid
-        )
+        created = _mpps_create(study, item["accession_number"], "M")
+        status, _ = assoc.send_n_create(created, ModalityPerformedProcedureStep, uid)
         assert status.Status == 0x0000
-        status, _ = assoc.send_n_create(
-            _mpps_create(study, item["accession_number"]), ModalityPerformedProcedureStep, uid
-        )
+        status, _ = assoc.send_n_create(created, ModalityPerformedProcedureStep, uid)
         assert status.Status == 0x0111  # duplicate SOP instance
         done = _mpps_complete(images[0].SeriesInstanceUID, [ds.SOPInstanceUID for ds in images])
         status, _ = assoc.send_n_set(done, ModalityPerformedProcedureStep, uid)
@@ -250,6 +247,77 @@ async def test_mpps_create_complete_then_refused_and_linked_to_the_worklist(node
     )
     assert types == ["pacs.mpps.created", "pacs.mpps.completed", "pacs.mpps.verified"]
     assert httpx.get(f"{node.http}/api/mpps/{generate_uid()}", timeout=30).status_code == 404
+
+
+def _mpps_send(node: Platform, send: Any) -> int:
+    """One association of the modality's MPPS SCU; `send(assoc)` returns a status dataset."""
+    ae = AE(ae_title="CT1")
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate(
+        *node.dicom, ae_title="PACS", evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)]
+    )
+    assert assoc.is_established
+    try:
+        status: int = send(assoc).Status
+        return status
+    finally:
+        assoc.release()
+
+
+@pytest.mark.parametrize("outcome", ["COMPLETED", "DISCONTINUED"])
+async def test_a_performed_step_shows_started_then_leaves_the_worklist(
+    node: Platform, tmp_path: Path, dcmtk: None, outcome: str
+) -> None:
+    station = {"COMPLETED": "CT7", "DISCONTINUED": "CT8"}[outcome]
+    item = schedule(node, step_id=station + "S", station=station, modality="CT", date="2024-05-02")
+    asked = iter(range(1000))
+
+    def worklist(status: str = "") -> list[tuple[str, str]]:
+        """What the modality's worklist query (DCMTK findscu -W) shows for its station."""
+        found = findscu(
+            node,
+            tmp_path / f"q{next(asked)}",
+            f"{SPS}.ScheduledStationAETitle={station}",
+            f"{SPS}.ScheduledProcedureStepStatus={status}",
+        )
+        return [
+            (ds.AccessionNumber, ds.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus)
+            for ds in found
+        ]
+
+    seen: list[list[tuple[str, str]]] = []
+
+    async def shows(*expected: tuple[str, str]) -> None:
+        try:
+            await eventually(lambda: seen.append(worklist()) or seen[-1] == list(expected), 60)
+        except AssertionError:
+            raise AssertionError(f"findscu -W shows {seen[-1]}, not {list(expected)}") from None
+
+    accession = item["accession_number"]
+    # The POST waits only briefly for the read model; a stack just started may take longer.
+    await shows((accession, "SCHEDULED"))
+    uid = generate_uid()
+    created = _mpps_create(item["study_instance_uid"], accession, station + "S")
+    sent = _mpps_send(
+        node, lambda a: a.send_n_create(created, ModalityPerformedProcedureStep, uid)[0]
+    )
+    assert sent == 0x0000
+    await shows((accession, "STARTED"))
+
+    final = Dataset()
+    final.PerformedProcedureStepStatus = outcome
+    sent = _mpps_send(node, lambda a: a.send_n_set(final, ModalityPerformedProcedureStep, uid)[0])
+    assert sent == 0x0000
+    await shows()  # no longer offered
+
+    shown = httpx.get(f"{node.http}/api/worklist/{item['item_id']}", timeout=30).json()
+    assert shown["step_status"] == outcome and shown["performed_procedure_steps"] == [uid]
+    listed = httpx.get(
+        f"{node.http}/api/worklist", params={"station_ae_title": station}, timeout=30
+    )
+    assert listed.json() == []
+    # A RIS asking for finished steps by status still finds it.
+    assert worklist(status=outcome) == [(accession, outcome)]
 
 
 def _commit_request(tuid: str, datasets: list[Dataset], never_sent: str) -> Dataset:

@@ -8,9 +8,9 @@ from pydicom.dataset import Dataset
 
 from ingest.dicom_matching import matches, response
 from ingest.worklist_scp import coarse_query, item_dataset
-from schemas.worklist import ScheduledStep, WorklistItem
+from schemas.worklist import ScheduledStep, WorklistItemView
 
-ITEM = WorklistItem(
+ITEM = WorklistItemView(
     item_id="i1",
     patient_name="Doe^John",
     patient_id="P1",
@@ -97,3 +97,13 @@ def test_exact_keys_become_read_model_filters() -> None:
     q = coarse_query(identifier)
     assert q.station_ae_title == "CT1" and q.modality is None and q.patient_id is None
     assert q.date_from == dt.date(2024, 3, 1) and q.date_to == dt.date(2024, 3, 10)
+
+
+def test_step_status_is_the_items_real_state_and_a_status_key_asks_for_exactly_it() -> None:
+    started = item_dataset(ITEM.model_copy(update={"step_status": "STARTED"}))
+    assert started.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == "STARTED"
+    assert matches(query(ScheduledProcedureStepStatus="STARTED"), started)
+    assert not matches(query(ScheduledProcedureStepStatus="SCHEDULED"), started)
+    completed = coarse_query(query(ScheduledProcedureStepStatus="COMPLETED"))
+    assert completed.step_status == "COMPLETED"
+    assert coarse_query(query(ScheduledProcedureStepStatus="")).step_status is None

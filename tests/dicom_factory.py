@@ -17,6 +17,22 @@ from pydicom.uid import (
 )
 
 
+def new_dataset(sop_class: str, study_uid: str, series_uid: str) -> Dataset:
+    """An instance of `sop_class` with a fresh SOP Instance UID and its File Meta, explicit VR
+    little endian: what every factory here starts from."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.SOPClassUID = sop_class
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    return ds
+
+
 def ct_dataset(
     study_uid: str,
     series_uid: str,
@@ -27,16 +43,7 @@ def ct_dataset(
     seed: int = 0,
 ) -> Dataset:
     """A CT slice: `size` x `size`, 16-bit, explicit VR little endian."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.SOPClassUID = CTImageStorage
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
+    ds = new_dataset(CTImageStorage, study_uid, series_uid)
     ds.PatientID = patient_id
     ds.PatientName = "Test^Patient"
     ds.Modality = "CT"
@@ -58,16 +65,7 @@ def ct_dataset(
 def multiframe_dataset(frames: int, *, size: int = 512, seed: int = 0) -> Dataset:
     """A multi-frame XA run: `frames` frames of `size` x `size` 16-bit pixels (512 KiB each
     at the default size), explicit VR little endian, in a study and series of its own."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = XRayAngiographicImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.SOPClassUID = XRayAngiographicImageStorage
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
+    ds = new_dataset(XRayAngiographicImageStorage, generate_uid(), generate_uid())
     ds.PatientID = "TEST-XA-0001"
     ds.PatientName = "Test^Angio"
     ds.Modality = "XA"

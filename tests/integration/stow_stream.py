@@ -7,13 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (
-    PYDICOM_IMPLEMENTATION_UID,
-    ExplicitVRLittleEndian,
-    MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
-    generate_uid,
-)
+from pydicom.uid import MultiFrameGrayscaleWordSecondaryCaptureImageStorage, generate_uid
+
+from tests.dicom_factory import new_dataset
 
 FRAME_BYTES = 512 * 512 * 2
 READ_CHUNK = 1 << 20
@@ -28,15 +24,7 @@ def write_multiframe_series(folder: Path, count: int, frames: int) -> list[Path]
     study, series = generate_uid(), generate_uid()
     paths = []
     for number in range(1, count + 1):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = MultiFrameGrayscaleWordSecondaryCaptureImageStorage
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds.SOPClassUID = MultiFrameGrayscaleWordSecondaryCaptureImageStorage
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds = new_dataset(MultiFrameGrayscaleWordSecondaryCaptureImageStorage, study, series)
         ds.PatientID, ds.PatientName, ds.Modality = "TEST-LARGE", "Large^Stow", "OT"
         ds.SeriesNumber, ds.InstanceNumber = 1, number
         ds.NumberOfFrames = frames

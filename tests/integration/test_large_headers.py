@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
@@ -18,7 +18,7 @@ from infra.metadata_store import encode_metadata
 from infra.objectstore import make_minio
 from ingest.header import read_header
 from ingest.nodelay import set_nodelay
-from tests.dicom_factory import part10_bytes
+from tests.dicom_factory import new_dataset, part10_bytes
 from tests.integration.conftest import Platform, eventually
 
 pytestmark = pytest.mark.integration
@@ -39,12 +39,7 @@ def _item(**values: Any) -> Dataset:
 
 def enhanced_ct(frames: int, size: int = 16) -> Dataset:
     """An enhanced CT with the per-frame functional groups a scanner writes for each frame."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = ENHANCED_CT
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds = new_dataset(ENHANCED_CT, generate_uid(), generate_uid())
     ds.FrameOfReferenceUID = generate_uid()
     ds.PatientID, ds.PatientName, ds.Modality = "ENH-0001", "Enhanced^Test", "CT"
     ds.StudyDate, ds.SeriesNumber, ds.InstanceNumber = "20261201", 1, 1

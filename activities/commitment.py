@@ -48,43 +48,38 @@ class CommitmentActivities:
         )
         return {i.sop_instance_uid: i for i in self.catalog.instances(query)}
 
-    def _unknown(self, ref: CommitmentRef) -> RefOutcome | None:
-        """Why an instance the catalog does not list is not failed yet, or None when it
-        truly never arrived: not landed, and absent once the catalog has caught up."""
-        if any(landing.holds_sop(ref.sop_instance_uid) for landing in self.landings):
-            return RefOutcome(ref=ref, state="not-archived", detail="received, not archived yet")
-        return None
-
     def _check(self, refs: list[CommitmentRef]) -> list[RefOutcome]:
         known = self._lookup(refs, caught_up=False)
-        early: dict[str, RefOutcome | None] = {
-            r.sop_instance_uid: self._unknown(r) for r in refs if r.sop_instance_uid not in known
-        }
-        # Landing is checked before the caught-up lookup: an instance archived (and so gone
+        waiting: dict[str, RefOutcome] = {}
+        absent = []
+        for ref in refs:
+            uid = ref.sop_instance_uid
+            if uid in known:
+                continue
+            if any(landing.holds_sop(uid) for landing in self.landings):
+                detail = "received, not archived yet"
+                waiting[uid] = RefOutcome(ref=ref, state="not-archived", detail=detail)
+            else:
+                absent.append(ref)
+        # Landing is looked at before the caught-up listing: an instance archived (and so gone
         # from landing) in between is then in the catalog, as its announcement came first.
-        absent = [
-            r for r in refs if r.sop_instance_uid in early and early[r.sop_instance_uid] is None
-        ]
         if absent:
             try:
                 known.update(self._lookup(absent, caught_up=True))
             except CatalogUnavailable as exc:
                 detail = f"not found, and the catalog could not confirm it yet ({exc})"
                 for ref in absent:
-                    early[ref.sop_instance_uid] = RefOutcome(
+                    waiting[ref.sop_instance_uid] = RefOutcome(
                         ref=ref, state="unconfirmed", detail=detail
                     )
-        outcomes = []
-        for ref in refs:
-            entry = known.get(ref.sop_instance_uid)
-            if entry is None:
-                pending = early.get(ref.sop_instance_uid)
-                outcomes.append(
-                    pending or RefOutcome(ref=ref, state="missing", detail="never received")
-                )
-                continue
-            outcomes.append(self._archived(ref, entry))
-        return outcomes
+        missing = "never received"
+        return [
+            self._archived(ref, known[ref.sop_instance_uid])
+            if ref.sop_instance_uid in known
+            else waiting.get(ref.sop_instance_uid)
+            or RefOutcome(ref=ref, state="missing", detail=missing)
+            for ref in refs
+        ]
 
     def _archived(self, ref: CommitmentRef, entry: CatalogInstance) -> RefOutcome:
         """A received instance: committed only if archived with the checksum received."""

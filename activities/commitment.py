@@ -42,13 +42,19 @@ class CommitmentActivities:
         self.archive = archive
         self.dicom = dicom
 
-    def _lookup(self, refs: list[CommitmentRef], caught_up: bool) -> dict[str, CatalogInstance]:
+    def _lookup(
+        self, refs: list[CommitmentRef], caught_up: bool, positions: dict[int, int] | None = None
+    ) -> dict[str, CatalogInstance]:
         query = InstanceQuery(
-            sop_instance_uids=[r.sop_instance_uid for r in refs], caught_up=caught_up
+            sop_instance_uids=[r.sop_instance_uid for r in refs],
+            caught_up=caught_up,
+            log_positions=positions or {},
         )
         return {i.sop_instance_uid: i for i in self.catalog.instances(query)}
 
-    def _check(self, refs: list[CommitmentRef]) -> list[RefOutcome]:
+    def _check(
+        self, refs: list[CommitmentRef], positions: dict[int, int] | None = None
+    ) -> list[RefOutcome]:
         known = self._lookup(refs, caught_up=False)
         waiting: dict[str, RefOutcome] = {}
         absent = []
@@ -65,7 +71,7 @@ class CommitmentActivities:
         # from landing) in between is then in the catalog, as its announcement came first.
         if absent:
             try:
-                known.update(self._lookup(absent, caught_up=True))
+                known.update(self._lookup(absent, caught_up=True, positions=positions))
             except CatalogUnavailable as exc:
                 detail = f"not found, and the catalog could not confirm it yet ({exc})"
                 for ref in absent:
@@ -101,7 +107,7 @@ class CommitmentActivities:
     async def check_commitment(self, request: CommitmentCheck) -> CommitmentCheckResult:
         """Each referenced instance: committed only if archived with the received checksum."""
         return CommitmentCheckResult(
-            outcomes=await asyncio.to_thread(self._check, request.references)
+            outcomes=await asyncio.to_thread(self._check, request.references, request.log_positions)
         )
 
     @activity.defn

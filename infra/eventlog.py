@@ -34,6 +34,9 @@ class EventPublisher:
             request_timeout_ms=settings.request_timeout_ms,
             max_request_size=4 * 1024 * 1024,
         )
+        # The highest offset acknowledged per partition: everything this publisher announced
+        # is on the log up to here (a read model that has applied it has seen it all).
+        self.acknowledged: dict[int, int] = {}
 
     async def start(self) -> None:
         await self._producer.start()
@@ -55,7 +58,9 @@ class EventPublisher:
             )
             for event in events
         ]
-        await asyncio.gather(*futures)
+        for metadata in await asyncio.gather(*futures):
+            if metadata.offset > self.acknowledged.get(metadata.partition, -1):
+                self.acknowledged[metadata.partition] = metadata.offset
 
 
 class PollPacer:

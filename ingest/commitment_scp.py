@@ -13,6 +13,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -76,10 +77,19 @@ def commitment_request(info: Dataset) -> tuple[str, list[CommitmentRef]]:
 class CommitmentHandler:
     """EVT_N_ACTION for the Storage Commitment Push Model."""
 
-    def __init__(self, bridge: TemporalBridge, task_queue: str, wait_timeout: float) -> None:
+    def __init__(
+        self,
+        bridge: TemporalBridge,
+        task_queue: str,
+        wait_timeout: float,
+        log_positions: Callable[[], dict[int, int]] = dict,
+    ) -> None:
         self.bridge = bridge
         self.task_queue = task_queue
         self.wait_timeout = wait_timeout
+        # How far this gateway's announcements reached: a modality asks to commit what it
+        # sent, mostly through this gateway, whose events the check then knows to wait for.
+        self.log_positions = log_positions
 
     def __call__(self, event: Any) -> tuple[Dataset, Dataset | None]:
         if event.action_type != REQUEST_STORAGE_COMMITMENT:
@@ -96,6 +106,7 @@ class CommitmentHandler:
             calling_ae=calling_ae,
             references=refs,
             wait_timeout_seconds=self.wait_timeout,
+            log_positions=self.log_positions(),
         )
 
         async def begin(client: Client) -> WorkflowHandle[Any, Any]:

@@ -39,7 +39,10 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     find = FindRouter()
     for sop_class in FIND_SOP_CLASSES:
         find.add(str(sop_class), FindHandler(catalog, settings.dicom.find_max_matches))
-    modality, worklist = modality_handlers(settings, asyncio.get_running_loop(), find)
+    publisher = clients.publisher
+    modality, worklist = modality_handlers(
+        settings, asyncio.get_running_loop(), find, lambda: dict(publisher.acknowledged)
+    )
     handlers = [
         (evt.EVT_C_STORE, StoreHandler(clients.acceptor)),
         (evt.EVT_C_MOVE, MoveHandler(settings.dicom.remote_aes, retrieve)),

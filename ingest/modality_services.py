@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from pynetdicom import evt
@@ -18,7 +19,10 @@ from ingest.worklist_scp import WorklistClient, WorklistFindHandler
 
 
 def modality_handlers(
-    settings: Settings, loop: asyncio.AbstractEventLoop, find: FindRouter
+    settings: Settings,
+    loop: asyncio.AbstractEventLoop,
+    find: FindRouter,
+    log_positions: Callable[[], dict[int, int]] = dict,
 ) -> tuple[list[Any], WorklistClient]:
     """Handler bindings for the gateway; the worklist client is to be closed at shutdown."""
     bridge = TemporalBridge(settings.temporal, loop)
@@ -26,7 +30,9 @@ def modality_handlers(
     find.add(str(ModalityWorklistInformationFind), WorklistFindHandler(worklist))
     queue = settings.temporal.ingest_task_queue
     mpps = MppsHandlers(bridge, queue, settings.dicom.mpps_verify_timeout_seconds)
-    commitment = CommitmentHandler(bridge, queue, settings.dicom.commitment_timeout_seconds)
+    commitment = CommitmentHandler(
+        bridge, queue, settings.dicom.commitment_timeout_seconds, log_positions
+    )
     handlers: list[Any] = [
         (evt.EVT_C_FIND, find),
         (evt.EVT_N_CREATE, mpps.n_create),

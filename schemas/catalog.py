@@ -35,5 +35,9 @@ class InstanceQuery(BaseModel):
     sop_instance_uids: list[str] = []
     patient_id: str | None = None
     # Answer only once the catalog holds every event acknowledged before the request, so
-    # an instance missing from the answer was never received (or was removed).
+    # an instance missing from the answer was never received (or was removed). Applying the
+    # log up to `log_positions` (partition -> offset, what the asking gateway had announced)
+    # proves it for that gateway's instances at once; otherwise the projector must find
+    # the end of the log.
     caught_up: bool = False
+    log_positions: dict[int, int] = {}

@@ -54,12 +54,17 @@ class StorageCommitmentInput(BaseModel):
     # How long a claimed report may take to be sent on that association.
     delivery_timeout_seconds: float = 60.0
     new_association_attempts: int = 5
+    # How far the receiving gateway's own announcements reached on the log (partition ->
+    # offset) when the N-ACTION came: the catalog, once past them, knows every instance
+    # stored through that gateway before the request.
+    log_positions: dict[int, int] = Field(default_factory=dict)
 
 
 class CommitmentCheck(BaseModel):
     """Activity input: which of these instances are archived with a matching checksum?"""
 
     references: list[CommitmentRef]
+    log_positions: dict[int, int] = Field(default_factory=dict)
 
 
 # "missing" is final: not landed and absent from a caught-up catalog. "unconfirmed" is not

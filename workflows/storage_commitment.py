@@ -176,7 +176,7 @@ class StorageCommitmentWorkflow:
             try:
                 result = await workflow.execute_activity_method(
                     CommitmentActivities.check_commitment,
-                    CommitmentCheck(references=pending),
+                    CommitmentCheck(references=pending, log_positions=start.log_positions),
                     start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=RetryPolicy(maximum_attempts=3),
                 )

@@ -40,7 +40,9 @@ async def list_instances(query: InstanceQuery, services: ServicesDep) -> list[Ca
     catalog = catalog_of(services)
     if query.caught_up and (
         services.projector is None
-        or not await services.projector.wait_caught_up(CATCH_UP_TIMEOUT_SECONDS)
+        or not await services.projector.wait_caught_up(
+            CATCH_UP_TIMEOUT_SECONDS, query.log_positions
+        )
     ):
         raise HTTPException(503, "the catalog has not caught up with the event log yet")
     try:

@@ -52,22 +52,31 @@ class ProjectorRunner:
     def request_rebuild(self) -> None:
         self._rebuild.set()
 
-    async def wait_caught_up(self, within: float) -> bool:
+    async def wait_caught_up(self, within: float, positions: dict[int, int] | None = None) -> bool:
         """Wait until every event the broker acknowledged before this call is applied to
-        every read model; False if that takes longer than `within` seconds (a steady stream
-        of events can keep the projector from ever finding the log's end).
+        every read model, or at least the log up to `positions` (partition -> offset); False
+        if that takes longer than `within` seconds (a steady stream of events can keep the
+        projector from finding the log's end).
 
         A read model alone cannot tell "never happened" from "not applied yet"; callers that
         must report an absence as final (storage commitment) ask for this barrier first."""
         since = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(within):
-                while self.caught_up_at < since:
+                while self.caught_up_at < since and not self._applied_up_to(positions or {}):
                     self._progress.clear()
                     await self._progress.wait()
         except TimeoutError:
             return False
         return True
+
+    def _applied_up_to(self, positions: dict[int, int]) -> bool:
+        if not positions:
+            return False
+        return all(
+            min((done.get(p, -1) for done in self.applied.values()), default=-1) >= offset
+            for p, offset in positions.items()
+        )
 
     def _note_fetch(self, started: float, empty: bool) -> None:
         if empty:

@@ -33,6 +33,18 @@ def new_dataset(sop_class: str, study_uid: str, series_uid: str) -> Dataset:
     return ds
 
 
+def _grey_pixels(ds: Dataset, size: int, frames: int, rng: np.random.Generator) -> None:
+    """`frames` random 12-bit greyscale frames of `size` x `size` in 16-bit words."""
+    ds.Rows = ds.Columns = size
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = rng.integers(0, 4096, frames * size * size, dtype=np.uint16).tobytes()
+
+
 def ct_dataset(
     study_uid: str,
     series_uid: str,
@@ -50,15 +62,7 @@ def ct_dataset(
     ds.StudyDate = "20261127"
     ds.SeriesNumber = 1
     ds.InstanceNumber = number
-    ds.Rows = ds.Columns = size
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    rng = np.random.default_rng(seed + number)
-    ds.PixelData = rng.integers(0, 4096, (size, size), dtype=np.uint16).tobytes()
+    _grey_pixels(ds, size, 1, np.random.default_rng(seed + number))
     return ds
 
 
@@ -75,15 +79,7 @@ def multiframe_dataset(frames: int, *, size: int = 512, seed: int = 0) -> Datase
     ds.NumberOfFrames = frames
     ds.FrameTime = 33.3
     ds.FrameIncrementPointer = 0x00181063  # FrameTime
-    ds.Rows = ds.Columns = size
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    rng = np.random.default_rng(seed)
-    ds.PixelData = rng.integers(0, 4096, frames * size * size, dtype=np.uint16).tobytes()
+    _grey_pixels(ds, size, frames, np.random.default_rng(seed))
     return ds
 
 

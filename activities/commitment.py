@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from infra.catalog.client import CatalogClient, CatalogUnavailable
+from infra.dimse.commitment_report import send_on_new_association
+from infra.landing import Landing
 from infra.objectstore import ArchiveStore, archive_key
 from infra.settings import DicomSettings
-from ingest.catalog_client import CatalogClient, CatalogUnavailable
-from ingest.commitment_report import send_on_new_association
-from ingest.landing import Landing
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.commitment import (
     CommitmentCheck,

@@ -13,8 +13,8 @@ from pydicom import Dataset
 
 from api.services import Services
 from api.stored import load_instance
+from infra.dicom.header import validate_uid
 from infra.pixels import PixelError, load_dataset
-from ingest.header import validate_uid
 from schemas.catalog import CatalogInstance, InstanceQuery
 
 

@@ -15,12 +15,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from infra.catalog.search import CatalogReader
 from infra.clickhouse import ClickHouse
 from infra.eventlog import EventPublisher
+from infra.landing import Landing
 from infra.objectstore import ArchiveStore
 from infra.projections.runner import ProjectorRunner
 from infra.projections.worklist import WorklistProjection
 from infra.settings import Settings
 from ingest.accept import Acceptor
-from ingest.landing import Landing
 
 log = logging.getLogger(__name__)
 

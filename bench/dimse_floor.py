@@ -43,9 +43,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # noqa: E402
 )
 
 from bench.query_vs_orthanc import cpu_seconds, percentile  # noqa: E402
+from infra.dimse.nodelay import set_nodelay  # noqa: E402
 from infra.settings import DicomSettings  # noqa: E402
 from ingest.dimse import FindRouter, start_gateway  # noqa: E402
-from ingest.nodelay import set_nodelay  # noqa: E402
 from ingest.qr_find import FIND_SOP_CLASSES, FindHandler  # noqa: E402
 from tests.dicom_factory import ct_series, write_series  # noqa: E402
 from tests.orthanc import Orthanc  # noqa: E402

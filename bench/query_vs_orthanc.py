@@ -56,6 +56,7 @@ from rich.table import Table  # noqa: E402
 
 from infra.catalog.projection import CatalogProjection  # noqa: E402
 from infra.clickhouse import ClickHouse  # noqa: E402
+from infra.dimse.nodelay import set_nodelay  # noqa: E402
 from infra.projections.base import LogRecord  # noqa: E402
 from infra.settings import (  # noqa: E402
     DicomSettings,
@@ -66,7 +67,6 @@ from infra.settings import (  # noqa: E402
     TemporalSettings,
 )
 from infra.stack import LocalStack  # noqa: E402
-from ingest.nodelay import set_nodelay  # noqa: E402
 from schemas.events import InstanceReceived  # noqa: E402
 from tests.dicom_factory import ct_series  # noqa: E402
 from tests.integration.dimse_client import send_all  # noqa: E402

@@ -20,9 +20,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModelInstance,
 )
 
+from infra.dimse.nodelay import set_nodelay
 from infra.scu.peer import Peer, ScuError
 from infra.scu.peer import associate as open_association
-from ingest.nodelay import set_nodelay
 
 mpps_app = typer.Typer(help="Modality Performed Procedure Step SCU (N-CREATE / N-SET).")
 

@@ -167,7 +167,7 @@ class LocalStack:
     def app_processes(self) -> list[ManagedProcess]:
         if self._apps is None:
             env = settings_to_env(self.settings)
-            # `python -m infra.cli` must import this source tree even when the project
+            # `python -m apps.cli` must import this source tree even when the project
             # is not installed into the venv or the CLI was started from elsewhere.
             root = str(Path(__file__).resolve().parents[1])
             pythonpath = os.environ.get("PYTHONPATH")
@@ -180,7 +180,7 @@ class LocalStack:
             self._apps = [
                 ManagedProcess(
                     name=name,
-                    argv=[sys.executable, "-m", "infra.cli", command],
+                    argv=[sys.executable, "-m", "apps.cli", command],
                     env=dict(env),
                     log_path=self.log_dir / f"{name}.log",
                 )

@@ -16,14 +16,19 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Literal
 
+from infra.dicom.header import HeaderError, InstanceHeader, read_header
+from infra.dicom.statuses import (
+    DUPLICATE_SOP_INSTANCE,
+    OUT_OF_RESOURCES,
+    STUDY_UID_MISMATCH,
+    SUCCESS,
+)
 from infra.eventlog import EventPublisher
+from infra.landing import Landing, landing_key, sha_of_key
 from infra.metadata_store import MetadataStore, encode_metadata, metadata_key
 from infra.objectstore import ArchiveStore, archive_key
 from infra.settings import DuplicatePolicy, IngestSettings
-from ingest.header import HeaderError, InstanceHeader, read_header
 from ingest.known_instances import KnownInstances
-from ingest.landing import Landing, landing_key, sha_of_key
-from ingest.statuses import DUPLICATE_SOP_INSTANCE, OUT_OF_RESOURCES, STUDY_UID_MISMATCH, SUCCESS
 from schemas.events import (
     Event,
     InstanceReceived,

@@ -21,14 +21,14 @@ from pydicom.dataset import Dataset
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from ingest.commitment_report import send_on
-from ingest.statuses import (
+from infra.dicom.statuses import (
     INVALID_ATTRIBUTE_VALUE,
     MISSING_ATTRIBUTE,
     NO_SUCH_ACTION_TYPE,
     PROCESSING_FAILURE,
     SUCCESS,
 )
+from infra.dimse.commitment_report import send_on
 from ingest.temporal_bridge import TemporalBridge
 from schemas.commitment import (
     ClaimRequest,

@@ -23,16 +23,16 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from infra.dicom.statuses import IDENTIFIER_MISMATCH, status_dataset
+from infra.dimse.nodelay import set_nodelay
+from infra.dimse.reactor_gate import guard_reactor
+from infra.dimse.retrieve_common import GET_MODELS, MOVE_MODELS
 from infra.settings import DicomSettings
 from infra.transfer_syntaxes import NATIVE_SYNTAXES
 from ingest.accept import Acceptor, Origin
 from ingest.event_reactor import EventDrivenReactors
 from ingest.find_responder import DirectFind
-from ingest.nodelay import set_nodelay
 from ingest.qr_find import FIND_SOP_CLASSES
-from ingest.reactor_gate import guard_reactor
-from ingest.retrieve_common import GET_MODELS, MOVE_MODELS
-from ingest.statuses import IDENTIFIER_MISMATCH, status_dataset
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from pynetdicom.dsutils import decode, encode
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
+from infra.dicom.statuses import PENDING, SUCCESS
 from ingest.identifier_bytes import command_set_bytes, identifier_bytes
 from ingest.qr_find import FindHandler, response_identifier
-from ingest.statuses import PENDING, SUCCESS
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
+from infra.catalog.client import api_base_url
 from infra.settings import Settings
-from ingest.catalog_client import api_base_url
 from ingest.commitment_scp import CommitmentHandler
 from ingest.dimse import FindRouter
 from ingest.mpps_scp import MppsHandlers

@@ -18,9 +18,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
 )
 
-from ingest.catalog_client import CatalogClient, CatalogRefused, CatalogUnavailable
-from ingest.identifier_bytes import match_values
-from ingest.statuses import (
+from infra.catalog.client import CatalogClient, CatalogRefused, CatalogUnavailable
+from infra.dicom.statuses import (
     CANCELLED,
     IDENTIFIER_MISMATCH,
     OUT_OF_RESOURCES,
@@ -28,6 +27,7 @@ from ingest.statuses import (
     UNABLE_TO_PROCESS,
     status_dataset,
 )
+from ingest.identifier_bytes import match_values
 
 log = logging.getLogger(__name__)
 

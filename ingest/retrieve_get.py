@@ -7,7 +7,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from ingest.retrieve_common import (
+from infra.dicom.statuses import status_dataset
+from infra.dimse.retrieve_common import (
     RetrieveError,
     RetrieveSource,
     accepted_syntaxes,
@@ -15,7 +16,6 @@ from ingest.retrieve_common import (
     request_identifier,
     sub_operations,
 )
-from ingest.statuses import status_dataset
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from infra.settings import RemoteAE
-from ingest.nodelay import set_nodelay
-from ingest.reactor_gate import guard_reactor
-from ingest.retrieve_common import (
+from infra.dicom.statuses import status_dataset
+from infra.dimse.nodelay import set_nodelay
+from infra.dimse.reactor_gate import guard_reactor
+from infra.dimse.retrieve_common import (
     RetrieveError,
     RetrieveSource,
     accepted_syntaxes,
@@ -25,8 +25,8 @@ from ingest.retrieve_common import (
     request_identifier,
     sub_operations,
 )
-from ingest.statuses import status_dataset
-from ingest.store_contexts import UNCOMPRESSED, store_contexts
+from infra.dimse.store_contexts import UNCOMPRESSED, store_contexts
+from infra.settings import RemoteAE
 
 log = logging.getLogger(__name__)
 

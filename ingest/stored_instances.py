@@ -5,8 +5,8 @@ One lookup shared by every retrieve path (WADO-RS in the API, C-MOVE/C-GET in th
 
 from __future__ import annotations
 
+from infra.landing import Landing
 from infra.objectstore import ArchiveStore, archive_key
-from ingest.landing import Landing
 
 
 def load_instance(

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from minio import Minio
 
 from infra.eventlog import EventPublisher
+from infra.landing import Landing, S3Landing, SpoolLanding
 from infra.metadata_store import MetadataStore
 from infra.objectstore import ArchiveStore, make_minio
 from infra.settings import LandingMode, Settings
 from ingest.accept import Acceptor
-from ingest.landing import Landing, S3Landing, SpoolLanding
 
 log = logging.getLogger(__name__)
 

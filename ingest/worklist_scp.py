@@ -21,8 +21,8 @@ import httpx
 from pydantic import TypeAdapter
 from pydicom.dataset import Dataset
 
+from infra.dicom.statuses import CANCELLED, PENDING, SUCCESS, UNABLE_TO_PROCESS
 from ingest.dicom_matching import is_universal, matches, response
-from ingest.statuses import CANCELLED, PENDING, SUCCESS, UNABLE_TO_PROCESS
 from schemas.worklist import StepStatus, WorklistItemView, WorklistQuery
 
 log = logging.getLogger(__name__)

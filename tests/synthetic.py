@@ -15,7 +15,7 @@ from typing import Any
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from ingest.header import bulkdata_path, read_header
+from infra.dicom.header import bulkdata_path, read_header
 from schemas.events import InstanceReceived, InstanceRef, fact_event_id
 from tests.dicom_factory import ct_dataset, part10_bytes
 

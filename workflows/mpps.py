@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.events import EventActivities
     from activities.mpps import MppsActivities
-    from ingest.statuses import PROCESSING_FAILURE, SUCCESS
+    from infra.dicom.statuses import PROCESSING_FAILURE, SUCCESS
     from schemas.events import (
         Event,
         MppsCompleted,

@@ -26,7 +26,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.commitment import CommitmentActivities
     from activities.events import EventActivities
-    from ingest.statuses import (
+    from infra.dicom.statuses import (
         FAILURE_CLASS_INSTANCE_CONFLICT,
         FAILURE_NO_SUCH_OBJECT_INSTANCE,
         FAILURE_PROCESSING,

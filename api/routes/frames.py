@@ -32,6 +32,7 @@ from api.multipart import build_multipart
 from api.retrieval import instance_bytes, parse_frame_list
 from api.routes.wado import INSTANCE_PATH
 from api.services import ServicesDep
+from infra.dicom.header import read_header
 from infra.pixels import (
     PixelError,
     check_frame,
@@ -41,7 +42,6 @@ from infra.pixels import (
     stored_frame,
 )
 from infra.transcode import TranscodeError, can_decode, can_encode, transcode
-from ingest.header import read_header
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 

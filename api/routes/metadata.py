@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from api.routes.qido import UidPath, catalog_of, dicomweb_root
 from api.services import Services, ServicesDep
 from infra.catalog.search import metadata_document
-from ingest.header import validate_uid
+from infra.dicom.header import validate_uid
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 

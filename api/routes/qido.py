@@ -13,7 +13,7 @@ from api.services import Services, ServicesDep
 from infra.catalog.attributes import DEFAULT_RETURN, Level
 from infra.catalog.matching import QueryError
 from infra.catalog.search import MAX_RESULTS, CatalogReader, Search, SearchResult, attribute
-from ingest.header import validate_uid
+from infra.dicom.header import validate_uid
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 

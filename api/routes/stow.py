@@ -31,11 +31,11 @@ from api.multipart import (
     parse_content_type,
 )
 from api.services import Services, ServicesDep
+from infra.dicom.header import validate_uid
+from infra.dicom.part10 import normalize_part10
+from infra.dicom.statuses import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 from infra.settings import HttpSettings
 from ingest.accept import Origin, Outcome
-from ingest.header import validate_uid
-from ingest.part10 import normalize_part10
-from ingest.statuses import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from api.media import Choice, MediaRange, NotAcceptable, choose_instance_syntax,
 from api.multipart import build_multipart
 from api.retrieval import instance_bytes, list_instances, listed_bytes
 from api.services import Services, ServicesDep
+from infra.dicom.header import read_header
 from infra.transcode import TranscodeError, can_decode, can_encode, transcode
-from ingest.header import read_header
 from schemas.catalog import CatalogInstance
 
 log = logging.getLogger(__name__)

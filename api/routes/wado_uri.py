@@ -16,9 +16,9 @@ from api.media import DICOM
 from api.retrieval import instance_bytes
 from api.routes.rendered import render_frames
 from api.services import ServicesDep
+from infra.dicom.header import read_header
 from infra.pixels import ImageFormat, PixelError, RenderOptions, Viewport, Window
 from infra.transcode import TranscodeError, can_decode, can_encode, transcode
-from ingest.header import read_header
 
 router = APIRouter(tags=["wado-uri"])
 

@@ -11,8 +11,8 @@ from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
-from ingest.nodelay import set_nodelay
-from ingest.reactor_gate import guard_reactor
+from infra.dimse.nodelay import set_nodelay
+from infra.dimse.reactor_gate import guard_reactor
 
 
 class ScuError(Exception):

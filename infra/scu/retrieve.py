@@ -27,9 +27,9 @@ from pydicom.uid import (
 from pynetdicom import AE, build_role, evt
 from pynetdicom.presentation import StoragePresentationContexts, build_context
 
+from infra.dimse.nodelay import set_nodelay
 from infra.scu.identifier import MODELS, Level, Root, build_identifier
 from infra.scu.peer import Peer, ScuError, associate
-from ingest.nodelay import set_nodelay
 
 # What we take in: any common encoding, so a peer never has to transcode for us.
 RECEIVE_SYNTAXES: list[str] = [

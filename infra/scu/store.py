@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.dicom.header import HeaderError, InstanceHeader, read_header
+from infra.dimse.retrieve_common import accepted_syntaxes, prepare
+from infra.dimse.store_contexts import store_contexts
 from infra.scu.peer import Peer, ScuError, associate
 from infra.transcode import TranscodeError
-from ingest.header import HeaderError, InstanceHeader, read_header
-from ingest.retrieve_common import accepted_syntaxes, prepare
-from ingest.store_contexts import store_contexts
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 
-from ingest.nodelay import set_nodelay
+from infra.dimse.nodelay import set_nodelay
 
 
 def send_all(

@@ -103,7 +103,7 @@ async def test_rebuild_equals_live_at_ten_thousand_instances(platform: Platform)
 
     env = {**os.environ, **settings_to_env(platform.settings)}
     result = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "projections", "rebuild"],
+        [sys.executable, "-m", "apps.cli", "projections", "rebuild"],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

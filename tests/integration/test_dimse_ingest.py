@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.presentation import AllStoragePresentationContexts
 
-from ingest.header import HeaderError, read_header
+from infra.dicom.header import HeaderError, read_header
 from tests.integration.conftest import Platform, run
 
 pytestmark = pytest.mark.integration

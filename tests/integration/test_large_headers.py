@@ -14,10 +14,10 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 
+from infra.dicom.header import read_header
+from infra.dimse.nodelay import set_nodelay
 from infra.metadata_store import encode_metadata
 from infra.objectstore import make_minio
-from ingest.header import read_header
-from ingest.nodelay import set_nodelay
 from tests.dicom_factory import new_dataset, part10_bytes
 from tests.integration.conftest import Platform, eventually
 

@@ -25,9 +25,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModelInstance,
 )
 
+from infra.dimse.nodelay import set_nodelay
 from infra.settings import RemoteAE
 from infra.temporal_client import connect_temporal
-from ingest.nodelay import set_nodelay
 from tests.dicom_factory import ct_series
 from tests.integration.conftest import (
     Platform,
@@ -476,7 +476,7 @@ async def test_commitment_report_on_a_new_association_when_the_requester_left(
 def pacs(node: Platform, *args: str) -> Any:
     host, port = node.dicom
     target = ["--aet", "PACS", "--host", host, "--port", str(port), "--calling-aet", "CLI1"]
-    argv = [sys.executable, "-m", "infra.cli", *args, *target]
+    argv = [sys.executable, "-m", "apps.cli", *args, *target]
     return run(argv, timeout=180)
 
 
@@ -501,5 +501,5 @@ async def test_pacs_cli_worklist_mpps_and_commit(node: Platform, tmp_path: Path)
     assert committed.returncode == 0, committed.stdout + committed.stderr
     assert f"committed {images[0].SOPInstanceUID}" in committed.stdout
 
-    unreachable = run([sys.executable, "-m", "infra.cli", "worklist", "--port", "1"], timeout=60)
+    unreachable = run([sys.executable, "-m", "apps.cli", "worklist", "--port", "1"], timeout=60)
     assert unreachable.returncode == 2 and "unreachable" in unreachable.stderr

@@ -26,8 +26,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from ingest.catalog_client import CatalogClient, api_base_url
-from ingest.nodelay import set_nodelay
+from infra.catalog.client import CatalogClient, api_base_url
+from infra.dimse.nodelay import set_nodelay
 from schemas.catalog import InstanceQuery
 from tests.integration.conftest import Platform, eventually, run
 from tests.integration.dimse_client import send_all
@@ -267,7 +267,7 @@ async def test_jpeg_to_implicit_only_peer_is_transcoded(
 
 
 def pacs_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return run([sys.executable, "-m", "infra.cli", *args])
+    return run([sys.executable, "-m", "apps.cli", *args])
 
 
 def test_pacs_get_and_move_against_our_platform(

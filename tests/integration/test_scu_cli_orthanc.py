@@ -103,7 +103,7 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
 
 
 def pacs(*args: str) -> subprocess.CompletedProcess[str]:
-    return run([sys.executable, "-m", "infra.cli", *args], timeout=300)
+    return run([sys.executable, "-m", "apps.cli", *args], timeout=300)
 
 
 def dataset_bytes(part10: bytes) -> bytes:

@@ -105,7 +105,7 @@ async def test_audit_projection_rebuilds_from_offset_zero(platform: Platform) ->
     status = _projection(status_url, "events")
     env = {**os.environ, **settings_to_env(platform.settings)}
     result = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "projections", "rebuild"],
+        [sys.executable, "-m", "apps.cli", "projections", "rebuild"],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

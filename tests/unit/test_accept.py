@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from infra.dicom.statuses import DUPLICATE_SOP_INSTANCE, OUT_OF_RESOURCES, SUCCESS
+from infra.landing import SpoolLanding
 from infra.objectstore import StoredObject
 from infra.settings import DuplicatePolicy, IngestSettings
 from ingest.accept import Acceptor, Origin
-from ingest.landing import SpoolLanding
-from ingest.statuses import DUPLICATE_SOP_INSTANCE, OUT_OF_RESOURCES, SUCCESS
 from schemas.events import Event, InstanceReceived, InstanceRejected
 from tests.dicom_factory import ct_dataset, part10_bytes
 

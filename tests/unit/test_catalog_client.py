@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ingest.catalog_client import CatalogClient, CatalogRefused, CatalogUnavailable
+from infra.catalog.client import CatalogClient, CatalogRefused, CatalogUnavailable
 
 
 class FakeApi(BaseHTTPRequestHandler):

@@ -4,9 +4,9 @@ archive (CommitmentActivities._check with stand-ins for the three)."""
 from __future__ import annotations
 
 from activities.commitment import CommitmentActivities
+from infra.catalog.client import CatalogUnavailable
 from infra.objectstore import StoredObject
 from infra.settings import DicomSettings
-from ingest.catalog_client import CatalogUnavailable
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.commitment import CommitmentRef
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from aiokafka.structs import ConsumerRecord
 
-from infra.dispatcher import received_by_study
+from apps.dispatcher import received_by_study
 from schemas.events import InstanceReceived, InstanceRef, StudyStabilized
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.header import HeaderError, read_header, validate_uid
-from ingest.statuses import CANNOT_UNDERSTAND, MISSING_IDENTIFIER
+from infra.dicom.header import HeaderError, read_header, validate_uid
+from infra.dicom.statuses import CANNOT_UNDERSTAND, MISSING_IDENTIFIER
 from tests.dicom_factory import ct_dataset, part10_bytes
 
 

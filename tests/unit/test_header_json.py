@@ -11,7 +11,7 @@ import pytest
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file, get_testdata_files
 
-from ingest.header_json import header_json
+from infra.dicom.header_json import header_json
 
 
 def _normalise(value: Any) -> Any:
@@ -69,7 +69,7 @@ def test_bulk_data_uri_names_the_tag_path() -> None:
 
 def test_a_malformed_value_is_left_out_not_refused() -> None:
     """badVR.dcm has InstanceNumber "1A": the instance is still described (and stored)."""
-    from ingest.header import read_header
+    from infra.dicom.header import read_header
 
     data = Path(get_testdata_file("badVR.dcm")).read_bytes()  # type: ignore[arg-type]
     with warnings.catch_warnings():

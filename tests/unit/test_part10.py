@@ -4,8 +4,8 @@ import io
 
 import pydicom
 
-from ingest.header import read_header
-from ingest.part10 import normalize_part10
+from infra.dicom.header import read_header
+from infra.dicom.part10 import normalize_part10
 from tests.dicom_factory import ct_dataset, part10_bytes
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ingest.reactor_gate import ReactorGate
+from infra.dimse.reactor_gate import ReactorGate
 
 
 class FakeAssociation:

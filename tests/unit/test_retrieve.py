@@ -34,11 +34,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from infra.dicom.header import read_header
+from infra.dimse.nodelay import set_nodelay
+from infra.dimse.retrieve_common import RetrieveError, RetrieveSource, instance_query
 from infra.settings import DicomSettings, RemoteAE
 from ingest.dimse import build_ae
-from ingest.header import read_header
-from ingest.nodelay import set_nodelay
-from ingest.retrieve_common import RetrieveError, RetrieveSource, instance_query
 from ingest.retrieve_get import GetHandler
 from ingest.retrieve_move import MoveHandler
 from schemas.catalog import CatalogInstance, InstanceQuery
@@ -487,7 +487,7 @@ def test_move_cancel_stops_early(node: Node) -> None:
 
 
 def test_read_ahead_keeps_order_and_bounds_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ingest import retrieve_common
+    from infra.dimse import retrieve_common
 
     monkeypatch.setattr(retrieve_common, "READ_AHEAD_BYTES", 250)
     rows = [

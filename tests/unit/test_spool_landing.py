@@ -4,7 +4,7 @@ import os
 import time
 from pathlib import Path
 
-from ingest.landing import SpoolLanding, landing_key
+from infra.landing import SpoolLanding, landing_key
 
 
 def test_put_is_content_addressed_and_listed_oldest_first(tmp_path: Path) -> None:

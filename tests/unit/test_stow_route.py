@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from api.multipart import build_multipart
 from api.routes import stow
 from api.services import Services
+from infra.landing import SpoolLanding
 from infra.settings import HttpSettings, IngestSettings, Settings
 from ingest.accept import Acceptor, Origin, Outcome
-from ingest.landing import SpoolLanding
 from tests.dicom_factory import ct_series, part10_bytes
 from tests.unit.test_accept import FakeArchive, FakePublisher
 

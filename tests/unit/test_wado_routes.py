@@ -24,9 +24,9 @@ from api.app import add_cors
 from api.multipart import Part, parse_content_type, split_multipart
 from api.routes import frames, rendered, wado, wado_uri
 from api.services import Services
+from infra.dicom.header import read_header
 from infra.objectstore import archive_key
 from infra.settings import Settings
-from ingest.header import read_header
 from schemas.catalog import CatalogInstance, InstanceQuery
 from tests.dicom_factory import ct_dataset, part10_bytes
 

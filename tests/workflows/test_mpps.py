@@ -9,7 +9,7 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 
-from ingest.statuses import PROCESSING_FAILURE, SUCCESS
+from infra.dicom.statuses import PROCESSING_FAILURE, SUCCESS
 from schemas.mpps import (
     InstanceCheck,
     InstanceCheckResult,

@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 
-from ingest.statuses import FAILURE_NO_SUCH_OBJECT_INSTANCE, FAILURE_PROCESSING
+from infra.dicom.statuses import FAILURE_NO_SUCH_OBJECT_INSTANCE, FAILURE_PROCESSING
 from schemas.commitment import (
     ClaimRequest,
     CommitmentCheck,

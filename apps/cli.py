@@ -58,7 +58,7 @@ def up(external: bool = typer.Option(False, help="Use the configured remote serv
 @app.command()
 def gateway() -> None:
     """DIMSE gateway (C-ECHO, C-STORE SCP)."""
-    from ingest.gateway import run_gateway
+    from apps.gateway import run_gateway
 
     _run_until_signal(run_gateway)
 
@@ -84,7 +84,7 @@ def api() -> None:
 @app.command()
 def worker() -> None:
     """Temporal worker: archive workflows and activities."""
-    from infra.worker import run_worker
+    from apps.worker import run_worker
 
     _run_until_signal(run_worker)
 
@@ -92,7 +92,7 @@ def worker() -> None:
 @app.command()
 def dispatcher() -> None:
     """Event log → Temporal: starts and signals study workflows."""
-    from infra.dispatcher import run_dispatcher
+    from apps.dispatcher import run_dispatcher
 
     _run_until_signal(run_dispatcher)
 

@@ -26,14 +26,14 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from infra.transcode import TranscodeError, choose_transfer_syntax, syntax_name, transcode
-from ingest.header import validate_uid
-from ingest.statuses import (
+from infra.dicom.header import validate_uid
+from infra.dicom.statuses import (
     CANCELLED,
     IDENTIFIER_MISMATCH,
     PENDING,
     UNABLE_TO_CALCULATE_MATCHES,
 )
+from infra.transcode import TranscodeError, choose_transfer_syntax, syntax_name, transcode
 from schemas.catalog import CatalogInstance, InstanceQuery
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModelInstance,
 )
 
-from ingest.nodelay import set_nodelay
-from ingest.reactor_gate import guard_reactor
+from infra.dimse.nodelay import set_nodelay
+from infra.dimse.reactor_gate import guard_reactor
 from schemas.commitment import CommitmentReport
 
 log = logging.getLogger(__name__)

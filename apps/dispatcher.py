@@ -19,13 +19,13 @@ from aiokafka.structs import ConsumerRecord
 from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes
 
+from apps.worker import landings
+from infra.dicom.header import HeaderError, read_header
 from infra.eventlog import EventPublisher, PollPacer, make_consumer
+from infra.landing import Landing, sha_of_key
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
-from infra.worker import landings
 from ingest.accept import Origin, instance_ref, received_event
-from ingest.header import HeaderError, read_header
-from ingest.landing import Landing, sha_of_key
 from ingest.wiring import start_with_retry
 from schemas.events import InstanceReceived, parse_event
 from schemas.workflows import InstancesReceived, LandedInstance, StudyContext, StudyIngestInput

@@ -11,9 +11,9 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 
+from infra.dicom.header_json import JsonDataset, header_json
+from infra.dicom.statuses import CANNOT_UNDERSTAND, MISSING_IDENTIFIER
 from infra.transfer_syntaxes import NATIVE_SYNTAXES
-from ingest.header_json import JsonDataset, header_json
-from ingest.statuses import CANNOT_UNDERSTAND, MISSING_IDENTIFIER
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _TAGS = [

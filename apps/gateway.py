@@ -6,13 +6,13 @@ import asyncio
 
 from pynetdicom import evt
 
+from infra.catalog.client import CatalogClient, api_base_url
+from infra.dimse.retrieve_common import RetrieveSource
+from infra.landing import SpoolLanding
 from infra.settings import Settings
-from ingest.catalog_client import CatalogClient, api_base_url
 from ingest.dimse import FindRouter, StoreHandler, serve_until
-from ingest.landing import SpoolLanding
 from ingest.modality_services import modality_handlers
 from ingest.qr_find import FIND_SOP_CLASSES, FindHandler
-from ingest.retrieve_common import RetrieveSource
 from ingest.retrieve_get import GetHandler
 from ingest.retrieve_move import MoveHandler
 from ingest.stored_instances import load_instance

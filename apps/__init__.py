@@ -1,0 +1,1 @@
+"""Processes and commands: the top layer, the only code that wires the others together."""

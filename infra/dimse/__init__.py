@@ -1,0 +1,1 @@
+"""DIMSE association plumbing shared by our SCPs and SCUs: sockets, contexts, reports."""

@@ -27,6 +27,7 @@ from infra.dicom.statuses import (
     NO_SUCH_ACTION_TYPE,
     PROCESSING_FAILURE,
     SUCCESS,
+    status_dataset,
 )
 from infra.dimse.commitment_report import send_on
 from ingest.temporal_bridge import TemporalBridge
@@ -46,14 +47,6 @@ log = logging.getLogger(__name__)
 REQUEST_STORAGE_COMMITMENT = 1  # the only Action Type ID of the Push Model (PS3.4 J.3.2)
 _WATCH_INTERVAL = 0.2
 _UID_CHECK: TypeAdapter[str] = TypeAdapter(Uid)
-
-
-def _status(code: int, reason: str = "") -> Dataset:
-    status = Dataset()
-    status.Status = code
-    if reason:
-        status.ErrorComment = reason[:64]
-    return status
 
 
 def commitment_request(info: Dataset) -> tuple[str, list[CommitmentRef]]:
@@ -93,14 +86,14 @@ class CommitmentHandler:
 
     def __call__(self, event: Any) -> tuple[Dataset, Dataset | None]:
         if event.action_type != REQUEST_STORAGE_COMMITMENT:
-            return _status(NO_SUCH_ACTION_TYPE, f"no action type {event.action_type}"), None
+            return status_dataset(NO_SUCH_ACTION_TYPE, f"no action type {event.action_type}"), None
         calling_ae = event.assoc.requestor.ae_title.strip()
         try:
             transaction_uid, refs = commitment_request(event.action_information)
         except KeyError as exc:
-            return _status(MISSING_ATTRIBUTE, str(exc.args[0])), None
+            return status_dataset(MISSING_ATTRIBUTE, str(exc.args[0])), None
         except Exception as exc:  # noqa: BLE001 - the peer's dataset is at fault
-            return _status(INVALID_ATTRIBUTE_VALUE, f"bad request: {exc}"), None
+            return status_dataset(INVALID_ATTRIBUTE_VALUE, f"bad request: {exc}"), None
         start = StorageCommitmentInput(
             transaction_uid=transaction_uid,
             calling_ae=calling_ae,
@@ -126,11 +119,11 @@ class CommitmentHandler:
             handle = self.bridge.call(begin)
         except Exception as exc:  # noqa: BLE001 - any failure: the peer gets a status
             log.error("commitment %s could not be started: %r", transaction_uid, exc)
-            return _status(PROCESSING_FAILURE, "commitment could not be recorded now"), None
+            return status_dataset(PROCESSING_FAILURE, "commitment could not be recorded now"), None
         log.info("commitment %s from %s: %d instances", transaction_uid, calling_ae, len(refs))
         watcher = ReportWatcher(self.bridge, handle, event.assoc)
         threading.Thread(target=watcher.run, name=f"commit-{transaction_uid}", daemon=True).start()
-        return _status(SUCCESS), None
+        return status_dataset(SUCCESS), None
 
 
 class ReportWatcher:

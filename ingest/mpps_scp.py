@@ -22,6 +22,7 @@ from infra.dicom.statuses import (
     NO_SUCH_OBJECT_INSTANCE,
     PROCESSING_FAILURE,
     SUCCESS,
+    status_dataset,
 )
 from ingest.temporal_bridge import TemporalBridge
 from schemas.mpps import (
@@ -102,14 +103,6 @@ def mpps_attributes(ds: Dataset) -> MppsAttributes:
     return attrs
 
 
-def _status(code: int, reason: str = "") -> Dataset:
-    status = Dataset()
-    status.Status = code
-    if reason:
-        status.ErrorComment = reason[:64]
-    return status
-
-
 class MppsHandlers:
     """EVT_N_CREATE and EVT_N_SET for MPPS; other SOP classes are refused."""
 
@@ -122,15 +115,15 @@ class MppsHandlers:
         uid = event.request.AffectedSOPInstanceUID
         calling_ae = event.assoc.requestor.ae_title.strip()
         if not uid:
-            return _status(MISSING_ATTRIBUTE, "Affected SOP Instance UID is required"), None
+            return status_dataset(MISSING_ATTRIBUTE, "Affected SOP Instance UID is required"), None
         try:
             dataset: Dataset = event.attribute_list
             attrs = mpps_attributes(dataset)
         except Exception as exc:  # noqa: BLE001 - the peer's dataset is at fault
-            return _status(INVALID_ATTRIBUTE_VALUE, str(exc)), None
+            return status_dataset(INVALID_ATTRIBUTE_VALUE, str(exc)), None
         if attrs.status != "IN PROGRESS":
             reason = "PerformedProcedureStepStatus must be IN PROGRESS on N-CREATE"
-            return _status(INVALID_ATTRIBUTE_VALUE, reason), None
+            return status_dataset(INVALID_ATTRIBUTE_VALUE, reason), None
         state = MppsState.model_validate(
             {
                 **attrs.model_dump(exclude_none=True),
@@ -155,12 +148,12 @@ class MppsHandlers:
             self.bridge.call(create)
         except WorkflowAlreadyStartedError:
             log.warning("MPPS N-CREATE from %s for existing %s", calling_ae, uid)
-            return _status(DUPLICATE_SOP_INSTANCE, "this MPPS instance already exists"), None
+            return status_dataset(DUPLICATE_SOP_INSTANCE, "this MPPS instance already exists"), None
         except Exception as exc:  # noqa: BLE001 - any failure: the peer gets a status
             log.error("MPPS N-CREATE %s could not be recorded: %r", uid, exc)
-            return _status(PROCESSING_FAILURE, "MPPS could not be recorded now"), None
+            return status_dataset(PROCESSING_FAILURE, "MPPS could not be recorded now"), None
         log.info("MPPS %s created by %s", uid, calling_ae)
-        return _status(SUCCESS), dataset
+        return status_dataset(SUCCESS), dataset
 
     def n_set(self, event: Any) -> tuple[Dataset, Dataset | None]:
         uid = str(event.request.RequestedSOPInstanceUID)
@@ -168,7 +161,7 @@ class MppsHandlers:
             modifications: Dataset = event.modification_list
             attrs = mpps_attributes(modifications)
         except Exception as exc:  # noqa: BLE001 - the peer's dataset is at fault
-            return _status(INVALID_ATTRIBUTE_VALUE, str(exc)), None
+            return status_dataset(INVALID_ATTRIBUTE_VALUE, str(exc)), None
 
         async def update(client: Client) -> MppsSetResult:
             handle = client.get_workflow_handle(workflow_id(uid))
@@ -195,8 +188,8 @@ class MppsHandlers:
             result = self.bridge.call(update)
         except Exception as exc:  # noqa: BLE001 - any failure: the peer gets a status
             log.error("MPPS N-SET %s could not be applied: %r", uid, exc)
-            return _status(PROCESSING_FAILURE, "MPPS could not be updated now"), None
+            return status_dataset(PROCESSING_FAILURE, "MPPS could not be updated now"), None
         if result.status != SUCCESS:
             log.warning("MPPS N-SET %s refused: 0x%04X %s", uid, result.status, result.reason)
-            return _status(result.status, result.reason), None
-        return _status(SUCCESS), modifications
+            return status_dataset(result.status, result.reason), None
+        return status_dataset(SUCCESS), modifications

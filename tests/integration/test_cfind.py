@@ -150,6 +150,9 @@ def _find(platform: Platform, identifier: Dataset, cancel_after: int | None = No
         assoc.release()
 
 
+CANCEL_MATCHES = 1_000
+
+
 async def test_pynetdicom_find_cancel_and_bad_level(
     platform: Platform, stored: CatalogFixture
 ) -> None:
@@ -161,15 +164,18 @@ async def test_pynetdicom_find_cancel_and_bad_level(
     assert [s for s, _ in responses[:-1]] == [0xFF00] * len(stored.all)
     assert responses[-1][0] == 0x0000
 
-    # Enough matches that the SCP is still sending when the C-CANCEL arrives.
-    many = list(ct_series(150, size=8, patient_id=f"CANCEL-{stored.token}"))
+    # Enough matches that the SCP is still sending when the C-CANCEL arrives: at well under
+    # a millisecond a response, 150 were all sent before a busy client's cancel (seen in CI).
+    many = list(ct_series(CANCEL_MATCHES, size=8, patient_id=f"CANCEL-{stored.token}"))
     assert send_all(platform.dicom, many, [], threading.Lock()) == []
     query.PatientID = f"CANCEL-{stored.token}"
-    everything = await eventually(lambda: len(_find(platform, query)) == 151, timeout=30)
+    everything = await eventually(
+        lambda: len(_find(platform, query)) == CANCEL_MATCHES + 1, timeout=60
+    )
     assert everything
     cancelled = _find(platform, query, cancel_after=1)
     assert cancelled[-1][0] == 0xFE00
-    assert len(cancelled) < 151
+    assert len(cancelled) < CANCEL_MATCHES + 1
 
     wrong = Dataset()
     wrong.QueryRetrieveLevel = "PATIENT"  # not a Study Root level

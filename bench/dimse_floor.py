@@ -86,7 +86,8 @@ def serve(port: int, kind: str) -> None:
     if kind == "gateway":
         router = FindRouter()
         for sop_class in FIND_SOP_CLASSES:
-            router.add(str(sop_class), FindHandler(TwoStudies()))  # type: ignore[arg-type]
+            handler = FindHandler(TwoStudies(), DicomSettings().find_max_matches)  # type: ignore[arg-type]
+            router.add(str(sop_class), handler)
         settings = DicomSettings(host=LOOPBACK, port=port, ae_title="GATEWAY")
         start_gateway(settings, [(evt.EVT_C_FIND, router)], router)
         threading.Event().wait()

@@ -43,7 +43,6 @@ _NOT_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 UTF8 = "ISO_IR 192"
 # Matches fetched from the catalog per request: the gateway holds one page, not the result.
 FIND_PAGE_SIZE = 2_000
-DEFAULT_MAX_MATCHES = 100_000
 
 
 def match_value(value: Any) -> str:
@@ -99,7 +98,7 @@ class FindHandler:
     0xA700 (refused: out of resources) and an ErrorComment saying so, never with a success
     that would pass a truncated answer off as complete."""
 
-    def __init__(self, catalog: CatalogClient, max_matches: int = DEFAULT_MAX_MATCHES) -> None:
+    def __init__(self, catalog: CatalogClient, max_matches: int) -> None:
         self.catalog = catalog
         self.max_matches = max_matches
 

@@ -63,7 +63,10 @@ def _match(number: int, comments: str = "") -> dict[str, Any]:
 
 class Gateway:
     def __init__(
-        self, event_driven: bool, network_timeout: float = 30, max_matches: int = 100_000
+        self,
+        event_driven: bool,
+        network_timeout: float = 30,
+        max_matches: int = DicomSettings().find_max_matches,
     ) -> None:
         self.catalog = StubCatalog()
         self.router = CountingRouter()

@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from infra.catalog.client import CatalogClient, CatalogUnavailable
 from infra.dimse.commitment_report import send_on_new_association
-from infra.landing import Landing
-from infra.objectstore import ArchiveStore, archive_key
+from infra.internal_api import CatalogClient, CatalogUnavailable
 from infra.settings import DicomSettings
+from infra.storage.archive import ArchiveStore, archive_key
+from infra.storage.landing import Landing
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.commitment import (
     CommitmentCheck,

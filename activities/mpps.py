@@ -12,7 +12,7 @@ import httpx
 from pydantic import TypeAdapter
 from temporalio import activity
 
-from infra.catalog.client import CatalogClient
+from infra.internal_api import CatalogClient
 from schemas.catalog import InstanceQuery
 from schemas.mpps import InstanceCheck, InstanceCheckResult, WorklistLinkRequest, WorklistLinkResult
 from schemas.worklist import WorklistItem

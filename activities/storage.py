@@ -10,8 +10,8 @@ from typing import TypeVar
 from temporalio import activity
 
 from infra.eventlog import EventPublisher
-from infra.landing import Landing
-from infra.objectstore import ArchiveStore, ContentDigest, archive_key, content_digest
+from infra.storage.archive import ArchiveStore, ContentDigest, archive_key, content_digest
+from infra.storage.landing import Landing
 from schemas.events import InstanceStored, StudyStabilized, fact_event_id
 from schemas.workflows import (
     ArchiveBatch,

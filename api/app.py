@@ -10,33 +10,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.routes import (
-    admin,
-    audit,
-    changes,
-    frames,
-    health,
-    internal,
-    metadata,
-    mpps,
-    qido,
-    rendered,
-    stow,
-    viewer,
-    wado,
-    wado_uri,
-    worklist,
-)
-from api.services import Services
-from infra.catalog.projection import CatalogProjection
-from infra.catalog.resident import ResidentCatalog
-from infra.catalog.search import CatalogReader
+from api import viewer
+from api.deps import Services
+from api.dicomweb import frames, metadata, qido, rendered, stow, wado, wado_uri
+from api.rest import admin, audit, changes, health, internal, mpps, worklist
 from infra.clickhouse import ClickHouse
-from infra.metadata_store import MetadataStore
-from infra.projections.audit import AuditProjection
-from infra.projections.runner import ProjectorRunner
-from infra.projections.worklist import WorklistProjection
+from infra.readmodels.audit import AuditProjection
+from infra.readmodels.catalog.projection import CatalogProjection
+from infra.readmodels.catalog.resident import ResidentCatalog
+from infra.readmodels.catalog.search import CatalogReader
+from infra.readmodels.runner import ProjectorRunner
+from infra.readmodels.worklist import WorklistProjection
 from infra.settings import Settings, get_settings
+from infra.storage.metadata import MetadataStore
 from ingest.wiring import IngestClients
 
 log = logging.getLogger(__name__)

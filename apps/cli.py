@@ -10,8 +10,8 @@ from typing import Any
 
 import typer
 
-from infra import modality_scu
-from infra.scu import commands as scu_commands
+from apps.commands import modality as modality_scu
+from apps.commands import scu as scu_commands
 from infra.settings import Settings, get_settings
 
 app = typer.Typer(help="An event-sourced PACS.", no_args_is_help=True)

@@ -22,8 +22,8 @@ from temporalio.common import TypedSearchAttributes
 from apps.worker import landings
 from infra.dicom.header import HeaderError, read_header
 from infra.eventlog import EventPublisher, PollPacer, make_consumer
-from infra.landing import Landing, sha_of_key
 from infra.settings import Settings
+from infra.storage.landing import Landing, sha_of_key
 from infra.temporal_client import connect_temporal
 from ingest.accept import Origin, instance_ref, received_event
 from ingest.wiring import start_with_retry

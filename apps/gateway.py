@@ -6,16 +6,16 @@ import asyncio
 
 from pynetdicom import evt
 
-from infra.catalog.client import CatalogClient, api_base_url
 from infra.dimse.retrieve_common import RetrieveSource
-from infra.landing import SpoolLanding
+from infra.internal_api import CatalogClient, api_base_url
 from infra.settings import Settings
-from ingest.dimse import FindRouter, StoreHandler, serve_until
-from ingest.modality_services import modality_handlers
-from ingest.qr_find import FIND_SOP_CLASSES, FindHandler
-from ingest.retrieve_get import GetHandler
-from ingest.retrieve_move import MoveHandler
-from ingest.stored_instances import load_instance
+from infra.storage.landing import SpoolLanding
+from infra.storage.locate import load_instance
+from ingest.dimse.find import FIND_SOP_CLASSES, FindHandler
+from ingest.dimse.get import GetHandler
+from ingest.dimse.modality_services import modality_handlers
+from ingest.dimse.move import MoveHandler
+from ingest.dimse.server import FindRouter, StoreHandler, serve_until
 from ingest.wiring import IngestClients
 from schemas.catalog import CatalogInstance
 

@@ -11,11 +11,11 @@ from activities.commitment import CommitmentActivities
 from activities.events import EventActivities
 from activities.mpps import MppsActivities
 from activities.storage import StorageActivities
-from infra.catalog.client import CatalogClient, api_base_url
 from infra.eventlog import EventPublisher
-from infra.landing import Landing, S3Landing, SpoolLanding
-from infra.objectstore import ArchiveStore, make_minio
+from infra.internal_api import CatalogClient, api_base_url
 from infra.settings import Settings
+from infra.storage.archive import ArchiveStore, make_minio
+from infra.storage.landing import Landing, S3Landing, SpoolLanding
 from infra.temporal_client import connect_temporal
 from ingest.wiring import start_with_retry
 from workflows.mpps import MppsWorkflow

@@ -3,7 +3,7 @@ with the same pynetdicom client.
 
 1. STOCK: a bare pynetdicom SCP (its own process, TCP_NODELAY, identifier logging off)
    answering C-ECHO and a C-FIND with two fixed pending datasets: pynetdicom's own floor.
-2. GATEWAY: our gateway's DIMSE server (`ingest.dimse.start_gateway`: every storage context,
+2. GATEWAY: our gateway's DIMSE server (`ingest.dimse.server.start_gateway`: every storage context,
    event-driven reactors, the direct C-FIND responder) whose FindHandler asks a stub catalog
    holding the same two matches: everything but the catalog round trip.
 3. ORTHANC: Debian's Orthanc holding one patient's two studies answers the same C-FIND.
@@ -45,8 +45,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # noqa: E402
 from bench.query_vs_orthanc import cpu_seconds, percentile  # noqa: E402
 from infra.dimse.nodelay import set_nodelay  # noqa: E402
 from infra.settings import DicomSettings  # noqa: E402
-from ingest.dimse import FindRouter, start_gateway  # noqa: E402
-from ingest.qr_find import FIND_SOP_CLASSES, FindHandler  # noqa: E402
+from ingest.dimse.find import FIND_SOP_CLASSES, FindHandler  # noqa: E402
+from ingest.dimse.server import FindRouter, start_gateway  # noqa: E402
 from tests.dicom_factory import ct_series, write_series  # noqa: E402
 from tests.orthanc import Orthanc  # noqa: E402
 

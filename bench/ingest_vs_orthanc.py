@@ -42,7 +42,6 @@ from minio import Minio  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from infra.objectstore import make_minio  # noqa: E402
 from infra.settings import (  # noqa: E402
     DicomSettings,
     HttpSettings,
@@ -54,6 +53,7 @@ from infra.settings import (  # noqa: E402
     TemporalSettings,
 )
 from infra.stack import LocalStack  # noqa: E402
+from infra.storage.archive import make_minio  # noqa: E402
 from tests.dicom_factory import ct_series, write_series  # noqa: E402
 from tests.orthanc import Orthanc  # noqa: E402
 

@@ -54,10 +54,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from infra.catalog.projection import CatalogProjection  # noqa: E402
 from infra.clickhouse import ClickHouse  # noqa: E402
 from infra.dimse.nodelay import set_nodelay  # noqa: E402
-from infra.projections.base import LogRecord  # noqa: E402
+from infra.readmodels.base import LogRecord  # noqa: E402
+from infra.readmodels.catalog.projection import CatalogProjection  # noqa: E402
 from infra.settings import (  # noqa: E402
     DicomSettings,
     HttpSettings,

@@ -53,7 +53,7 @@ class DicomSettings(BaseModel):
     # ErrorComment saying it was capped (never a success for a truncated answer).
     find_max_matches: int = Field(default=100_000, ge=1)
     # Accepted associations wait for socket data and queued messages instead of polling
-    # every millisecond (ingest/event_reactor.py); false restores pynetdicom's own loops.
+    # every millisecond (ingest/dimse/reactor.py); false restores pynetdicom's own loops.
     event_driven_reactor: bool = True
     # Known peers by AE title, e.g. PACS_DICOM__REMOTE_AES='{"WS1": {"host": "10.0.0.5",
     # "port": 104}}'. C-MOVE only sends to AEs listed here (PS3.4 C.4.2.3.1: an unknown
@@ -122,7 +122,7 @@ class S3Settings(BaseModel):
     secure: bool = False
     archive_bucket: str = "pacs-archive"
     landing_bucket: str = "pacs-landing"
-    # Instance headers too large for their event (infra/metadata_store.py).
+    # Instance headers too large for their event (infra/storage/metadata.py).
     metadata_bucket: str = "pacs-metadata"
     # Tansu keeps its log segments here when it runs on the local SeaweedFS.
     broker_bucket: str = "tansu"

@@ -24,10 +24,10 @@ from infra.dicom.statuses import (
     SUCCESS,
 )
 from infra.eventlog import EventPublisher
-from infra.landing import Landing, landing_key, sha_of_key
-from infra.metadata_store import MetadataStore, encode_metadata, metadata_key
-from infra.objectstore import ArchiveStore, archive_key
 from infra.settings import DuplicatePolicy, IngestSettings
+from infra.storage.archive import ArchiveStore, archive_key
+from infra.storage.landing import Landing, landing_key, sha_of_key
+from infra.storage.metadata import MetadataStore, encode_metadata, metadata_key
 from ingest.known_instances import KnownInstances
 from schemas.events import (
     Event,

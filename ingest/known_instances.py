@@ -14,8 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from infra.landing import Landing
-from infra.objectstore import ArchiveStore
+from infra.storage.archive import ArchiveStore
+from infra.storage.landing import Landing
 
 
 @dataclass

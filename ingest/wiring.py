@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from minio import Minio
 
 from infra.eventlog import EventPublisher
-from infra.landing import Landing, S3Landing, SpoolLanding
-from infra.metadata_store import MetadataStore
-from infra.objectstore import ArchiveStore, make_minio
 from infra.settings import LandingMode, Settings
+from infra.storage.archive import ArchiveStore, make_minio
+from infra.storage.landing import Landing, S3Landing, SpoolLanding
+from infra.storage.metadata import MetadataStore
 from ingest.accept import Acceptor
 
 log = logging.getLogger(__name__)

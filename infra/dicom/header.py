@@ -13,7 +13,7 @@ from pydicom.tag import Tag
 
 from infra.dicom.header_json import JsonDataset, header_json
 from infra.dicom.statuses import CANNOT_UNDERSTAND, MISSING_IDENTIFIER
-from infra.transfer_syntaxes import NATIVE_SYNTAXES
+from infra.dicom.transfer_syntaxes import NATIVE_SYNTAXES
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _TAGS = [

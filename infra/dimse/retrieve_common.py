@@ -3,7 +3,7 @@
 The identifier is matched against the read model (PS3.4 C.4.2.2.1: unique keys at and above
 the retrieve level, UID lists at that level); each match's bytes come from landing or the
 archive and go out exactly as stored when the peer accepts the stored transfer syntax, else
-re-encoded by `infra.transcode`. An instance that cannot be sent becomes a failed
+re-encoded by `infra.dicom.transcode`. An instance that cannot be sent becomes a failed
 sub-operation with the reason logged.
 """
 
@@ -33,7 +33,7 @@ from infra.dicom.statuses import (
     PENDING,
     UNABLE_TO_CALCULATE_MATCHES,
 )
-from infra.transcode import TranscodeError, choose_transfer_syntax, syntax_name, transcode
+from infra.dicom.transcode import TranscodeError, choose_transfer_syntax, syntax_name, transcode
 from schemas.catalog import CatalogInstance, InstanceQuery
 
 log = logging.getLogger(__name__)

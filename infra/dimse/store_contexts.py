@@ -1,7 +1,7 @@
 """Presentation contexts to propose when we send C-STOREs (C-MOVE sub-operations, `pacs store`).
 
 One context per (SOP class, transfer syntax) we hold, so the peer can take the bytes as
-stored, plus an uncompressed fallback per SOP class that `infra.transcode` can produce.
+stored, plus an uncompressed fallback per SOP class that `infra.dicom.transcode` can produce.
 """
 
 from __future__ import annotations

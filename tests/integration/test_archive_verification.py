@@ -19,16 +19,16 @@ from pydicom.uid import ExplicitVRLittleEndian, XRayAngiographicImageStorage, ge
 from temporalio.testing import ActivityEnvironment
 
 from activities.storage import StorageActivities
-from infra.landing import Landing, S3Landing, SpoolLanding, landing_key
-from infra.objectstore import (
+from infra.settings import Settings
+from infra.stack import LocalStack
+from infra.storage.archive import (
     ARCHIVE_PART_SIZE,
     ArchiveStore,
     archive_key,
     content_digest,
     make_minio,
 )
-from infra.settings import Settings
-from infra.stack import LocalStack
+from infra.storage.landing import Landing, S3Landing, SpoolLanding, landing_key
 from schemas.events import InstanceRef
 from schemas.workflows import ArchiveBatch, ArchiveResult, LandedInstance
 from tests.integration.conftest import platform_settings

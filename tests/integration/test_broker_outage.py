@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from api.multipart import build_multipart
+from infra.multipart import build_multipart
 from tests.dicom_factory import ct_series, part10_bytes
 from tests.integration.conftest import (
     Platform,

@@ -17,9 +17,9 @@ import httpx
 import pydicom
 import pytest
 
-from infra.objectstore import make_minio
 from infra.settings import DuplicatePolicy, LandingMode
 from infra.stack import LocalStack
+from infra.storage.archive import make_minio
 from tests.dicom_factory import ct_series, part10_bytes
 from tests.integration.conftest import (
     Platform,

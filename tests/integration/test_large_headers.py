@@ -16,8 +16,8 @@ from pynetdicom import AE, evt
 
 from infra.dicom.header import read_header
 from infra.dimse.nodelay import set_nodelay
-from infra.metadata_store import encode_metadata
-from infra.objectstore import make_minio
+from infra.storage.archive import make_minio
+from infra.storage.metadata import encode_metadata
 from tests.dicom_factory import new_dataset, part10_bytes
 from tests.integration.conftest import Platform, eventually
 

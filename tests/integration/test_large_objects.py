@@ -21,7 +21,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from infra.objectstore import archive_key, make_minio
+from infra.storage.archive import archive_key, make_minio
 from tests.dicom_factory import multiframe_dataset
 from tests.integration.conftest import Platform, eventually, run
 

@@ -26,8 +26,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from infra.catalog.client import CatalogClient, api_base_url
 from infra.dimse.nodelay import set_nodelay
+from infra.internal_api import CatalogClient, api_base_url
 from schemas.catalog import InstanceQuery
 from tests.integration.conftest import Platform, eventually, run
 from tests.integration.dimse_client import send_all

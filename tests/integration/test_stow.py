@@ -7,7 +7,7 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import generate_uid
 
-from api.multipart import build_multipart
+from infra.multipart import build_multipart
 from tests.dicom_factory import ct_series, part10_bytes
 from tests.integration.conftest import Platform
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from infra.objectstore import make_minio
 from infra.stack import settings_to_env
+from infra.storage.archive import make_minio
 from tests.dicom_factory import ct_series
 from tests.integration.conftest import Platform, eventually
 from tests.integration.dimse_client import send_all

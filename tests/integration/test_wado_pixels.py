@@ -19,7 +19,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEGLSLossless, generate_uid
 
-from api.multipart import parse_content_type, split_multipart
+from infra.multipart import parse_content_type, split_multipart
 from tests.dicom_factory import ct_dataset, write_series
 from tests.integration.conftest import Platform, eventually, run
 

@@ -1,0 +1,73 @@
+"""WADO-RS metadata (PS3.18 10.4.1.1.2): the DICOM JSON stored at ingest, never re-read.
+
+Each instance's header JSON was computed by the gateway when it arrived and kept in the
+catalog; a series' answer is one range read of those rows, whatever its size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+
+from api.deps import Services, ServicesDep
+from api.dicomweb.qido import UidPath, catalog_of, dicomweb_root
+from infra.dicom.header import validate_uid
+from infra.readmodels.catalog.search import metadata_document
+
+router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
+
+
+async def _metadata(
+    request: Request, services: Services, study: str, series: str | None, sop: str | None
+) -> Response:
+    for name, value in (
+        ("StudyInstanceUID", study),
+        ("SeriesInstanceUID", series),
+        ("SOPInstanceUID", sop),
+    ):
+        if value is not None and (problem := validate_uid(name, value)):
+            raise HTTPException(400, problem)
+    catalog = catalog_of(services)
+    items = await asyncio.to_thread(catalog.metadata, study, series, sop)
+    if not items:
+        what = sop or series or study
+        raise HTTPException(404, f"nothing stored for {what}")
+    body = metadata_document(items, dicomweb_root(request) + "/")
+    return Response(body, media_type="application/dicom+json")
+
+
+@router.get("/studies/{study_instance_uid}/metadata")
+async def retrieve_study_metadata(
+    study_instance_uid: UidPath, request: Request, services: ServicesDep
+) -> Response:
+    """Metadata of every instance of the study."""
+    return await _metadata(request, services, study_instance_uid, None, None)
+
+
+@router.get("/studies/{study_instance_uid}/series/{series_instance_uid}/metadata")
+async def retrieve_series_metadata(
+    study_instance_uid: UidPath,
+    series_instance_uid: UidPath,
+    request: Request,
+    services: ServicesDep,
+) -> Response:
+    """Metadata of every instance of the series."""
+    return await _metadata(request, services, study_instance_uid, series_instance_uid, None)
+
+
+@router.get(
+    "/studies/{study_instance_uid}/series/{series_instance_uid}/instances/{sop_instance_uid}/metadata"
+)
+async def retrieve_instance_metadata(
+    study_instance_uid: UidPath,
+    series_instance_uid: UidPath,
+    sop_instance_uid: UidPath,
+    request: Request,
+    services: ServicesDep,
+) -> Response:
+    """Metadata of one instance."""
+    return await _metadata(
+        request, services, study_instance_uid, series_instance_uid, sop_instance_uid
+    )

@@ -1,0 +1,59 @@
+"""REST admin API: operations on the platform itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from api.deps import ServicesDep
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+class ProjectionStatus(BaseModel):
+    """Where a read model stands on the log."""
+
+    name: str
+    rebuilds: int
+    positions: dict[int, int]
+
+
+@router.get("/projections", response_model=list[ProjectionStatus])
+async def projection_status(services: ServicesDep) -> list[ProjectionStatus]:
+    """Each read model with the last log offset it reflects, per partition."""
+    if services.projector is None:
+        raise HTTPException(409, "this API process does not run the projectors")
+    projector = services.projector
+    positions = await asyncio.to_thread(projector.positions)
+    return [
+        ProjectionStatus(name=name, rebuilds=projector.rebuilds_completed, positions=where)
+        for name, where in positions.items()
+    ]
+
+
+class TableDigest(BaseModel):
+    """A read-model table's size and content hash: equal digests, equal tables."""
+
+    rows: int
+    checksum: str
+
+
+@router.get("/projections/checksums", response_model=dict[str, TableDigest])
+async def projection_checksums(services: ServicesDep) -> dict[str, TableDigest]:
+    """Row count and an order-independent hash of each read-model table, to verify that a
+    rebuild (or another node) holds exactly the same data."""
+    if services.projector is None:
+        raise HTTPException(409, "this API process does not run the projectors")
+    digests = await asyncio.to_thread(services.projector.checksums)
+    return {table: TableDigest.model_validate(d) for table, d in digests.items()}
+
+
+@router.post("/projections/rebuild", status_code=202)
+async def rebuild_projections(services: ServicesDep) -> dict[str, str]:
+    """Drop every read model and rebuild it from offset zero of the event log."""
+    if services.projector is None:
+        raise HTTPException(409, "this API process does not run the projectors")
+    services.projector.request_rebuild()
+    return {"status": "rebuild requested"}

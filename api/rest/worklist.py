@@ -1,0 +1,194 @@
+"""Modality Worklist admin API: schedule, reschedule and cancel procedures.
+
+Every change is an event on the log, answered only after the broker acknowledged it; the
+worklist read model (and so the MWL C-FIND SCP) follows from the log. A write waits briefly
+until the read model shows it, so a client that reads right after writing sees its change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydicom.uid import generate_uid
+
+from api.deps import Services, ServicesDep
+from infra.readmodels.worklist import WorklistProjection
+from schemas.events import (
+    WorklistItemCancelled,
+    WorklistItemScheduled,
+    WorklistItemUpdated,
+)
+from schemas.worklist import (
+    StepStatus,
+    WorklistItem,
+    WorklistItemBody,
+    WorklistItemView,
+    WorklistQuery,
+)
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/worklist", tags=["worklist"])
+
+VISIBLE_WITHIN_SECONDS = 5.0
+
+
+def _projection(services: Services) -> WorklistProjection:
+    if services.worklist is None:
+        raise HTTPException(409, "this API process does not own the worklist read model")
+    return services.worklist
+
+
+async def _publish(
+    services: Services,
+    event: WorklistItemScheduled | WorklistItemUpdated | WorklistItemCancelled,
+) -> None:
+    try:
+        await asyncio.wait_for(
+            services.publisher.publish(event), services.settings.ingest.accept_timeout_seconds
+        )
+    except Exception as exc:
+        log.warning("worklist event %s not acknowledged: %r", event.type, exc)
+        raise HTTPException(503, f"the event log did not acknowledge the change: {exc!r}") from exc
+    projection = _projection(services)
+    deadline = asyncio.get_running_loop().time() + VISIBLE_WITHIN_SECONDS
+    while not await asyncio.to_thread(projection.applied, str(event.event_id)):
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("worklist change %s not yet visible in the read model", event.event_id)
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _existing(services: Services, item_id: str) -> WorklistItemView:
+    item = await asyncio.to_thread(_projection(services).get, item_id)
+    if item is None:
+        raise HTTPException(404, f"no worklist item {item_id}")
+    return item
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+@router.post("", response_model=WorklistItem, status_code=201)
+async def schedule_item(
+    body: WorklistItemBody, services: ServicesDep, request: Request
+) -> WorklistItem:
+    """Schedule a procedure; a StudyInstanceUID is generated when the body has none."""
+    _projection(services)
+    data = body.model_dump()
+    data["study_instance_uid"] = body.study_instance_uid or str(generate_uid())
+    item = WorklistItem(**data, item_id=uuid.uuid4().hex)
+    await _publish(
+        services,
+        WorklistItemScheduled(
+            item=item,
+            study_instance_uid=item.study_instance_uid,
+            patient_id=item.patient_id,
+            client=_client(request),
+        ),
+    )
+    return item
+
+
+@router.put("/{item_id}", response_model=WorklistItem)
+async def update_item(
+    item_id: str, body: WorklistItemBody, services: ServicesDep, request: Request
+) -> WorklistItem:
+    """Replace a scheduled item; it keeps its StudyInstanceUID unless the body sets one."""
+    current = await _existing(services, item_id)
+    if current.status == "cancelled":
+        raise HTTPException(409, f"worklist item {item_id} is cancelled")
+    data = body.model_dump()
+    data["study_instance_uid"] = body.study_instance_uid or current.study_instance_uid
+    item = WorklistItem(**data, item_id=item_id)
+    await _publish(
+        services,
+        WorklistItemUpdated(
+            item=item,
+            study_instance_uid=item.study_instance_uid,
+            patient_id=item.patient_id,
+            client=_client(request),
+        ),
+    )
+    return item
+
+
+@router.delete("/{item_id}", response_model=WorklistItem)
+async def cancel_item(
+    item_id: str,
+    services: ServicesDep,
+    request: Request,
+    reason: Annotated[str, Query(max_length=200)] = "",
+) -> WorklistItem:
+    """Cancel a scheduled item; modalities no longer find it. Cancelling twice is a no-op."""
+    current = await _existing(services, item_id)
+    if current.status == "cancelled":
+        return current
+    await _publish(
+        services,
+        WorklistItemCancelled(
+            item_id=item_id,
+            study_instance_uid=current.study_instance_uid,
+            patient_id=current.patient_id,
+            reason=reason,
+            client=_client(request),
+        ),
+    )
+    return current.model_copy(update={"status": "cancelled"})
+
+
+@router.get("/{item_id}", response_model=WorklistItemView)
+async def get_item(item_id: str, services: ServicesDep) -> WorklistItemView:
+    """One item, cancelled or not, with the status of its step (SCHEDULED, STARTED,
+    COMPLETED or DISCONTINUED) as the MPPS referencing it make it."""
+    return await _existing(services, item_id)
+
+
+@router.get("", response_model=list[WorklistItemView])
+async def list_items(
+    services: ServicesDep,
+    station_ae_title: str | None = None,
+    modality: str | None = None,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    patient_id: str | None = None,
+    accession_number: str | None = None,
+    study_instance_uid: str | None = None,
+    step_id: str | None = None,
+    include_cancelled: bool = False,
+    step_status: StepStatus | None = None,
+    include_finished: bool = False,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[WorklistItemView]:
+    """Items by scheduled start, filtered by exact values and a date range (inclusive).
+
+    Items whose step is COMPLETED or DISCONTINUED are left out once that is older than
+    `PACS_DICOM__WORKLIST_KEEP_FINISHED_HOURS` (0: at once); `include_finished=true` lists
+    them all, `step_status=` lists only items in that status, however old.
+
+    The MWL C-FIND SCP uses this with the exact keys of a query, then applies the DICOM
+    matching rules (wildcards, case-insensitive names, sequences) itself.
+    """
+    keep = dt.timedelta(hours=services.settings.dicom.worklist_keep_finished_hours)
+    query = WorklistQuery(
+        station_ae_title=station_ae_title,
+        modality=modality,
+        date_from=date_from,
+        date_to=date_to,
+        patient_id=patient_id,
+        accession_number=accession_number,
+        study_instance_uid=study_instance_uid,
+        step_id=step_id,
+        include_cancelled=include_cancelled,
+        step_status=step_status,
+        include_finished=include_finished,
+        finished_since=dt.datetime.now(dt.UTC) - keep if keep else None,
+        limit=limit,
+    )
+    return await asyncio.to_thread(_projection(services).find, query)

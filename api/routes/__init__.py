@@ -1,1 +1,0 @@
-"""One router per resource, gathered in `api.app`."""

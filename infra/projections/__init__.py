@@ -1,1 +1,0 @@
-"""Read models built from the event log: each projection owns its ClickHouse tables."""

@@ -1,0 +1,151 @@
+"""C-FIND SCP for Patient Root and Study Root Query/Retrieve, answered from the catalog.
+
+The identifier becomes match keys and return keys; the API process (which owns the
+catalog) matches them per PS3.4 C.2.2.2 and returns one dataset per entity at the asked
+level; each comes back as a pending response holding exactly the keys that were asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+
+from infra.dicom.statuses import (
+    CANCELLED,
+    IDENTIFIER_MISMATCH,
+    OUT_OF_RESOURCES,
+    PENDING,
+    UNABLE_TO_PROCESS,
+    status_dataset,
+)
+from infra.internal_api import CatalogClient, CatalogRefused, CatalogUnavailable
+from ingest.dimse.identifier_bytes import match_values
+
+log = logging.getLogger(__name__)
+
+FIND_SOP_CLASSES = (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+LEVELS = {
+    str(PatientRootQueryRetrieveInformationModelFind): ("PATIENT", "STUDY", "SERIES", "IMAGE"),
+    str(StudyRootQueryRetrieveInformationModelFind): ("STUDY", "SERIES", "IMAGE"),
+}
+_NOT_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
+UTF8 = "ISO_IR 192"
+# Matches fetched from the catalog per request: the gateway holds one page, not the result.
+FIND_PAGE_SIZE = 2_000
+
+
+def match_value(value: Any) -> str:
+    """An identifier value in its DICOM string form (UID lists joined by backslashes)."""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def identifier_keys(identifier: Dataset) -> tuple[dict[str, str], list[str]]:
+    """Match keys (non-empty values) and return keys (every element) of an identifier."""
+    filters: dict[str, str] = {}
+    keys: list[str] = []
+    for elem in identifier:
+        keyword = elem.keyword
+        if not keyword or keyword in _NOT_KEYS:
+            continue
+        keys.append(keyword)
+        if elem.VR != "SQ":  # sequence matching is not supported: returned empty
+            value = match_value(elem.value)
+            if value:
+                filters[keyword] = value
+    return filters, keys
+
+
+def response_identifier(identifier: Dataset, match: dict[str, Any], level: str) -> Dataset:
+    """Exactly the requested keys, filled from the match (empty where we hold no value)."""
+    answer = Dataset()
+    plain = True
+    for elem in identifier:
+        if elem.keyword == "QueryRetrieveLevel":
+            continue
+        found = match.get(f"{elem.tag:08X}")
+        if found is None:
+            answer.add_new(elem.tag, elem.VR, None if elem.VR != "SQ" else [])
+            continue
+        values = match_values(found)
+        plain = plain and all(not isinstance(v, str) or v.isascii() for v in values)
+        answer.add_new(elem.tag, found["vr"], values[0] if len(values) == 1 else values or None)
+    answer.QueryRetrieveLevel = level
+    if not plain:
+        # The catalog holds Unicode text: say so, or the peer reads it as ASCII (PS3.5 6.1).
+        answer.SpecificCharacterSet = UTF8
+    return answer
+
+
+class FindHandler:
+    """EVT_C_FIND: a generator of (status, identifier) pairs, as pynetdicom expects.
+
+    Matches stream from the catalog page by page. Past `max_matches` the query ends with
+    0xA700 (refused: out of resources) and an ErrorComment saying so, never with a success
+    that would pass a truncated answer off as complete."""
+
+    def __init__(self, catalog: CatalogClient, max_matches: int) -> None:
+        self.catalog = catalog
+        self.max_matches = max_matches
+
+    def __call__(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
+        identifier: Dataset = event.identifier
+        sop_class = str(event.request.AffectedSOPClassUID)
+        for status, match, level in self.answer(identifier, sop_class, lambda: event.is_cancelled):
+            found = None if match is None else response_identifier(identifier, match, level)
+            yield status, found
+
+    def answer(
+        self, identifier: Dataset, sop_class: str, cancelled: Callable[[], bool]
+    ) -> Iterator[tuple[Any, dict[str, Any] | None, str]]:
+        """(status, match, level) per response: PENDING with the catalog's match, or a final
+        status without one. Shared by the pynetdicom handler above and the direct responder
+        (ingest/dimse/find_responder.py), which writes the match straight to bytes."""
+        level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+        allowed = LEVELS.get(sop_class, ())
+        if level not in allowed:
+            reason = f"QueryRetrieveLevel {level!r} is not one of {', '.join(allowed)}"
+            yield status_dataset(IDENTIFIER_MISMATCH, reason), None, level
+            return
+        filters, keys = identifier_keys(identifier)
+        sent = 0
+        while True:
+            # One more than the cap is asked for, to tell "exactly the cap" from "more".
+            want = min(FIND_PAGE_SIZE, self.max_matches + 1 - sent)
+            try:
+                page = self.catalog.find(level, filters, keys, limit=want, offset=sent)
+            except CatalogRefused as exc:
+                log.info("C-FIND refused: %s", exc)
+                yield status_dataset(IDENTIFIER_MISMATCH, str(exc)), None, level
+                return
+            except CatalogUnavailable as exc:
+                log.warning("C-FIND could not reach the catalog: %r", exc)
+                yield status_dataset(UNABLE_TO_PROCESS, "catalog unavailable"), None, level
+                return
+            for match in page:
+                if cancelled():
+                    yield CANCELLED, None, level
+                    return
+                if sent == self.max_matches:
+                    log.warning("C-FIND at %s level capped at %d matches", level, sent)
+                    reason = f"more than {sent} matches: capped at {sent}; narrow the query"
+                    yield status_dataset(OUT_OF_RESOURCES, reason), None, level
+                    return
+                sent += 1
+                yield PENDING, match, level
+            if len(page) < want:
+                return

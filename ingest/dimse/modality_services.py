@@ -1,0 +1,42 @@
+"""The modality workflow services a gateway offers besides storage: MWL, MPPS, commitment."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from pynetdicom import evt
+from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+
+from infra.internal_api import api_base_url
+from infra.settings import Settings
+from ingest.dimse.commitment import CommitmentHandler
+from ingest.dimse.mpps import MppsHandlers
+from ingest.dimse.server import FindRouter
+from ingest.dimse.temporal_bridge import TemporalBridge
+from ingest.dimse.worklist import WorklistClient, WorklistFindHandler
+
+
+def modality_handlers(
+    settings: Settings,
+    loop: asyncio.AbstractEventLoop,
+    find: FindRouter,
+    log_positions: Callable[[], dict[int, int]] = dict,
+) -> tuple[list[Any], WorklistClient]:
+    """Handler bindings for the gateway; the worklist client is to be closed at shutdown."""
+    bridge = TemporalBridge(settings.temporal, loop)
+    worklist = WorklistClient(api_base_url(settings))
+    find.add(str(ModalityWorklistInformationFind), WorklistFindHandler(worklist))
+    queue = settings.temporal.ingest_task_queue
+    mpps = MppsHandlers(bridge, queue, settings.dicom.mpps_verify_timeout_seconds)
+    commitment = CommitmentHandler(
+        bridge, queue, settings.dicom.commitment_timeout_seconds, log_positions
+    )
+    handlers: list[Any] = [
+        (evt.EVT_C_FIND, find),
+        (evt.EVT_N_CREATE, mpps.n_create),
+        (evt.EVT_N_SET, mpps.n_set),
+        (evt.EVT_N_ACTION, commitment),
+    ]
+    return handlers, worklist

@@ -1,0 +1,219 @@
+"""DIMSE gateway: C-ECHO, C-STORE for every storage SOP class and transfer syntax, C-FIND
+(query/retrieve and Modality Worklist), C-MOVE and C-GET (Patient Root and Study Root), MPPS
+N-CREATE/N-SET, Storage Commitment N-ACTION."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import socket
+import threading
+from typing import Any
+
+from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, _config, evt
+from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
+    StorageCommitmentPushModel,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from infra.dicom.statuses import IDENTIFIER_MISMATCH, status_dataset
+from infra.dicom.transfer_syntaxes import NATIVE_SYNTAXES
+from infra.dimse.nodelay import set_nodelay
+from infra.dimse.reactor_gate import guard_reactor
+from infra.dimse.retrieve_common import GET_MODELS, MOVE_MODELS
+from infra.settings import DicomSettings
+from ingest.accept import Acceptor, Origin
+from ingest.dimse.find import FIND_SOP_CLASSES
+from ingest.dimse.find_responder import DirectFind
+from ingest.dimse.reactor import EventDrivenReactors
+
+log = logging.getLogger(__name__)
+
+# Newer syntaxes pydicom does not list yet; we store bytes as sent, so we need no codec.
+_NEWER_SYNTAXES = [
+    "1.2.840.10008.1.2.4.110",  # JPEG XL Lossless
+    "1.2.840.10008.1.2.4.111",  # JPEG XL JPEG Recompression
+    "1.2.840.10008.1.2.4.112",  # JPEG XL
+    "1.2.840.10008.1.2.8.1",  # Deflated Image Frame Compression
+    "1.2.840.10008.1.2.4.94",  # JPIP Referenced
+    "1.2.840.10008.1.2.4.95",  # JPIP Referenced Deflate
+]
+# pynetdicom accepts the first of OUR syntaxes that a proposed context lists, so the order is
+# our preference: Explicit VR LE first keeps VRs (pydicom lists Implicit first), which
+# matters when a C-GET requestor offers both for the objects we send it.
+_PREFERRED = [str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)]
+TRANSFER_SYNTAXES = (
+    _PREFERRED
+    + [str(uid) for uid in AllTransferSyntaxes if uid not in _PREFERRED]
+    + [uid for uid in _NEWER_SYNTAXES if uid not in AllTransferSyntaxes]
+)
+
+
+class StoreHandler:
+    """C-STORE: hands the received bytes, unchanged, to the accept path."""
+
+    def __init__(self, acceptor: Acceptor) -> None:
+        self.acceptor = acceptor
+
+    def __call__(self, event: Any) -> Any:
+        # The preamble and File Meta are built from the presentation context, so the
+        # dataset bytes stay exactly as the modality encoded them.
+        part10 = event.encoded_dataset(include_meta=True)
+        calling_ae = event.assoc.requestor.ae_title.strip()
+        address = event.assoc.requestor.address
+        outcome = self.acceptor.accept_blocking(
+            part10, Origin(via="dimse", calling_ae=calling_ae, client=address)
+        )
+        if not outcome.ok:
+            log.warning(
+                "C-STORE from %s refused with 0x%04X: %s",
+                calling_ae,
+                outcome.status,
+                outcome.reason,
+            )
+        return status_dataset(outcome.status, outcome.reason)
+
+
+def build_ae(settings: DicomSettings) -> AE:
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_associations = settings.max_associations
+    ae.maximum_pdu_size = settings.max_pdu_size
+    ae.network_timeout = settings.network_timeout_seconds
+    ae.acse_timeout = 30
+    ae.dimse_timeout = settings.network_timeout_seconds
+    ae.require_called_aet = False
+    ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
+    for model in (*MOVE_MODELS, *GET_MODELS):
+        ae.add_supported_context(model, TRANSFER_SYNTAXES)
+    for context in AllStoragePresentationContexts:
+        assert context.abstract_syntax is not None
+        # Role selection accepted as proposed: a C-GET requestor asks to be the Storage
+        # SCP on the same association (PS3.4 C.4.3, PS3.7 D.3.3.4).
+        ae.add_supported_context(
+            context.abstract_syntax, TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
+    for sop_class in FIND_SOP_CLASSES:
+        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+    # Worklist queries and N-services carry small datasets: the uncompressed syntaxes suffice.
+    for sop_class in (
+        ModalityWorklistInformationFind,
+        ModalityPerformedProcedureStep,
+        StorageCommitmentPushModel,
+    ):
+        ae.add_supported_context(sop_class, list(NATIVE_SYNTAXES))
+    return ae
+
+
+class FindRouter:
+    """EVT_C_FIND is one event for every information model: route by the SOP class asked."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Any] = {}
+
+    def add(self, sop_class_uid: str, handler: Any) -> None:
+        self.handlers[sop_class_uid] = handler
+
+    def __call__(self, event: Any) -> Any:
+        handler = self.handlers.get(str(event.request.AffectedSOPClassUID))
+        if handler is None:
+            return iter([(IDENTIFIER_MISMATCH, None)])
+        return handler(event)
+
+
+class SharedSyntaxContext(PresentationContext):
+    """pynetdicom deep-copies the server's supported contexts (about 190, each listing about
+    40 transfer syntaxes) for every association it accepts. The UIDs are immutable strings:
+    copying the lists gives the same result without deep-copying ~7,000 UID objects."""
+
+    @classmethod
+    def of(cls, context: PresentationContext) -> SharedSyntaxContext:
+        twin = cls()
+        twin.__dict__.update(context.__dict__)
+        return twin
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedSyntaxContext:
+        twin = self.of(self)
+        twin._transfer_syntax = list(self._transfer_syntax)
+        return twin
+
+
+def _guard(event: Any) -> None:
+    guard_reactor(event.assoc)
+
+
+class SharedPortServer(ThreadedAssociationServer):
+    """Several gateway processes listen on one port (SO_REUSEPORT) and the kernel spreads
+    associations over them: pynetdicom holds the GIL for much of each C-STORE, so one
+    process cannot use more than about one core."""
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def skip_unlogged_formatting() -> None:
+    """pynetdicom decodes and pretty-prints every C-FIND/C-MOVE/C-GET identifier and formats
+    every PDU for its standard log handlers even when its logger discards INFO (as the
+    gateway's does): about 1 ms of each C-FIND. Kept on when someone turned its logging up."""
+    if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
+        _config.LOG_HANDLER_LEVEL = "none"
+        _config.LOG_REQUEST_IDENTIFIERS = False
+        _config.LOG_RESPONSE_IDENTIFIERS = False
+
+
+def start_gateway(
+    settings: DicomSettings, handlers: list[Any], find: FindRouter | None = None
+) -> ThreadedAssociationServer:
+    """Start listening with `handlers` (plus TCP_NODELAY); associations get their own threads.
+    Query/Retrieve C-FIND requests routed by `find` are answered directly (see
+    ingest/dimse/find_responder.py) on event-driven associations."""
+    skip_unlogged_formatting()
+    ae = build_ae(settings)
+    # The gate matters where another thread sends on an association we accepted (e.g. a
+    # storage commitment report on the requester's association).
+    reactor: list[Any] = []
+    if settings.event_driven_reactor:
+        direct = DirectFind(find.handlers) if find is not None else None
+        reactor = [(evt.EVT_CONN_OPEN, EventDrivenReactors(direct))]
+    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), *reactor, (evt.EVT_ACCEPTED, _guard), *handlers]
+    server = ae.make_server(
+        (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
+    )
+    server.contexts = [SharedSyntaxContext.of(context) for context in server.contexts]
+    # pynetdicom runs a full gc.collect() every 60 passes of its accept loop (each accepted
+    # association, or every 30 s idle): ~85 ms holding the GIL, stalling every association.
+    # Everything loaded so far lives as long as the process; freezing it leaves those
+    # collections only the objects made since.
+    gc.collect()  # start-up garbage first: frozen objects are never collected
+    gc.freeze()
+    threading.Thread(target=server.serve_forever, name="dimse-acceptor", daemon=True).start()
+    log.info("DICOM %s listening on %s:%d", settings.ae_title, settings.host, settings.port)
+    return server
+
+
+async def serve_until(
+    stop: asyncio.Event,
+    settings: DicomSettings,
+    handlers: list[Any],
+    find: FindRouter | None = None,
+) -> None:
+    server = start_gateway(settings, handlers, find)
+    try:
+        await stop.wait()
+    finally:
+        await asyncio.to_thread(_shutdown, server)
+
+
+def _shutdown(server: ThreadedAssociationServer) -> None:
+    # pynetdicom unregisters the server from its AE, where only start_server (not
+    # make_server) registered it: ValueError comes after everything is already shut down.
+    with contextlib.suppress(ValueError):
+        server.shutdown()

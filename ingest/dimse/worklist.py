@@ -1,0 +1,178 @@
+"""Modality Worklist C-FIND SCP (1.2.840.10008.5.1.4.31).
+
+The worklist read model lives in the API process (which owns ClickHouse), so the gateway
+asks it over HTTP with the exact-value keys of the query, then applies the DICOM matching
+rules itself (infra/readmodels/dataset_matching.py) and returns the requested keys of each match.
+
+ScheduledProcedureStepStatus is the item's real state (SCHEDULED, STARTED, COMPLETED,
+DISCONTINUED, from the MPPS that reference it). Without that key, or with it universal, the
+read model leaves out finished items (after the keep window, `PACS_DICOM__WORKLIST_KEEP_
+FINISHED_HOURS`); a single value asks the read model for items in exactly that state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter
+from pydicom.dataset import Dataset
+
+from infra.dicom.statuses import CANCELLED, PENDING, SUCCESS, UNABLE_TO_PROCESS
+from infra.readmodels.dataset_matching import is_universal, matches, response
+from schemas.worklist import StepStatus, WorklistItemView, WorklistQuery
+
+log = logging.getLogger(__name__)
+
+_ITEMS: TypeAdapter[list[WorklistItemView]] = TypeAdapter(list[WorklistItemView])
+_STEP_STATUSES: dict[str, StepStatus] = {
+    "SCHEDULED": "SCHEDULED",
+    "STARTED": "STARTED",
+    "COMPLETED": "COMPLETED",
+    "DISCONTINUED": "DISCONTINUED",
+}
+
+
+def _da(value: dt.date | None) -> str:
+    return value.strftime("%Y%m%d") if value else ""
+
+
+def item_dataset(item: WorklistItemView) -> Dataset:
+    """A worklist item as the MWL information model describes it (PS3.4 K.6.1.2)."""
+    step = item.scheduled_step
+    sps = Dataset()
+    sps.ScheduledStationAETitle = step.station_ae_title
+    sps.ScheduledStationName = step.station_name
+    sps.ScheduledProcedureStepLocation = step.location
+    sps.ScheduledProcedureStepStartDate = _da(step.start_date)
+    sps.ScheduledProcedureStepStartTime = (
+        step.start_time.strftime("%H%M%S") if step.start_time else ""
+    )
+    sps.Modality = step.modality
+    sps.ScheduledPerformingPhysicianName = step.performing_physician
+    sps.ScheduledProcedureStepDescription = step.description
+    sps.ScheduledProcedureStepID = step.step_id
+    sps.ScheduledProcedureStepStatus = item.step_status
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = item.patient_name
+    ds.PatientID = item.patient_id
+    ds.PatientBirthDate = _da(item.patient_birth_date)
+    ds.PatientSex = item.patient_sex
+    ds.AccessionNumber = item.accession_number
+    ds.ReferringPhysicianName = item.referring_physician
+    ds.StudyInstanceUID = item.study_instance_uid
+    ds.RequestedProcedureID = item.requested_procedure_id
+    ds.RequestedProcedureDescription = item.requested_procedure_description
+    ds.ScheduledProcedureStepSequence = [sps]
+    return ds
+
+
+def _exact(identifier: Dataset, keyword: str) -> str | None:
+    """A key's value when it is a plain single value the read model can filter on."""
+    if keyword not in identifier:
+        return None
+    element = identifier[keyword]
+    if is_universal(element) or element.VM != 1:
+        return None
+    value = str(element.value).strip()
+    return None if "*" in value or "?" in value else value
+
+
+def _date(text: str) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(text.strip()[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def coarse_query(identifier: Dataset) -> WorklistQuery:
+    """Filters the read model can apply; anything looser is matched after fetching."""
+    query = WorklistQuery(
+        patient_id=_exact(identifier, "PatientID"),
+        accession_number=_exact(identifier, "AccessionNumber"),
+        study_instance_uid=_exact(identifier, "StudyInstanceUID"),
+    )
+    steps = identifier.get("ScheduledProcedureStepSequence")
+    if steps:
+        step = steps[0]
+        query.station_ae_title = _exact(step, "ScheduledStationAETitle")
+        query.modality = _exact(step, "Modality")
+        query.step_id = _exact(step, "ScheduledProcedureStepID")
+        status = _exact(step, "ScheduledProcedureStepStatus")
+        if status is not None:
+            # Another defined term (ARRIVED, READY, ...) matches none of ours: matching
+            # against the item's real state leaves the answer empty.
+            query.step_status = _STEP_STATUSES.get(status)
+        date = _exact(step, "ScheduledProcedureStepStartDate")
+        if date:
+            low, dash, high = date.partition("-")
+            query.date_from = _date(low)
+            query.date_to = _date(high) if dash else query.date_from
+    return query
+
+
+class WorklistClient:
+    """Blocking (pynetdicom handlers run in threads); one pooled HTTP connection per process."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+
+    def find(self, query: WorklistQuery) -> list[WorklistItemView]:
+        params = {k: str(v) for k, v in query.model_dump(exclude_none=True).items()}
+        response = self._http.get("/api/worklist", params=params)
+        response.raise_for_status()
+        return _ITEMS.validate_json(response.content)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class WorklistFindHandler:
+    """EVT_C_FIND for the MWL information model: one pending response per matching item."""
+
+    def __init__(self, client: WorklistClient) -> None:
+        self.client = client
+
+    def __call__(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        try:
+            identifier: Dataset = event.identifier
+            query = coarse_query(identifier)
+        except Exception as exc:  # noqa: BLE001 - any decode failure is the peer's bad query
+            log.warning("MWL C-FIND with an undecodable identifier: %r", exc)
+            yield _failure(UNABLE_TO_PROCESS, "identifier could not be decoded"), None
+            return
+        try:
+            items = self.client.find(query)
+        except (httpx.HTTPError, ValueError) as exc:
+            log.error("MWL C-FIND: worklist read model unavailable: %r", exc)
+            yield _failure(UNABLE_TO_PROCESS, "worklist temporarily unavailable"), None
+            return
+        answered = 0
+        for item in items:
+            if event.is_cancelled:
+                yield CANCELLED, None
+                return
+            candidate = item_dataset(item)
+            if matches(identifier, candidate):
+                answered += 1
+                found = response(identifier, candidate)
+                found.SpecificCharacterSet = "ISO_IR 192"
+                yield PENDING, found
+        log.info(
+            "MWL C-FIND from %s: %d of %d items matched",
+            event.assoc.requestor.ae_title.strip(),
+            answered,
+            len(items),
+        )
+        yield SUCCESS, None
+
+
+def _failure(code: int, comment: str) -> Dataset:
+    status = Dataset()
+    status.Status = code
+    status.ErrorComment = comment[:64]
+    return status

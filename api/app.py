@@ -15,7 +15,7 @@ from api.deps import Services
 from api.dicomweb import frames, metadata, qido, rendered, stow, wado, wado_uri
 from api.rest import admin, audit, changes, health, internal, mpps, worklist
 from infra.clickhouse import ClickHouse
-from infra.readmodels.audit import AuditProjection
+from infra.readmodels.audit import AuditProjection, AuditTrail
 from infra.readmodels.catalog.projection import CatalogProjection
 from infra.readmodels.catalog.resident import ResidentCatalog
 from infra.readmodels.catalog.search import CatalogReader
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             resident = ResidentCatalog(clickhouse, max_rows) if max_rows > 0 else None
             services.catalog = CatalogReader(clickhouse, resident)
             services.worklist = WorklistProjection(clickhouse)
+            services.audit = AuditTrail(clickhouse)
             services.projector = ProjectorRunner(
                 clickhouse,
                 cfg.kafka,

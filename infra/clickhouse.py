@@ -1,4 +1,4 @@
-"""ClickHouse read models: client factory and DDL.
+"""ClickHouse: the thread-safe client every read model writes and queries through.
 
 With the embedded chDB engine a data directory can be opened by one process at a time, so
 in the embedded shape the API process owns it and runs the projectors; the same code talks
@@ -12,32 +12,6 @@ from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-
-EVENTS_DDL = """
-CREATE TABLE IF NOT EXISTS events (
-    event_id UUID,
-    type LowCardinality(String),
-    version UInt16,
-    occurred_at DateTime64(3, 'UTC'),
-    study_instance_uid String,
-    series_instance_uid String,
-    sop_instance_uid String,
-    patient_id String,
-    via LowCardinality(String),
-    calling_ae String,
-    client String,
-    size UInt64,
-    sha256 String,
-    log_partition UInt32,
-    log_offset UInt64,
-    -- A repeated announcement (same event id, later offset) must not replace the first,
-    -- which carries who sent the instance: the row with the highest rank is kept.
-    keep_rank UInt64,
-    body String
-)
-ENGINE = ReplacingMergeTree(keep_rank)
-ORDER BY (study_instance_uid, event_id)
-"""
 
 
 class ClickHouse:

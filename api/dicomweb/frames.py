@@ -29,8 +29,8 @@ from api.dicomweb.media import (
     choose_frame_syntax,
     parse_accept,
 )
+from api.dicomweb.paths import INSTANCE_PATH
 from api.dicomweb.stored import instance_bytes, parse_frame_list
-from api.dicomweb.wado import INSTANCE_PATH
 from infra.dicom.header import read_header
 from infra.dicom.pixels import (
     PixelError,

@@ -11,25 +11,18 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from api.deps import Services, ServicesDep
-from api.dicomweb.qido import UidPath, catalog_of, dicomweb_root
-from infra.dicom.header import validate_uid
-from infra.readmodels.catalog.search import metadata_document
+from api.deps import CatalogDep
+from api.dicomweb.paths import UidPath, dicomweb_root
+from api.dicomweb.stored import check_uids
+from infra.readmodels.catalog.search import CatalogReader, metadata_document
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 
 
 async def _metadata(
-    request: Request, services: Services, study: str, series: str | None, sop: str | None
+    request: Request, catalog: CatalogReader, study: str, series: str | None, sop: str | None
 ) -> Response:
-    for name, value in (
-        ("StudyInstanceUID", study),
-        ("SeriesInstanceUID", series),
-        ("SOPInstanceUID", sop),
-    ):
-        if value is not None and (problem := validate_uid(name, value)):
-            raise HTTPException(400, problem)
-    catalog = catalog_of(services)
+    check_uids(study=study, series=series, instance=sop)
     items = await asyncio.to_thread(catalog.metadata, study, series, sop)
     if not items:
         what = sop or series or study
@@ -40,10 +33,10 @@ async def _metadata(
 
 @router.get("/studies/{study_instance_uid}/metadata")
 async def retrieve_study_metadata(
-    study_instance_uid: UidPath, request: Request, services: ServicesDep
+    study_instance_uid: UidPath, request: Request, catalog: CatalogDep
 ) -> Response:
     """Metadata of every instance of the study."""
-    return await _metadata(request, services, study_instance_uid, None, None)
+    return await _metadata(request, catalog, study_instance_uid, None, None)
 
 
 @router.get("/studies/{study_instance_uid}/series/{series_instance_uid}/metadata")
@@ -51,10 +44,10 @@ async def retrieve_series_metadata(
     study_instance_uid: UidPath,
     series_instance_uid: UidPath,
     request: Request,
-    services: ServicesDep,
+    catalog: CatalogDep,
 ) -> Response:
     """Metadata of every instance of the series."""
-    return await _metadata(request, services, study_instance_uid, series_instance_uid, None)
+    return await _metadata(request, catalog, study_instance_uid, series_instance_uid, None)
 
 
 @router.get(
@@ -65,9 +58,9 @@ async def retrieve_instance_metadata(
     series_instance_uid: UidPath,
     sop_instance_uid: UidPath,
     request: Request,
-    services: ServicesDep,
+    catalog: CatalogDep,
 ) -> Response:
     """Metadata of one instance."""
     return await _metadata(
-        request, services, study_instance_uid, series_instance_uid, sop_instance_uid
+        request, catalog, study_instance_uid, series_instance_uid, sop_instance_uid
     )

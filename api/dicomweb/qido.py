@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydicom.datadict import tag_for_keyword
 
-from api.deps import Services, ServicesDep
+from api.deps import CatalogDep
+from api.dicomweb.paths import UidPath, dicomweb_root
 from infra.dicom.header import validate_uid
 from infra.readmodels.catalog.attributes import DEFAULT_RETURN, Level
 from infra.readmodels.catalog.search import (
     MAX_RESULTS,
     CatalogReader,
     Search,
-    SearchResult,
     attribute,
 )
 from infra.readmodels.matching import QueryError
@@ -25,35 +22,12 @@ router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 
 RESERVED = {"limit", "offset", "fuzzymatching", "includefield"}
 DEFAULT_LIMIT = 1000
-# Rows a search may scan in memory without leaving the event loop (about 1 ms).
-LOOP_SCAN_LIMIT = 5_000
 RETRIEVE_URL = "00081190"
 # PS3.18 8.3.4.4: a response that leaves matches out says so, and they can be paged to.
 MORE_RESULTS = (
     '299 pacs "The number of results exceeded the limit of {limit} per response. '
     'Additional results can be requested with offset={offset}."'
 )
-UidPath = Annotated[str, Path(max_length=64)]
-
-
-def catalog_of(services: Services) -> CatalogReader:
-    if services.catalog is None:
-        raise HTTPException(503, "this API process does not own the catalog read model")
-    return services.catalog
-
-
-async def search_catalog(catalog: CatalogReader, search: Search) -> SearchResult:
-    """A search in memory that an index narrows, or over a small level, runs on the event
-    loop (tens of microseconds: a thread hop would cost more than the search); anything
-    else runs in a worker thread, from memory or from ClickHouse."""
-    result = catalog.search_in_memory(search, max_scan=LOOP_SCAN_LIMIT)
-    if result is None:
-        result = await asyncio.to_thread(catalog.search, search)
-    return result
-
-
-def dicomweb_root(request: Request) -> str:
-    return f"{str(request.base_url).rstrip('/')}/dicom-web"
 
 
 def parse_search(request: Request, level: Level, fixed: dict[str, str]) -> Search:
@@ -101,7 +75,7 @@ def _is_dicom_name(name: str) -> bool:
 
 
 async def run_search(
-    request: Request, services: Services, level: Level, fixed: dict[str, str]
+    request: Request, catalog: CatalogReader, level: Level, fixed: dict[str, str]
 ) -> JSONResponse:
     for name, value in fixed.items():
         if problem := validate_uid(name, value):
@@ -112,7 +86,7 @@ async def run_search(
     limit = min(search.limit, MAX_RESULTS)
     search.limit = limit + 1
     try:
-        result = await search_catalog(catalog_of(services), search)
+        result = await catalog.search_soon(search)
     except QueryError as exc:
         raise HTTPException(400, str(exc)) from exc
     warnings = []
@@ -146,39 +120,39 @@ def _retrieve_url(root: str, level: Level, row: dict[str, dict[str, list[str]]])
 
 
 @router.get("/studies")
-async def search_for_studies(request: Request, services: ServicesDep) -> JSONResponse:
+async def search_for_studies(request: Request, catalog: CatalogDep) -> JSONResponse:
     """Studies matching the query (PS3.18 10.6.1, all studies)."""
-    return await run_search(request, services, Level.STUDY, {})
+    return await run_search(request, catalog, Level.STUDY, {})
 
 
 @router.get("/series")
-async def search_for_all_series(request: Request, services: ServicesDep) -> JSONResponse:
+async def search_for_all_series(request: Request, catalog: CatalogDep) -> JSONResponse:
     """Series of any study matching the query."""
-    return await run_search(request, services, Level.SERIES, {})
+    return await run_search(request, catalog, Level.SERIES, {})
 
 
 @router.get("/studies/{study_instance_uid}/series")
 async def search_for_series(
-    study_instance_uid: UidPath, request: Request, services: ServicesDep
+    study_instance_uid: UidPath, request: Request, catalog: CatalogDep
 ) -> JSONResponse:
     """Series of one study matching the query."""
     fixed = {"StudyInstanceUID": study_instance_uid}
-    return await run_search(request, services, Level.SERIES, fixed)
+    return await run_search(request, catalog, Level.SERIES, fixed)
 
 
 @router.get("/instances")
-async def search_for_all_instances(request: Request, services: ServicesDep) -> JSONResponse:
+async def search_for_all_instances(request: Request, catalog: CatalogDep) -> JSONResponse:
     """Instances of any study matching the query."""
-    return await run_search(request, services, Level.IMAGE, {})
+    return await run_search(request, catalog, Level.IMAGE, {})
 
 
 @router.get("/studies/{study_instance_uid}/instances")
 async def search_for_study_instances(
-    study_instance_uid: UidPath, request: Request, services: ServicesDep
+    study_instance_uid: UidPath, request: Request, catalog: CatalogDep
 ) -> JSONResponse:
     """Instances of one study matching the query."""
     fixed = {"StudyInstanceUID": study_instance_uid}
-    return await run_search(request, services, Level.IMAGE, fixed)
+    return await run_search(request, catalog, Level.IMAGE, fixed)
 
 
 @router.get("/studies/{study_instance_uid}/series/{series_instance_uid}/instances")
@@ -186,8 +160,8 @@ async def search_for_instances(
     study_instance_uid: UidPath,
     series_instance_uid: UidPath,
     request: Request,
-    services: ServicesDep,
+    catalog: CatalogDep,
 ) -> JSONResponse:
     """Instances of one series matching the query."""
     fixed = {"StudyInstanceUID": study_instance_uid, "SeriesInstanceUID": series_instance_uid}
-    return await run_search(request, services, Level.IMAGE, fixed)
+    return await run_search(request, catalog, Level.IMAGE, fixed)

@@ -20,6 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.deps import Services, ServicesDep
 from api.dicomweb.media import parse_accept
+from api.dicomweb.paths import INSTANCE_PATH
 from api.dicomweb.stored import (
     instance_bytes,
     list_instances,
@@ -27,7 +28,6 @@ from api.dicomweb.stored import (
     middle,
     parse_frame_list,
 )
-from api.dicomweb.wado import INSTANCE_PATH
 from infra.dicom.pixels import (
     ImageFormat,
     PixelError,
@@ -36,9 +36,8 @@ from infra.dicom.pixels import (
     Window,
     WindowFunction,
     load_dataset,
-    middle_frame,
     number_of_frames,
-    render_frame,
+    render_frames,
 )
 from infra.multipart import build_multipart
 from schemas.catalog import CatalogInstance
@@ -154,14 +153,6 @@ def _rendering(thumbnail: bool) -> Callable[..., Awaitable[Rendering]]:
 
 RenderedDep = Annotated[Rendering, Depends(_rendering(thumbnail=False))]
 ThumbnailDep = Annotated[Rendering, Depends(_rendering(thumbnail=True))]
-
-
-def render_frames(data: bytes, frames: list[int] | None, options: RenderOptions) -> list[bytes]:
-    """Rendered images of the frames asked for (None: the middle one)."""
-    ds = load_dataset(data)
-    if number_of_frames(ds) == 0:
-        raise PixelError("the instance has no pixel data to render", missing=True)
-    return [render_frame(ds, frame, options) for frame in (frames or [middle_frame(ds)])]
 
 
 async def _render_instance(

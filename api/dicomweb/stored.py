@@ -11,7 +11,7 @@ import asyncio
 from fastapi import HTTPException
 from pydicom import Dataset
 
-from api.deps import Services
+from api.deps import Services, catalog_of
 from infra.dicom.header import validate_uid
 from infra.dicom.pixels import PixelError, load_dataset
 from infra.storage.locate import load_instance
@@ -70,12 +70,10 @@ async def list_instances(
 ) -> list[CatalogInstance]:
     """The instances of a study (or one of its series) in the read model, or 404."""
     check_uids(study=study, series=series)
-    if services.catalog is None:
-        raise HTTPException(503, "the instance catalog (read model) is not available")
     query = InstanceQuery(
         study_instance_uids=[study], series_instance_uids=[series] if series else []
     )
-    found = await asyncio.to_thread(services.catalog.instances, query)
+    found = await asyncio.to_thread(catalog_of(services).instances, query)
     if not found:
         where = f"series {series} of study {study}" if series else f"study {study}"
         raise HTTPException(404, f"no instances of {where} are stored")

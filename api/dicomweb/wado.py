@@ -24,6 +24,7 @@ from api.dicomweb.media import (
     choose_instance_syntax,
     parse_accept,
 )
+from api.dicomweb.paths import INSTANCE_PATH
 from api.dicomweb.stored import instance_bytes, list_instances, listed_bytes
 from infra.dicom.header import read_header
 from infra.dicom.transcode import TranscodeError, can_decode, can_encode, transcode
@@ -33,8 +34,6 @@ from schemas.catalog import CatalogInstance
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
-
-INSTANCE_PATH = "/studies/{study}/series/{series}/instances/{instance}"
 
 
 def _choose_or_406(accept: list[MediaRange], stored: str) -> Choice:

@@ -14,10 +14,16 @@ from fastapi.responses import Response
 
 from api.deps import ServicesDep
 from api.dicomweb.media import DICOM
-from api.dicomweb.rendered import render_frames
 from api.dicomweb.stored import instance_bytes
 from infra.dicom.header import read_header
-from infra.dicom.pixels import ImageFormat, PixelError, RenderOptions, Viewport, Window
+from infra.dicom.pixels import (
+    ImageFormat,
+    PixelError,
+    RenderOptions,
+    Viewport,
+    Window,
+    render_frames,
+)
 from infra.dicom.transcode import TranscodeError, can_decode, can_encode, transcode
 
 router = APIRouter(tags=["wado-uri"])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import ServicesDep
+from api.deps import ProjectorDep
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -21,11 +21,8 @@ class ProjectionStatus(BaseModel):
 
 
 @router.get("/projections", response_model=list[ProjectionStatus])
-async def projection_status(services: ServicesDep) -> list[ProjectionStatus]:
+async def projection_status(projector: ProjectorDep) -> list[ProjectionStatus]:
     """Each read model with the last log offset it reflects, per partition."""
-    if services.projector is None:
-        raise HTTPException(409, "this API process does not run the projectors")
-    projector = services.projector
     positions = await asyncio.to_thread(projector.positions)
     return [
         ProjectionStatus(name=name, rebuilds=projector.rebuilds_completed, positions=where)
@@ -41,19 +38,15 @@ class TableDigest(BaseModel):
 
 
 @router.get("/projections/checksums", response_model=dict[str, TableDigest])
-async def projection_checksums(services: ServicesDep) -> dict[str, TableDigest]:
+async def projection_checksums(projector: ProjectorDep) -> dict[str, TableDigest]:
     """Row count and an order-independent hash of each read-model table, to verify that a
     rebuild (or another node) holds exactly the same data."""
-    if services.projector is None:
-        raise HTTPException(409, "this API process does not run the projectors")
-    digests = await asyncio.to_thread(services.projector.checksums)
+    digests = await asyncio.to_thread(projector.checksums)
     return {table: TableDigest.model_validate(d) for table, d in digests.items()}
 
 
 @router.post("/projections/rebuild", status_code=202)
-async def rebuild_projections(services: ServicesDep) -> dict[str, str]:
+async def rebuild_projections(projector: ProjectorDep) -> dict[str, str]:
     """Drop every read model and rebuild it from offset zero of the event log."""
-    if services.projector is None:
-        raise HTTPException(409, "this API process does not run the projectors")
-    services.projector.request_rebuild()
+    projector.request_rebuild()
     return {"status": "rebuild requested"}

@@ -11,8 +11,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import ServicesDep
-from api.dicomweb.qido import catalog_of, search_catalog
+from api.deps import CatalogDep, ServicesDep
 from infra.readmodels.catalog.attributes import Level
 from infra.readmodels.catalog.search import MAX_RESULTS, Search
 from infra.readmodels.matching import QueryError
@@ -35,9 +34,10 @@ class FindRequest(BaseModel):
 
 
 @router.post("/instances", response_model=list[CatalogInstance])
-async def list_instances(query: InstanceQuery, services: ServicesDep) -> list[CatalogInstance]:
+async def list_instances(
+    query: InstanceQuery, catalog: CatalogDep, services: ServicesDep
+) -> list[CatalogInstance]:
     """Stored instances for a retrieve (C-MOVE / C-GET), or for a commitment check."""
-    catalog = catalog_of(services)
     if query.caught_up and (
         services.projector is None
         or not await services.projector.wait_caught_up(
@@ -52,9 +52,8 @@ async def list_instances(query: InstanceQuery, services: ServicesDep) -> list[Ca
 
 
 @router.post("/find")
-async def find(request: FindRequest, services: ServicesDep) -> JSONResponse:
+async def find(request: FindRequest, catalog: CatalogDep) -> JSONResponse:
     """Matches as DICOM JSON datasets, one per entity at the requested level."""
-    catalog = catalog_of(services)
     try:
         level = Level.parse(request.level)
         search = Search(
@@ -65,7 +64,7 @@ async def find(request: FindRequest, services: ServicesDep) -> JSONResponse:
             request.offset,
             defaults=False,
         )
-        result = await search_catalog(catalog, search)
+        result = await catalog.search_soon(search)
     except (QueryError, ValueError) as exc:
         raise HTTPException(400, str(exc)) from exc
     # Straight to JSON: C-FIND latency is what this endpoint exists for.

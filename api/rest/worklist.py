@@ -16,8 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydicom.uid import generate_uid
 
-from api.deps import Services, ServicesDep
-from infra.readmodels.worklist import WorklistProjection
+from api.deps import Services, ServicesDep, WorklistDep, worklist_of
 from schemas.events import (
     WorklistItemCancelled,
     WorklistItemScheduled,
@@ -38,12 +37,6 @@ router = APIRouter(prefix="/api/worklist", tags=["worklist"])
 VISIBLE_WITHIN_SECONDS = 5.0
 
 
-def _projection(services: Services) -> WorklistProjection:
-    if services.worklist is None:
-        raise HTTPException(409, "this API process does not own the worklist read model")
-    return services.worklist
-
-
 async def _publish(
     services: Services,
     event: WorklistItemScheduled | WorklistItemUpdated | WorklistItemCancelled,
@@ -55,7 +48,7 @@ async def _publish(
     except Exception as exc:
         log.warning("worklist event %s not acknowledged: %r", event.type, exc)
         raise HTTPException(503, f"the event log did not acknowledge the change: {exc!r}") from exc
-    projection = _projection(services)
+    projection = worklist_of(services)
     deadline = asyncio.get_running_loop().time() + VISIBLE_WITHIN_SECONDS
     while not await asyncio.to_thread(projection.applied, str(event.event_id)):
         if asyncio.get_running_loop().time() > deadline:
@@ -65,7 +58,7 @@ async def _publish(
 
 
 async def _existing(services: Services, item_id: str) -> WorklistItemView:
-    item = await asyncio.to_thread(_projection(services).get, item_id)
+    item = await asyncio.to_thread(worklist_of(services).get, item_id)
     if item is None:
         raise HTTPException(404, f"no worklist item {item_id}")
     return item
@@ -80,7 +73,7 @@ async def schedule_item(
     body: WorklistItemBody, services: ServicesDep, request: Request
 ) -> WorklistItem:
     """Schedule a procedure; a StudyInstanceUID is generated when the body has none."""
-    _projection(services)
+    worklist_of(services)
     data = body.model_dump()
     data["study_instance_uid"] = body.study_instance_uid or str(generate_uid())
     item = WorklistItem(**data, item_id=uuid.uuid4().hex)
@@ -153,6 +146,7 @@ async def get_item(item_id: str, services: ServicesDep) -> WorklistItemView:
 @router.get("", response_model=list[WorklistItemView])
 async def list_items(
     services: ServicesDep,
+    worklist: WorklistDep,
     station_ae_title: str | None = None,
     modality: str | None = None,
     date_from: dt.date | None = None,
@@ -191,4 +185,4 @@ async def list_items(
         finished_since=dt.datetime.now(dt.UTC) - keep if keep else None,
         limit=limit,
     )
-    return await asyncio.to_thread(_projection(services).find, query)
+    return await asyncio.to_thread(worklist.find, query)

@@ -292,3 +292,11 @@ def encode_image(image: Image.Image, options: RenderOptions) -> bytes:
 def middle_frame(ds: Dataset) -> int:
     """The frame a thumbnail shows: the middle one, 1-based."""
     return number_of_frames(ds) // 2 + 1
+
+
+def render_frames(data: bytes, frames: list[int] | None, options: RenderOptions) -> list[bytes]:
+    """Rendered images of the frames asked for (None: the middle one)."""
+    ds = load_dataset(data)
+    if number_of_frames(ds) == 0:
+        raise PixelError("the instance has no pixel data to render", missing=True)
+    return [render_frame(ds, frame, options) for frame in (frames or [middle_frame(ds)])]

@@ -1,4 +1,4 @@
-"""Projects every event on the log into the ClickHouse `events` table (the audit trail).
+"""The `events` read model: every event on the log (the audit trail), and its queries.
 
 The table records, row by row, the log partition and offset it came from; on start the
 projector resumes after the highest offset written per partition, so the position and the
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.clickhouse import EVENTS_DDL, ClickHouse
+from infra.clickhouse import ClickHouse
 from infra.readmodels.base import LogRecord
+from schemas.audit import AuditEvent, Change, ChangePage
 from schemas.events import (
     CommitmentReported,
     CommitmentRequested,
@@ -28,6 +29,32 @@ from schemas.events import (
     WorklistItemScheduled,
     WorklistItemUpdated,
 )
+
+EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id UUID,
+    type LowCardinality(String),
+    version UInt16,
+    occurred_at DateTime64(3, 'UTC'),
+    study_instance_uid String,
+    series_instance_uid String,
+    sop_instance_uid String,
+    patient_id String,
+    via LowCardinality(String),
+    calling_ae String,
+    client String,
+    size UInt64,
+    sha256 String,
+    log_partition UInt32,
+    log_offset UInt64,
+    -- A repeated announcement (same event id, later offset) must not replace the first,
+    -- which carries who sent the instance: the row with the highest rank is kept.
+    keep_rank UInt64,
+    body String
+)
+ENGINE = ReplacingMergeTree(keep_rank)
+ORDER BY (study_instance_uid, event_id)
+"""
 
 COLUMNS = [
     "event_id", "type", "version", "occurred_at", "study_instance_uid", "series_instance_uid",
@@ -108,3 +135,64 @@ class AuditProjection:
 
     def drop(self) -> None:
         self.clickhouse.command("DROP TABLE IF EXISTS events")
+
+
+class AuditTrail:
+    """The read side of the `events` table: the audit trail and the change feed (blocking)."""
+
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self.clickhouse = clickhouse
+
+    def events(
+        self, study_instance_uid: str | None, event_type: str | None, limit: int
+    ) -> list[AuditEvent]:
+        """Events, oldest first, filtered by study and/or type."""
+        where = ["1"]
+        params: dict[str, object] = {"limit": limit}
+        if study_instance_uid:
+            where.append("study_instance_uid = {study:String}")
+            params["study"] = study_instance_uid
+        if event_type:
+            where.append("type = {type:String}")
+            params["type"] = event_type
+        sql = (
+            "SELECT toString(event_id), type, occurred_at, study_instance_uid,"
+            " series_instance_uid, sop_instance_uid, via, calling_ae, client, size, sha256"
+            f" FROM events FINAL WHERE {' AND '.join(where)}"
+            " ORDER BY occurred_at, event_id LIMIT {limit:UInt32}"
+        )
+        fields = list(AuditEvent.model_fields)
+        rows = self.clickhouse.rows(sql, params)
+        return [AuditEvent(**dict(zip(fields, row, strict=True))) for row in rows]
+
+    def changes(
+        self,
+        since: int,
+        limit: int,
+        study_instance_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+    ) -> ChangePage:
+        """Events after log offset `since`, optionally for one study or one instance."""
+        where = ["log_offset > {since:Int64}"]
+        # One row more than asked tells whether the page is the last.
+        params: dict[str, object] = {"since": since, "limit": limit + 1}
+        if study_instance_uid:
+            where.append("study_instance_uid = {study:String}")
+            params["study"] = study_instance_uid
+        if sop_instance_uid:
+            where.append("sop_instance_uid = {sop:String}")
+            params["sop"] = sop_instance_uid
+        sql = (
+            "SELECT log_offset, log_partition, type, occurred_at, study_instance_uid,"
+            " series_instance_uid, sop_instance_uid FROM events FINAL"
+            f" WHERE {' AND '.join(where)} ORDER BY log_offset, log_partition"
+            " LIMIT {limit:UInt32}"
+        )
+        rows = self.clickhouse.rows(sql, params)
+        fields = list(Change.model_fields)
+        changes = [Change(**dict(zip(fields, row, strict=True))) for row in rows[:limit]]
+        return ChangePage(
+            changes=changes,
+            last=changes[-1].seq if changes else since,
+            done=len(rows) <= limit,
+        )

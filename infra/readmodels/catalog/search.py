@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from infra.readmodels.matching import Conditions, QueryError
 from schemas.catalog import CatalogInstance, InstanceQuery
 
 MAX_RESULTS = 100_000
+# Rows a search may scan in memory without leaving the event loop (about 1 ms).
+LOOP_SCAN_LIMIT = 5_000
 _UNIQUE_KEY = {
     Level.PATIENT: "PatientID",
     Level.STUDY: "StudyInstanceUID",
@@ -114,6 +117,15 @@ class CatalogReader:
         """From memory when the level is resident, else from ClickHouse (blocking)."""
         plan = _Plan(search)
         return self._in_memory(search, plan, FULL_SCAN_LIMIT) or self._in_clickhouse(search, plan)
+
+    async def search_soon(self, search: Search) -> SearchResult:
+        """`search` for an event loop: a search in memory that an index narrows, or over a
+        small level, runs on the loop (tens of microseconds: a thread hop would cost more
+        than the search); anything else runs in a worker thread, from memory or ClickHouse."""
+        result = self.search_in_memory(search, max_scan=LOOP_SCAN_LIMIT)
+        if result is None:
+            result = await asyncio.to_thread(self.search, search)
+        return result
 
     def search_in_memory(
         self, search: Search, max_scan: int = FULL_SCAN_LIMIT

@@ -21,6 +21,7 @@ from api.dicomweb import stow
 from infra.multipart import build_multipart
 from infra.settings import HttpSettings, IngestSettings, Settings
 from infra.storage.landing import SpoolLanding
+from ingest import stow as ingest_stow
 from ingest.accept import Acceptor, Origin, Outcome
 from tests.dicom_factory import ct_series, part10_bytes
 from tests.unit.ingest.test_accept import FakeArchive, FakePublisher
@@ -233,7 +234,7 @@ async def test_parts_in_flight_are_bounded_by_bytes_not_by_the_body(
     node = make_node()
     sent = instances(12, size=128)  # ~33 KB each
     part_size = max(len(data) for _, data in sent)
-    monkeypatch.setattr(stow, "STOW_IN_FLIGHT_BYTES", 2 * part_size, raising=False)
+    monkeypatch.setattr(ingest_stow, "STOW_IN_FLIGHT_BYTES", 2 * part_size, raising=False)
     in_flight: list[int] = []
     peak = 0
     accept = node.acceptor.accept

@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from infra.dimse.commitment_report import send_on_new_association
-from infra.internal_api import CatalogClient, CatalogUnavailable
+from infra.internal_api import ApiUnavailable, InternalApi
 from infra.settings import DicomSettings
 from infra.storage.archive import ArchiveStore, archive_key
 from infra.storage.landing import Landing
@@ -32,7 +32,7 @@ class CommitmentActivities:
 
     def __init__(
         self,
-        catalog: CatalogClient,
+        catalog: InternalApi,
         landings: Iterable[Landing],
         archive: ArchiveStore,
         dicom: DicomSettings,
@@ -72,7 +72,7 @@ class CommitmentActivities:
         if absent:
             try:
                 known.update(self._lookup(absent, caught_up=True, positions=positions))
-            except CatalogUnavailable as exc:
+            except ApiUnavailable as exc:
                 detail = f"not found, and the catalog could not confirm it yet ({exc})"
                 for ref in absent:
                     waiting[ref.sop_instance_uid] = RefOutcome(

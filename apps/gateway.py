@@ -7,7 +7,7 @@ import asyncio
 from pynetdicom import evt
 
 from infra.dimse.retrieve_common import RetrieveSource
-from infra.internal_api import CatalogClient, api_base_url
+from infra.internal_api import InternalApi, api_base_url
 from infra.settings import Settings
 from infra.storage.landing import SpoolLanding
 from infra.storage.locate import load_instance
@@ -24,7 +24,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     clients = await IngestClients.open(settings)
     if isinstance(clients.landing, SpoolLanding):
         clients.landing.clear_temp()
-    catalog = CatalogClient(api_base_url(settings))
+    # One client of the API for every DIMSE service that reads a read model.
+    catalog = InternalApi(api_base_url(settings))
 
     def load(instance: CatalogInstance) -> bytes | None:
         return load_instance(
@@ -40,8 +41,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     for sop_class in FIND_SOP_CLASSES:
         find.add(str(sop_class), FindHandler(catalog, settings.dicom.find_max_matches))
     publisher = clients.publisher
-    modality, worklist = modality_handlers(
-        settings, asyncio.get_running_loop(), find, lambda: dict(publisher.acknowledged)
+    modality = modality_handlers(
+        settings, asyncio.get_running_loop(), find, catalog, lambda: dict(publisher.acknowledged)
     )
     handlers = [
         (evt.EVT_C_STORE, StoreHandler(clients.acceptor)),
@@ -52,6 +53,5 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await serve_until(stop, settings.dicom, handlers, find)
     finally:
-        worklist.close()
         catalog.close()
         await clients.close()

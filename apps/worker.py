@@ -12,7 +12,7 @@ from activities.events import EventActivities
 from activities.mpps import MppsActivities
 from activities.storage import StorageActivities
 from infra.eventlog import EventPublisher
-from infra.internal_api import CatalogClient, api_base_url
+from infra.internal_api import InternalApi, api_base_url
 from infra.settings import Settings
 from infra.storage.archive import ArchiveStore, make_minio
 from infra.storage.landing import Landing, S3Landing, SpoolLanding
@@ -42,8 +42,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     landing_areas = landings(settings)
     activities = StorageActivities(landing_areas, archive, publisher)
     events = EventActivities(publisher)
-    catalog = CatalogClient(api_base_url(settings))
-    mpps = MppsActivities(api_base_url(settings), catalog)
+    catalog = InternalApi(api_base_url(settings))
+    mpps = MppsActivities(catalog)
     commitment = CommitmentActivities(catalog, landing_areas.values(), archive, settings.dicom)
     worker = Worker(
         client,

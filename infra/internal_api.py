@@ -1,4 +1,8 @@
-"""The gateway's view of the read model: it asks the API process, which owns ClickHouse.
+"""The one client of the API's internal routes, for our other processes (gateway, worker).
+
+The read models live in the API process, which owns ClickHouse; the gateway's C-FIND,
+C-MOVE/C-GET, MWL and commitment checks and the worker's MPPS and commitment activities
+all ask it through this client (and, with logins, carry the service credential here).
 
 Plain `http.client` on a small pool of kept-alive connections (pynetdicom runs each
 association's handlers in a thread of its own): a C-FIND spends about 0.7 ms less here
@@ -12,22 +16,24 @@ import json
 import socket
 import threading
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from pydantic import TypeAdapter
 
 from infra.settings import Settings
 from schemas.catalog import CatalogInstance, InstanceQuery
+from schemas.worklist import WorklistItemView, WorklistQuery
 
 MAX_IDLE = 8
 _INSTANCES: TypeAdapter[list[CatalogInstance]] = TypeAdapter(list[CatalogInstance])
+_WORKLIST_ITEMS: TypeAdapter[list[WorklistItemView]] = TypeAdapter(list[WorklistItemView])
 
 
-class CatalogRefused(ValueError):
+class ApiRefused(ValueError):
     """The API refused the query (HTTP 4xx); the message is its reason."""
 
 
-class CatalogUnavailable(ConnectionError):
+class ApiUnavailable(ConnectionError):
     """The API could not be reached or failed (HTTP 5xx)."""
 
 
@@ -35,8 +41,8 @@ def api_base_url(settings: Settings) -> str:
     return f"http://{settings.http.host}:{settings.http.port}"
 
 
-class CatalogClient:
-    """Blocking and thread-safe; queries are reads, so a dropped keep-alive is retried once."""
+class InternalApi:
+    """Blocking and thread-safe; every call is a read, so a dropped keep-alive is retried once."""
 
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
         parts = urlsplit(base_url)
@@ -48,14 +54,14 @@ class CatalogClient:
 
     def instances(self, query: InstanceQuery) -> list[CatalogInstance]:
         """Every stored instance matching `query`, ordered by series then instance number."""
-        body = self._post("/api/internal/instances", query.model_dump_json().encode())
+        body = self._request("POST", "/api/internal/instances", query.model_dump_json().encode())
         return _INSTANCES.validate_json(body)
 
     def find(
         self, level: str, filters: dict[str, str], keys: list[str], limit: int, offset: int = 0
     ) -> list[dict[str, Any]]:
         """One page of C-FIND matches (in the catalog's result order) as DICOM JSON datasets;
-        CatalogRefused for a bad identifier."""
+        ApiRefused for a bad identifier."""
         payload = {
             "level": level,
             "filters": filters,
@@ -64,9 +70,16 @@ class CatalogClient:
             "offset": offset,
         }
         matches: list[dict[str, Any]] = json.loads(
-            self._post("/api/internal/find", json.dumps(payload).encode())
+            self._request("POST", "/api/internal/find", json.dumps(payload).encode())
         )
         return matches
+
+    def worklist(self, query: WorklistQuery) -> list[WorklistItemView]:
+        """Worklist items matching the coarse (exact-value) filters of `query`."""
+        params = {k: str(v) for k, v in query.model_dump(mode="json", exclude_none=True).items()}
+        return _WORKLIST_ITEMS.validate_json(
+            self._request("GET", "/api/worklist?" + urlencode(params))
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -74,14 +87,13 @@ class CatalogClient:
         for connection in idle:
             connection.close()
 
-    def _post(self, path: str, body: bytes) -> bytes:
+    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
         for attempt in (1, 2):
             connection: http.client.HTTPConnection | None = None
             try:
                 connection = self._acquire()
-                connection.request(
-                    "POST", path, body=body, headers={"Content-Type": "application/json"}
-                )
+                headers = {"Content-Type": "application/json"} if body is not None else {}
+                connection.request(method, path, body=body, headers=headers)
                 response = connection.getresponse()
                 content = response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -89,13 +101,13 @@ class CatalogClient:
                     connection.close()
                 # Most often a kept-alive connection the server timed out: retry on a new one.
                 if attempt == 2:
-                    raise CatalogUnavailable(f"catalog unreachable: {exc!r}") from exc
+                    raise ApiUnavailable(f"API unreachable: {exc!r}") from exc
                 continue
             self._release(connection)
             if response.status >= 500:
-                raise CatalogUnavailable(f"catalog failed: HTTP {response.status}")
+                raise ApiUnavailable(f"API failed: HTTP {response.status}")
             if response.status >= 400:
-                raise CatalogRefused(_detail(content))
+                raise ApiRefused(_detail(content))
             return content
         raise AssertionError("unreachable")
 

@@ -26,7 +26,7 @@ from infra.dicom.statuses import (
     UNABLE_TO_PROCESS,
     status_dataset,
 )
-from infra.internal_api import CatalogClient, CatalogRefused, CatalogUnavailable
+from infra.internal_api import ApiRefused, ApiUnavailable, InternalApi
 from ingest.dimse.identifier_bytes import match_values
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class FindHandler:
     0xA700 (refused: out of resources) and an ErrorComment saying so, never with a success
     that would pass a truncated answer off as complete."""
 
-    def __init__(self, catalog: CatalogClient, max_matches: int) -> None:
+    def __init__(self, catalog: InternalApi, max_matches: int) -> None:
         self.catalog = catalog
         self.max_matches = max_matches
 
@@ -128,11 +128,11 @@ class FindHandler:
             want = min(FIND_PAGE_SIZE, self.max_matches + 1 - sent)
             try:
                 page = self.catalog.find(level, filters, keys, limit=want, offset=sent)
-            except CatalogRefused as exc:
+            except ApiRefused as exc:
                 log.info("C-FIND refused: %s", exc)
                 yield status_dataset(IDENTIFIER_MISMATCH, str(exc)), None, level
                 return
-            except CatalogUnavailable as exc:
+            except ApiUnavailable as exc:
                 log.warning("C-FIND could not reach the catalog: %r", exc)
                 yield status_dataset(UNABLE_TO_PROCESS, "catalog unavailable"), None, level
                 return

@@ -9,25 +9,25 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-from infra.internal_api import api_base_url
+from infra.internal_api import InternalApi
 from infra.settings import Settings
 from ingest.dimse.commitment import CommitmentHandler
 from ingest.dimse.mpps import MppsHandlers
 from ingest.dimse.server import FindRouter
 from ingest.dimse.temporal_bridge import TemporalBridge
-from ingest.dimse.worklist import WorklistClient, WorklistFindHandler
+from ingest.dimse.worklist import WorklistFindHandler
 
 
 def modality_handlers(
     settings: Settings,
     loop: asyncio.AbstractEventLoop,
     find: FindRouter,
+    api: InternalApi,
     log_positions: Callable[[], dict[int, int]] = dict,
-) -> tuple[list[Any], WorklistClient]:
-    """Handler bindings for the gateway; the worklist client is to be closed at shutdown."""
+) -> list[Any]:
+    """Handler bindings for the gateway."""
     bridge = TemporalBridge(settings.temporal, loop)
-    worklist = WorklistClient(api_base_url(settings))
-    find.add(str(ModalityWorklistInformationFind), WorklistFindHandler(worklist))
+    find.add(str(ModalityWorklistInformationFind), WorklistFindHandler(api))
     queue = settings.temporal.ingest_task_queue
     mpps = MppsHandlers(bridge, queue, settings.dicom.mpps_verify_timeout_seconds)
     commitment = CommitmentHandler(
@@ -39,4 +39,4 @@ def modality_handlers(
         (evt.EVT_N_SET, mpps.n_set),
         (evt.EVT_N_ACTION, commitment),
     ]
-    return handlers, worklist
+    return handlers

@@ -17,17 +17,15 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-from pydantic import TypeAdapter
 from pydicom.dataset import Dataset
 
 from infra.dicom.statuses import CANCELLED, PENDING, SUCCESS, UNABLE_TO_PROCESS
+from infra.internal_api import ApiUnavailable, InternalApi
 from infra.readmodels.dataset_matching import is_universal, matches, response
 from schemas.worklist import StepStatus, WorklistItemView, WorklistQuery
 
 log = logging.getLogger(__name__)
 
-_ITEMS: TypeAdapter[list[WorklistItemView]] = TypeAdapter(list[WorklistItemView])
 _STEP_STATUSES: dict[str, StepStatus] = {
     "SCHEDULED": "SCHEDULED",
     "STARTED": "STARTED",
@@ -115,27 +113,11 @@ def coarse_query(identifier: Dataset) -> WorklistQuery:
     return query
 
 
-class WorklistClient:
-    """Blocking (pynetdicom handlers run in threads); one pooled HTTP connection per process."""
-
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout)
-
-    def find(self, query: WorklistQuery) -> list[WorklistItemView]:
-        params = {k: str(v) for k, v in query.model_dump(exclude_none=True).items()}
-        response = self._http.get("/api/worklist", params=params)
-        response.raise_for_status()
-        return _ITEMS.validate_json(response.content)
-
-    def close(self) -> None:
-        self._http.close()
-
-
 class WorklistFindHandler:
     """EVT_C_FIND for the MWL information model: one pending response per matching item."""
 
-    def __init__(self, client: WorklistClient) -> None:
-        self.client = client
+    def __init__(self, api: InternalApi) -> None:
+        self.api = api
 
     def __call__(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         try:
@@ -146,8 +128,8 @@ class WorklistFindHandler:
             yield _failure(UNABLE_TO_PROCESS, "identifier could not be decoded"), None
             return
         try:
-            items = self.client.find(query)
-        except (httpx.HTTPError, ValueError) as exc:
+            items = self.api.worklist(query)
+        except (ApiUnavailable, ValueError) as exc:
             log.error("MWL C-FIND: worklist read model unavailable: %r", exc)
             yield _failure(UNABLE_TO_PROCESS, "worklist temporarily unavailable"), None
             return

@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from infra.dimse.nodelay import set_nodelay
-from infra.internal_api import CatalogClient, api_base_url
+from infra.internal_api import InternalApi, api_base_url
 from schemas.catalog import InstanceQuery
 from tests.integration.conftest import Platform, eventually, run
 from tests.integration.dimse_client import send_all
@@ -50,7 +50,7 @@ def destination_port(platform: Platform, title: str) -> int:
 
 
 async def wait_in_catalog(platform: Platform, study: str, count: int) -> None:
-    catalog = CatalogClient(api_base_url(platform.settings))
+    catalog = InternalApi(api_base_url(platform.settings))
     query = InstanceQuery(study_instance_uids=[study])
     try:
         await eventually(lambda: len(catalog.instances(query)) == count, timeout=60)

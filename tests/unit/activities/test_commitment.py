@@ -4,7 +4,7 @@ archive (CommitmentActivities._check with stand-ins for the three)."""
 from __future__ import annotations
 
 from activities.commitment import CommitmentActivities
-from infra.internal_api import CatalogUnavailable
+from infra.internal_api import ApiUnavailable
 from infra.settings import DicomSettings
 from infra.storage.archive import StoredObject
 from schemas.catalog import CatalogInstance, InstanceQuery
@@ -37,7 +37,7 @@ class Catalog:
         known = set(self.now)
         if query.caught_up:
             if self.after_catch_up is None:
-                raise CatalogUnavailable("catalog failed: HTTP 503")
+                raise ApiUnavailable("catalog failed: HTTP 503")
             known |= self.after_catch_up
         return [entry(s) for s in query.sop_instance_uids if s in known]
 

@@ -1,21 +1,26 @@
-"""The gateway's catalog client: kept-alive connections, one retry, errors by cause."""
+"""The one client of the API's internal routes: kept-alive connections, one retry, errors by
+cause, and the worklist read model's coarse query as the route's query string."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from infra.internal_api import CatalogClient, CatalogRefused, CatalogUnavailable
+from infra.internal_api import ApiRefused, ApiUnavailable, InternalApi
+from schemas.worklist import WorklistQuery
 
 
 class FakeApi(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn
     connections: set[int] = set()  # client ports seen
     answers: list[tuple[int, object]] = []
+    paths: list[str] = []
     close_after_answer = False
 
     def do_POST(self) -> None:
@@ -30,6 +35,15 @@ class FakeApi(BaseHTTPRequestHandler):
         if FakeApi.close_after_answer:
             self.close_connection = True
 
+    def do_GET(self) -> None:
+        FakeApi.connections.add(self.client_address[1])
+        FakeApi.paths.append(self.path)
+        payload = json.dumps([]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def log_message(self, *args: object) -> None:
         pass
 
@@ -38,6 +52,7 @@ class FakeApi(BaseHTTPRequestHandler):
 def api() -> Iterator[str]:
     FakeApi.connections = set()
     FakeApi.answers = []
+    FakeApi.paths = []
     FakeApi.close_after_answer = False
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -47,7 +62,7 @@ def api() -> Iterator[str]:
 
 
 def test_queries_reuse_one_connection(api: str) -> None:
-    client = CatalogClient(api)
+    client = InternalApi(api)
     for n in range(5):
         (echoed,) = client.find("STUDY", {"PatientID": f"P{n}"}, ["PatientID"], limit=10)
         assert echoed["filters"] == {"PatientID": f"P{n}"}
@@ -56,7 +71,7 @@ def test_queries_reuse_one_connection(api: str) -> None:
 
 
 def test_a_connection_the_server_closed_is_replaced_once(api: str) -> None:
-    client = CatalogClient(api)
+    client = InternalApi(api)
     FakeApi.close_after_answer = True
     for _ in range(3):
         assert client.find("STUDY", {}, [], limit=10)  # each pooled connection is dead on next use
@@ -65,17 +80,36 @@ def test_a_connection_the_server_closed_is_replaced_once(api: str) -> None:
 
 
 def test_refusals_carry_the_reason_and_failures_say_unavailable(api: str) -> None:
-    client = CatalogClient(api)
+    client = InternalApi(api)
     FakeApi.answers = [(400, {"detail": "StudyDate: '2025' is not a date (YYYYMMDD)"})]
-    with pytest.raises(CatalogRefused, match="is not a date"):
+    with pytest.raises(ApiRefused, match="is not a date"):
         client.find("STUDY", {"StudyDate": "2025"}, [], limit=10)
     FakeApi.answers = [(503, {"detail": "not ready"})]
-    with pytest.raises(CatalogUnavailable, match="503"):
+    with pytest.raises(ApiUnavailable, match="503"):
         client.find("STUDY", {}, [], limit=10)
     client.close()
 
 
 def test_nothing_listening_is_unavailable() -> None:
-    client = CatalogClient("http://127.0.0.1:9", timeout=2)
-    with pytest.raises(CatalogUnavailable, match="unreachable"):
+    client = InternalApi("http://127.0.0.1:9", timeout=2)
+    with pytest.raises(ApiUnavailable, match="unreachable"):
         client.find("STUDY", {}, [], limit=10)
+
+
+def test_worklist_query_is_sent_as_the_routes_parameters(api: str) -> None:
+    client = InternalApi(api)
+    query = WorklistQuery(
+        accession_number="A 1&2", date_from=dt.date(2026, 12, 1), include_finished=True
+    )
+    assert client.worklist(query) == []
+    (path,) = FakeApi.paths
+    url = urlsplit(path)
+    assert url.path == "/api/worklist"
+    assert parse_qs(url.query) == {
+        "accession_number": ["A 1&2"],
+        "date_from": ["2026-12-01"],
+        "include_cancelled": ["False"],
+        "include_finished": ["True"],
+        "limit": ["1000"],
+    }
+    client.close()

@@ -1,4 +1,10 @@
-"""PS3.4 C.2.2.2 attribute matching, as ClickHouse conditions and as the same tests in Python.
+"""PS3.4 C.2.2.2 attribute matching: the platform's one set of matching rules.
+
+Two front ends share the value rules (`wildcard_regex`, `in_range`): `Conditions` turns
+query keys into ClickHouse conditions plus the same tests in Python (the catalog: C-FIND,
+QIDO); `matches`/`response` apply them to pydicom datasets, with sequence matching (each
+key of the query item must match within one item of the candidate's sequence), for the
+Modality Worklist SCP.
 
 Single value, universal (empty or `*`), wildcard (`*`, `?`), range (dates and times,
 `a-b`, `-b`, `a-`), list of UIDs (backslash-separated), and for person names
@@ -15,7 +21,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
 
 from infra.readmodels.catalog.attributes import LISTS, Attribute
 
@@ -125,7 +137,7 @@ class Conditions:
         self._both(
             column,
             " AND ".join(clauses),
-            lambda v: v != "" and (not low or v >= low) and (not high or v[: len(high)] <= high),
+            lambda v: v != "" and in_range(low, high, v),
         )
 
     def _person_name(self, column: str, value: str, fuzzy: bool) -> None:
@@ -159,10 +171,17 @@ def like_pattern(value: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
+@lru_cache(maxsize=512)
 def wildcard_regex(value: str, ignore_case: bool = False) -> re.Pattern[str]:
-    """DICOM wildcards as a regular expression matching what `like_pattern` matches."""
+    """DICOM wildcards as a regular expression matching (in full) what `like_pattern` does."""
     body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value)
     return re.compile(body, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+def in_range(low: str, high: str, value: str) -> bool:
+    """DA/TM/DT range test; values of one VR compare as strings, the upper bound only to its
+    own precision ("1200" includes 12:00:30). An empty end is open."""
+    return (not low or value >= low) and (not high or value[: len(high)] <= high)
 
 
 def _dateish(attribute: Attribute, value: str) -> str:
@@ -178,3 +197,101 @@ def _dateish(attribute: Attribute, value: str) -> str:
             raise QueryError(f"{attribute.keyword}: {value!r} is not a time (HHMMSS)")
         return text
     return value
+
+
+# --- The same rules over pydicom datasets (the MWL SCP matches worklist items this way) ---
+
+# Not matching keys: they say how to read the query, not what to match.
+_CONTROL_KEYWORDS = {"SpecificCharacterSet", "QueryRetrieveLevel", "TimezoneOffsetFromUTC"}
+_RANGE_VRS = {"DA", "TM", "DT"}
+_NO_WILDCARD_VRS = {"DA", "TM", "DT", "UI", "SQ", "US", "SS", "UL", "SL", "FL", "FD", "AT"}
+
+
+def is_universal(element: DataElement) -> bool:
+    """An empty key (or a zero-length sequence / a sequence of one empty item)."""
+    if element.VR == "SQ":
+        items = element.value or []
+        return not items or all(_empty_item(item) for item in items)
+    return element.value in (None, "", b"") or (
+        isinstance(element.value, list | tuple | MultiValue) and not element.value
+    )
+
+
+def _empty_item(item: Dataset) -> bool:
+    return all(is_universal(elem) for elem in item)
+
+
+def _text(value: object) -> str:
+    return str(value).strip() if value is not None else ""
+
+
+def _values(element: DataElement) -> list[str]:
+    value = element.value
+    if isinstance(value, list | tuple | MultiValue):
+        return [_text(v) for v in value]
+    return [_text(value)]
+
+
+def value_matches(query: DataElement, candidate: DataElement | None) -> bool:
+    """Does the candidate's value satisfy one non-sequence key?"""
+    if is_universal(query):
+        return True
+    if candidate is None or is_universal(candidate):
+        return False
+    vr = query.VR
+    if vr == "UI":
+        wanted = set(_values(query))
+        return any(v in wanted for v in _values(candidate))
+    wanted_text = _values(query)[0]
+    if vr in _RANGE_VRS and "-" in wanted_text:
+        low, _, high = wanted_text.partition("-")
+        return any(in_range(low.strip(), high.strip(), v) for v in _values(candidate))
+    ignore_case = vr == "PN"
+    if vr not in _NO_WILDCARD_VRS and ("*" in wanted_text or "?" in wanted_text):
+        pattern = wildcard_regex(wanted_text, ignore_case)
+        return any(pattern.fullmatch(v) for v in _values(candidate))
+    if ignore_case:
+        return any(v.casefold() == wanted_text.casefold() for v in _values(candidate))
+    return any(v == wanted_text for v in _values(candidate))
+
+
+def matches(identifier: Dataset, candidate: Dataset) -> bool:
+    """Every key of the identifier matches the candidate (sequence keys item-wise)."""
+    for element in identifier:
+        if element.keyword in _CONTROL_KEYWORDS or element.tag.is_private:
+            continue
+        other = candidate.get(element.tag)
+        if element.VR == "SQ":
+            if is_universal(element):
+                continue
+            query_item = element.value[0]
+            items: Sequence | list[Dataset] = other.value if other is not None else []
+            if not any(matches(query_item, item) for item in items):
+                return False
+        elif not value_matches(element, other):
+            return False
+    return True
+
+
+def response(identifier: Dataset, candidate: Dataset) -> Dataset:
+    """The identifier's keys with the candidate's values (absent ones returned empty)."""
+    out = Dataset()
+    for element in identifier:
+        if element.keyword in _CONTROL_KEYWORDS or element.tag.is_private:
+            continue
+        other = candidate.get(element.tag)
+        if element.VR == "SQ":
+            query_items = element.value or []
+            if other is None or not other.value:
+                out.add_new(element.tag, "SQ", [])
+            elif not query_items or (_empty_item(query_items[0]) and not len(query_items[0])):
+                out.add(other)  # an empty sequence key asks for the whole sequence
+            else:
+                query_item = query_items[0]
+                chosen = [item for item in other.value if matches(query_item, item)]
+                out.add_new(element.tag, "SQ", [response(query_item, item) for item in chosen])
+        elif other is not None:
+            out.add(other)
+        else:
+            out.add_new(element.tag, element.VR, None)
+    return out

@@ -2,7 +2,7 @@
 
 The worklist read model lives in the API process (which owns ClickHouse), so the gateway
 asks it over HTTP with the exact-value keys of the query, then applies the DICOM matching
-rules itself (infra/readmodels/dataset_matching.py) and returns the requested keys of each match.
+rules itself (infra/readmodels/matching.py) and returns the requested keys of each match.
 
 ScheduledProcedureStepStatus is the item's real state (SCHEDULED, STARTED, COMPLETED,
 DISCONTINUED, from the MPPS that reference it). Without that key, or with it universal, the
@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 
 from infra.dicom.statuses import CANCELLED, PENDING, SUCCESS, UNABLE_TO_PROCESS
 from infra.internal_api import ApiUnavailable, InternalApi
-from infra.readmodels.dataset_matching import is_universal, matches, response
+from infra.readmodels.matching import is_universal, matches, response
 from schemas.worklist import StepStatus, WorklistItemView, WorklistQuery
 
 log = logging.getLogger(__name__)

@@ -1,12 +1,14 @@
-"""PS3.4 C.2.2.2 matching as the MWL SCP applies it to worklist items."""
+"""PS3.4 C.2.2.2 matching: over worklist items (the MWL SCP), and both front ends agreeing."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from pydicom.dataset import Dataset
 
-from infra.readmodels.dataset_matching import matches, response
+from infra.readmodels.catalog.search import attribute
+from infra.readmodels.matching import Conditions, matches, response
 from ingest.dimse.worklist import coarse_query, item_dataset
 from schemas.worklist import ScheduledStep, WorklistItemView
 
@@ -107,3 +109,39 @@ def test_step_status_is_the_items_real_state_and_a_status_key_asks_for_exactly_i
     completed = coarse_query(query(ScheduledProcedureStepStatus="COMPLETED"))
     assert completed.step_status == "COMPLETED"
     assert coarse_query(query(ScheduledProcedureStepStatus="")).step_status is None
+
+
+# The catalog (C-FIND, QIDO) and the worklist apply one set of rules: a key and a value
+# match in both front ends or in neither.
+AGREEMENT = [
+    ("PatientName", "DOE^J*", "Doe^John", True),
+    ("PatientName", "doe^john", "DOE^JOHN", True),
+    ("PatientName", "SMITH*", "Doe^John", False),
+    ("AccessionNumber", "A?3", "A23", True),
+    ("AccessionNumber", "A?3", "A233", False),
+    ("AccessionNumber", "a23", "A23", False),
+    ("StudyDate", "20261101-20261130", "20261115", True),
+    ("StudyDate", "20261101-20261130", "20261201", False),
+    ("StudyDate", "-20261130", "20261130", True),
+    ("StudyDate", "20261201-", "20261130", False),
+    ("StudyTime", "1200-1300", "130059", True),
+    ("StudyTime", "1200-1300", "130100", False),
+    ("StudyInstanceUID", "1.2.3\\1.2.4", "1.2.4", True),
+    ("StudyInstanceUID", "1.2.3\\1.2.4", "1.2.5", False),
+]
+
+
+@pytest.mark.parametrize(("keyword", "query", "value", "expected"), AGREEMENT)
+def test_catalog_and_dataset_front_ends_agree(
+    keyword: str, query: str, value: str, expected: bool
+) -> None:
+    found = attribute(keyword)
+    assert found is not None
+    conditions = Conditions()
+    conditions.add(found, query)
+    ((_, test),) = conditions.tests
+    identifier, candidate = Dataset(), Dataset()
+    setattr(identifier, keyword, query)
+    setattr(candidate, keyword, value)
+    assert test(value) is expected
+    assert matches(identifier, candidate) is expected

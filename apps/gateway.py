@@ -6,7 +6,6 @@ import asyncio
 
 from pynetdicom import evt
 
-from infra.dimse.retrieve_common import RetrieveSource
 from infra.internal_api import InternalApi, api_base_url
 from infra.settings import Settings
 from infra.storage.landing import SpoolLanding
@@ -15,6 +14,7 @@ from ingest.dimse.find import FIND_SOP_CLASSES, FindHandler
 from ingest.dimse.get import GetHandler
 from ingest.dimse.modality_services import modality_handlers
 from ingest.dimse.move import MoveHandler
+from ingest.dimse.retrieve import RetrieveSource
 from ingest.dimse.server import FindRouter, StoreHandler, serve_until
 from ingest.wiring import IngestClients
 from schemas.catalog import CatalogInstance

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from infra.dicom.header import HeaderError, InstanceHeader, read_header
 from infra.dicom.transcode import TranscodeError
-from infra.dimse.retrieve_common import accepted_syntaxes, prepare
+from infra.dimse.sending import accepted_syntaxes, prepare
 from infra.dimse.store_contexts import store_contexts
 from infra.scu.peer import Peer, ScuError, associate
 

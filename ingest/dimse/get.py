@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from infra.dicom.statuses import status_dataset
-from infra.dimse.retrieve_common import (
+from infra.dimse.sending import accepted_syntaxes
+from ingest.dimse.retrieve import (
     RetrieveError,
     RetrieveSource,
-    accepted_syntaxes,
     find_instances,
     request_identifier,
     sub_operations,

@@ -17,16 +17,16 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from infra.dicom.statuses import status_dataset
 from infra.dimse.nodelay import set_nodelay
 from infra.dimse.reactor_gate import guard_reactor
-from infra.dimse.retrieve_common import (
+from infra.dimse.sending import accepted_syntaxes
+from infra.dimse.store_contexts import UNCOMPRESSED, store_contexts
+from infra.settings import RemoteAE
+from ingest.dimse.retrieve import (
     RetrieveError,
     RetrieveSource,
-    accepted_syntaxes,
     find_instances,
     request_identifier,
     sub_operations,
 )
-from infra.dimse.store_contexts import UNCOMPRESSED, store_contexts
-from infra.settings import RemoteAE
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from infra.dicom.statuses import IDENTIFIER_MISMATCH, status_dataset
 from infra.dicom.transfer_syntaxes import NATIVE_SYNTAXES
 from infra.dimse.nodelay import set_nodelay
 from infra.dimse.reactor_gate import guard_reactor
-from infra.dimse.retrieve_common import GET_MODELS, MOVE_MODELS
 from infra.settings import DicomSettings
 from ingest.accept import Acceptor, Origin
 from ingest.dimse.find import FIND_SOP_CLASSES
 from ingest.dimse.find_responder import DirectFind
 from ingest.dimse.reactor import EventDrivenReactors
+from ingest.dimse.retrieve import GET_MODELS, MOVE_MODELS
 
 log = logging.getLogger(__name__)
 

@@ -36,10 +36,10 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from infra.dicom.header import read_header
 from infra.dimse.nodelay import set_nodelay
-from infra.dimse.retrieve_common import RetrieveError, RetrieveSource, instance_query
 from infra.settings import DicomSettings, RemoteAE
 from ingest.dimse.get import GetHandler
 from ingest.dimse.move import MoveHandler
+from ingest.dimse.retrieve import RetrieveError, RetrieveSource, instance_query
 from ingest.dimse.server import build_ae
 from schemas.catalog import CatalogInstance, InstanceQuery
 from tests.dicom_factory import ct_series, part10_bytes
@@ -487,9 +487,9 @@ def test_move_cancel_stops_early(node: Node) -> None:
 
 
 def test_read_ahead_keeps_order_and_bounds_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from infra.dimse import retrieve_common
+    from ingest.dimse import retrieve
 
-    monkeypatch.setattr(retrieve_common, "READ_AHEAD_BYTES", 250)
+    monkeypatch.setattr(retrieve, "READ_AHEAD_BYTES", 250)
     rows = [
         CatalogInstance(
             study_instance_uid="1.2",
@@ -509,7 +509,7 @@ def test_read_ahead_keeps_order_and_bounds_bytes(monkeypatch: pytest.MonkeyPatch
         return row.sop_instance_uid.encode()
 
     order = []
-    for row, future in retrieve_common._read_ahead(rows, load):
+    for row, future in retrieve._read_ahead(rows, load):
         in_flight.append(len(started) - len(order))
         order.append(row.sop_instance_uid)
         assert future.result() == row.sop_instance_uid.encode()

@@ -3,13 +3,12 @@
 The identifier is matched against the read model (PS3.4 C.4.2.2.1: unique keys at and above
 the retrieve level, UID lists at that level); each match's bytes come from landing or the
 archive and go out exactly as stored when the peer accepts the stored transfer syntax, else
-re-encoded by `infra.dicom.transcode`. An instance that cannot be sent becomes a failed
+re-encoded (`infra.dimse.sending`). An instance that cannot be sent becomes a failed
 sub-operation with the reason logged.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelGet,
@@ -33,7 +31,8 @@ from infra.dicom.statuses import (
     PENDING,
     UNABLE_TO_CALCULATE_MATCHES,
 )
-from infra.dicom.transcode import TranscodeError, choose_transfer_syntax, syntax_name, transcode
+from infra.dicom.transcode import TranscodeError
+from infra.dimse.sending import prepare
 from schemas.catalog import CatalogInstance, InstanceQuery
 
 log = logging.getLogger(__name__)
@@ -173,24 +172,6 @@ def _unsendable(instance: CatalogInstance) -> Dataset:
     return stand_in
 
 
-def prepare(part10: bytes, accepted: Sequence[str]) -> Dataset:
-    """The dataset to send: as stored when the peer takes the stored syntax, else transcoded.
-
-    Raises TranscodeError with the reason when neither is possible.
-    """
-    ds = dcmread(io.BytesIO(part10))
-    stored = str(ds.file_meta.TransferSyntaxUID)
-    target = choose_transfer_syntax(stored, accepted, has_pixels="PixelData" in ds)
-    if target is None:
-        offered = ", ".join(syntax_name(uid) for uid in accepted) or "nothing"
-        raise TranscodeError(
-            f"stored as {syntax_name(stored)}; the peer accepts {offered}, which we cannot make"
-        )
-    if target == stored:
-        return ds
-    return dcmread(io.BytesIO(transcode(part10, target)))
-
-
 def _read_ahead(
     items: Sequence[CatalogInstance], load: Callable[[CatalogInstance], bytes | None]
 ) -> Iterator[tuple[CatalogInstance, Future[bytes | None]]]:
@@ -254,12 +235,3 @@ def sub_operations(
             yield PENDING, _unsendable(instance)
             continue
         yield PENDING, dataset
-
-
-def accepted_syntaxes(assoc: Any, sop_class: str) -> list[str]:
-    """Transfer syntaxes on which we may send C-STOREs of `sop_class` over `assoc`."""
-    return [
-        str(cx.transfer_syntax[0])
-        for cx in assoc.accepted_contexts
-        if cx.abstract_syntax == sop_class and cx.as_scu
-    ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from minio import Minio
@@ -29,6 +29,8 @@ from infra.temporal_client import connect_temporal
 from ingest.accept import Acceptor
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,28 +74,26 @@ def read_model_unavailable(name: str) -> NoReturn:
     raise HTTPException(503, f"the {name} read model is not available in this API process")
 
 
+def _held(model: T | None, name: str) -> T:
+    if model is None:
+        read_model_unavailable(name)
+    return model
+
+
 def catalog_of(services: Services) -> CatalogReader:
-    if services.catalog is None:
-        read_model_unavailable("catalog")
-    return services.catalog
+    return _held(services.catalog, "catalog")
 
 
 def worklist_of(services: Services) -> WorklistProjection:
-    if services.worklist is None:
-        read_model_unavailable("worklist")
-    return services.worklist
+    return _held(services.worklist, "worklist")
 
 
 def audit_of(services: Services) -> AuditTrail:
-    if services.audit is None:
-        read_model_unavailable("audit (events)")
-    return services.audit
+    return _held(services.audit, "audit (events)")
 
 
 def projector_of(services: Services) -> ProjectorRunner:
-    if services.projector is None:
-        read_model_unavailable("projector")
-    return services.projector
+    return _held(services.projector, "projector")
 
 
 async def _catalog(services: ServicesDep) -> CatalogReader:

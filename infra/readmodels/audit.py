@@ -147,14 +147,8 @@ class AuditTrail:
         self, study_instance_uid: str | None, event_type: str | None, limit: int
     ) -> list[AuditEvent]:
         """Events, oldest first, filtered by study and/or type."""
-        where = ["1"]
         params: dict[str, object] = {"limit": limit}
-        if study_instance_uid:
-            where.append("study_instance_uid = {study:String}")
-            params["study"] = study_instance_uid
-        if event_type:
-            where.append("type = {type:String}")
-            params["type"] = event_type
+        where = _equal(params, study_instance_uid=study_instance_uid, type=event_type)
         sql = (
             "SELECT toString(event_id), type, occurred_at, study_instance_uid,"
             " series_instance_uid, sop_instance_uid, via, calling_ae, client, size, sha256"
@@ -173,15 +167,14 @@ class AuditTrail:
         sop_instance_uid: str | None = None,
     ) -> ChangePage:
         """Events after log offset `since`, optionally for one study or one instance."""
-        where = ["log_offset > {since:Int64}"]
         # One row more than asked tells whether the page is the last.
         params: dict[str, object] = {"since": since, "limit": limit + 1}
-        if study_instance_uid:
-            where.append("study_instance_uid = {study:String}")
-            params["study"] = study_instance_uid
-        if sop_instance_uid:
-            where.append("sop_instance_uid = {sop:String}")
-            params["sop"] = sop_instance_uid
+        where = [
+            "log_offset > {since:Int64}",
+            *_equal(
+                params, study_instance_uid=study_instance_uid, sop_instance_uid=sop_instance_uid
+            ),
+        ]
         sql = (
             "SELECT log_offset, log_partition, type, occurred_at, study_instance_uid,"
             " series_instance_uid, sop_instance_uid FROM events FINAL"
@@ -196,3 +189,13 @@ class AuditTrail:
             last=changes[-1].seq if changes else since,
             done=len(rows) <= limit,
         )
+
+
+def _equal(params: dict[str, object], **columns: str | None) -> list[str]:
+    """`column = value` conditions for the columns given a value, bound into `params`."""
+    where = ["1"]
+    for column, value in columns.items():
+        if value:
+            where.append(f"{column} = {{{column}:String}}")
+            params[column] = value
+    return where

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -25,25 +23,21 @@ START = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def trail(tmp_path: Path) -> Iterator[AuditTrail]:
-    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
-    try:
-        projection = AuditProjection(clickhouse)
-        projection.ensure_tables()
-        events: list[Event] = [
-            scheduled("a", 1),
-            scheduled("b", 2),
-            WorklistItemCancelled(item_id="a", study_instance_uid="1.2.1", patient_id="Pa"),
-            scheduled("c", 1),
-        ]
-        for n, event in enumerate(events):  # a second apart: the trail is in time order
-            event.occurred_at = START + dt.timedelta(seconds=n)
-        batch = records(events)
-        projection.apply(batch)
-        projection.apply(batch[:2])  # a repeated delivery counts once
-        yield AuditTrail(clickhouse)
-    finally:
-        clickhouse.close()
+def trail(clickhouse: ClickHouse) -> AuditTrail:
+    projection = AuditProjection(clickhouse)
+    projection.ensure_tables()
+    events: list[Event] = [
+        scheduled("a", 1),
+        scheduled("b", 2),
+        WorklistItemCancelled(item_id="a", study_instance_uid="1.2.1", patient_id="Pa"),
+        scheduled("c", 1),
+    ]
+    for n, event in enumerate(events):  # a second apart: the trail is in time order
+        event.occurred_at = START + dt.timedelta(seconds=n)
+    batch = records(events)
+    projection.apply(batch)
+    projection.apply(batch[:2])  # a repeated delivery counts once
+    return AuditTrail(clickhouse)
 
 
 def test_events_filter_by_study_and_type(trail: AuditTrail) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -45,15 +43,10 @@ def records(events: list[Event]) -> list[LogRecord]:
 
 
 @pytest.fixture
-def projection(tmp_path: Path) -> Iterator[WorklistProjection]:
-    # chDB opens one data directory per process: close it even when a test fails.
-    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
-    try:
-        projection = WorklistProjection(clickhouse)
-        projection.ensure_tables()
-        yield projection
-    finally:
-        clickhouse.close()
+def projection(clickhouse: ClickHouse) -> WorklistProjection:
+    projection = WorklistProjection(clickhouse)
+    projection.ensure_tables()
+    return projection
 
 
 def test_newest_version_wins_cancel_hides_and_replay_changes_nothing(

@@ -7,19 +7,38 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import viewer
-from api.deps import Services
+from api.bootstrap import ensure_admin
+from api.deps import Services, authenticated
 from api.dicomweb import frames, metadata, qido, rendered, stow, wado, wado_uri
-from api.rest import admin, audit, changes, health, internal, mpps, worklist
+from api.identity import Authenticator
+from api.rest import (
+    admin,
+    audit,
+    auth,
+    changes,
+    docs,
+    health,
+    internal,
+    mpps,
+    nodes,
+    users,
+    worklist,
+)
+from infra.audit_recorder import AuditRecorder
+from infra.auth.oidc import OidcVerifier
+from infra.auth.tokens import TokenIssuer, token_key
 from infra.clickhouse import ClickHouse
 from infra.readmodels.audit import AuditProjection, AuditTrail
 from infra.readmodels.catalog.projection import CatalogProjection
 from infra.readmodels.catalog.resident import ResidentCatalog
 from infra.readmodels.catalog.search import CatalogReader
+from infra.readmodels.nodes import NodeRegistry
 from infra.readmodels.runner import ProjectorRunner
+from infra.readmodels.security import SecurityProjection
 from infra.readmodels.worklist import WorklistProjection
 from infra.settings import Settings, get_settings
 from infra.storage.metadata import MetadataStore
@@ -42,9 +61,16 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             landing=clients.landing,
             publisher=clients.publisher,
             acceptor=clients.acceptor,
+            authenticator=Authenticator(
+                TokenIssuer(token_key(cfg), cfg.auth.token_ttl_seconds),
+                None,
+                OidcVerifier(cfg.auth.oidc) if OidcVerifier.configured(cfg.auth.oidc) else None,
+            ),
         )
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
+        services.recorder = AuditRecorder(clients.publisher, "api")
+        recorder = asyncio.create_task(services.recorder.run(stop))
         if run_projectors:
             clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
             max_rows = cfg.clickhouse.resident_max_rows
@@ -52,6 +78,8 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             services.catalog = CatalogReader(clickhouse, resident)
             services.worklist = WorklistProjection(clickhouse)
             services.audit = AuditTrail(clickhouse)
+            services.security = services.authenticator.security = SecurityProjection(clickhouse)
+            services.nodes = NodeRegistry(clickhouse)
             services.projector = ProjectorRunner(
                 clickhouse,
                 cfg.kafka,
@@ -61,17 +89,23 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
                         clickhouse, resident, MetadataStore(clients.minio, cfg.s3.metadata_bucket)
                     ),
                     services.worklist,
+                    services.security,
+                    services.nodes,
                     AuditProjection(clickhouse),
                 ],
                 cfg.kafka.projection_poll_interval_seconds,
             )
             tasks.append(asyncio.create_task(services.projector.run(stop)))
+            tasks.append(asyncio.create_task(_bootstrap(services)))
+        else:
+            services.security_ready.set()
         app.state.services = services
         try:
             yield
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(recorder, return_exceptions=True)  # its last flush first
             await clients.close()
             if services.clickhouse is not None:
                 services.clickhouse.close()
@@ -80,9 +114,19 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         title="PACS",
         summary="DICOMweb and admin API of an event-sourced PACS",
         lifespan=lifespan,
+        # Served below behind a login: the API's own description is not public.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
+    # Public: liveness/readiness, the token endpoint and the login page.
+    for module in (health, auth):
+        app.include_router(module.router)
+    app.include_router(docs.router)
+    # The one door: every other route resolves its caller first (401 without one), then
+    # checks the permission it declares (403).
+    door = [Depends(authenticated)]
     for module in (
-        health,
         stow,
         qido,
         metadata,
@@ -96,8 +140,10 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         internal,
         worklist,
         mpps,
+        users,
+        nodes,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=door)
     cfg = settings or get_settings()
     add_cors(app, cfg)
     viewer_dir = cfg.viewer_dir
@@ -106,6 +152,17 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
     # Last, so an API route always wins: the root-level files OHIF fetches its code from.
     app.include_router(viewer.build_root_router(bundle))
     return app
+
+
+async def _bootstrap(services: Services) -> None:
+    try:
+        await ensure_admin(services)
+    except Exception:
+        log.exception("checking the user admin failed")
+        raise
+    finally:
+        # Ready either way: a failure is in the log, and logins say what is wrong.
+        services.security_ready.set()
 
 
 def add_cors(app: FastAPI, settings: Settings) -> None:

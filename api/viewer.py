@@ -17,9 +17,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from api.deps import Services, ServicesDep
+from api.identity import Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -208,32 +212,48 @@ def _app_config(bundle: ViewerBundle) -> Response:
     )
 
 
+async def _anonymous(request: Request, services: Services) -> bool:
+    try:
+        return await services.authenticator.resolve(request) is None
+    except Unauthenticated:
+        return True
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
+
+
 def build_router(bundle: ViewerBundle | None, dist: Path) -> APIRouter:
     """/viewer: the app's pages, its files and our app-config.js; 503 if not installed."""
     router = APIRouter(prefix=PREFIX, tags=["viewer"], include_in_schema=False)
 
     @router.get("")
     @router.get("/")
-    async def viewer_home() -> Response:
-        """The study list."""
+    async def viewer_home(request: Request, services: ServicesDep) -> Response:
+        """The study list; a browser that is not logged in goes to the login page first."""
         if bundle is None:
             raise _not_installed(dist)
+        if await _anonymous(request, services):
+            return _to_login(request)
         return _index(bundle)
 
     @router.get("/{path:path}")
-    async def viewer_path(path: str, request: Request) -> Response:
-        """A dist file, our config, or else an app route (the single page answers those)."""
+    async def viewer_path(path: str, request: Request, services: ServicesDep) -> Response:
+        """A dist file or our config (public: no PHI), or else an app route (the single
+        page answers those, after login)."""
         if bundle is None:
             raise _not_installed(dist)
         if path == "app-config.js":
             return _app_config(bundle)
-        if path == "index.html":
-            return _index(bundle)
-        found = bundle.file(path)
-        if found is not None:
-            return static_response(request, found)
-        if Path(path).suffix.lower() in _STATIC_SUFFIXES:
-            raise HTTPException(404, detail=f"{path} is not part of the OHIF viewer")
+        if path != "index.html":
+            found = bundle.file(path)
+            if found is not None:
+                return static_response(request, found)
+            if Path(path).suffix.lower() in _STATIC_SUFFIXES:
+                raise HTTPException(404, detail=f"{path} is not part of the OHIF viewer")
+        if await _anonymous(request, services):
+            return _to_login(request)
         return _index(bundle)
 
     return router

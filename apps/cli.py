@@ -99,13 +99,18 @@ def dispatcher() -> None:
 
 @projections.command("rebuild")
 def rebuild() -> None:
-    """Drop every read model and rebuild it from offset zero (asks the running API)."""
+    """Drop every read model and rebuild it from offset zero (asks the running API, as the
+    node's operator: the token is signed with the key in the data dir)."""
     import httpx
+
+    from infra.auth.permissions import Role
+    from infra.auth.tokens import service_token
 
     settings = get_settings()
     url = f"http://{settings.http.host}:{settings.http.port}/api/admin/projections/rebuild"
+    token = service_token(settings, "cli", frozenset({Role.ADMIN}))()
     try:
-        response = httpx.post(url, timeout=10)
+        response = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     except httpx.HTTPError as exc:
         typer.echo(f"cannot reach the API at {url}: {exc}; start the platform first", err=True)
         raise typer.Exit(2) from exc

@@ -6,10 +6,20 @@ import asyncio
 
 from pynetdicom import evt
 
+from infra.audit_recorder import AuditRecorder
+from infra.auth.tokens import service_token
 from infra.internal_api import InternalApi, api_base_url
 from infra.settings import Settings
 from infra.storage.landing import SpoolLanding
 from infra.storage.locate import load_instance
+from ingest.dimse.access import (
+    AccessPolicy,
+    Destinations,
+    NodeDirectory,
+    guarded,
+    guarded_get,
+    guarded_move,
+)
 from ingest.dimse.find import FIND_SOP_CLASSES, FindHandler
 from ingest.dimse.get import GetHandler
 from ingest.dimse.modality_services import modality_handlers
@@ -25,7 +35,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     if isinstance(clients.landing, SpoolLanding):
         clients.landing.clear_temp()
     # One client of the API for every DIMSE service that reads a read model.
-    catalog = InternalApi(api_base_url(settings))
+    catalog = InternalApi(api_base_url(settings), service_token(settings, "gateway"))
 
     def load(instance: CatalogInstance) -> bytes | None:
         return load_instance(
@@ -36,22 +46,33 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             instance.sop_instance_uid,
         )
 
+    # Who read what over DIMSE, published in batches (infra/audit_recorder.py).
+    recorder = AuditRecorder(clients.publisher, "gateway")
+    flushing = asyncio.create_task(recorder.run(stop))
     retrieve = RetrieveSource(catalog=catalog, load=load)
     find = FindRouter()
     for sop_class in FIND_SOP_CLASSES:
-        find.add(str(sop_class), FindHandler(catalog, settings.dicom.find_max_matches))
+        handler = FindHandler(catalog, settings.dicom.find_max_matches, recorder)
+        find.add(str(sop_class), handler)
     publisher = clients.publisher
     modality = modality_handlers(
         settings, asyncio.get_running_loop(), find, catalog, lambda: dict(publisher.acknowledged)
     )
+    # The DIMSE door: every association is checked against the node registry.
+    directory = NodeDirectory(catalog.nodes)
+    policy = AccessPolicy(settings.dicom.ae_title, directory, settings.dicom.unknown_aes, recorder)
+    destinations = Destinations(directory, settings.dicom.remote_ae)
     handlers = [
-        (evt.EVT_C_STORE, StoreHandler(clients.acceptor)),
-        (evt.EVT_C_MOVE, MoveHandler(settings.dicom.remote_aes, retrieve)),
-        (evt.EVT_C_GET, GetHandler(retrieve)),
+        (evt.EVT_C_ECHO, guarded("echo", lambda event: 0x0000)),
+        (evt.EVT_C_STORE, guarded("store", StoreHandler(clients.acceptor))),
+        (evt.EVT_C_MOVE, guarded_move(MoveHandler(destinations, retrieve, recorder))),
+        (evt.EVT_C_GET, guarded_get(GetHandler(retrieve, recorder))),
         *modality,
     ]
     try:
-        await serve_until(stop, settings.dicom, handlers, find)
+        await serve_until(stop, settings.dicom, handlers, policy, find)
     finally:
         catalog.close()
+        stop.set()
+        await flushing  # its last flush, before the publisher closes
         await clients.close()

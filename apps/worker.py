@@ -11,6 +11,7 @@ from activities.commitment import CommitmentActivities
 from activities.events import EventActivities
 from activities.mpps import MppsActivities
 from activities.storage import StorageActivities
+from infra.auth.tokens import service_token
 from infra.eventlog import EventPublisher
 from infra.internal_api import InternalApi, api_base_url
 from infra.settings import Settings
@@ -42,7 +43,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     landing_areas = landings(settings)
     activities = StorageActivities(landing_areas, archive, publisher)
     events = EventActivities(publisher)
-    catalog = InternalApi(api_base_url(settings))
+    catalog = InternalApi(api_base_url(settings), service_token(settings, "worker"))
     mpps = MppsActivities(catalog)
     commitment = CommitmentActivities(catalog, landing_areas.values(), archive, settings.dicom)
     worker = Worker(

@@ -44,7 +44,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # noqa: E402
 
 from bench.query_vs_orthanc import cpu_seconds, percentile  # noqa: E402
 from infra.dimse.nodelay import set_nodelay  # noqa: E402
-from infra.settings import DicomSettings  # noqa: E402
+from infra.settings import DicomSettings, UnknownAePolicy  # noqa: E402
+from ingest.dimse.access import AccessPolicy, NodeDirectory  # noqa: E402
 from ingest.dimse.find import FIND_SOP_CLASSES, FindHandler  # noqa: E402
 from ingest.dimse.server import FindRouter, start_gateway  # noqa: E402
 from tests.dicom_factory import ct_series, write_series  # noqa: E402
@@ -89,7 +90,9 @@ def serve(port: int, kind: str) -> None:
             handler = FindHandler(TwoStudies(), DicomSettings().find_max_matches)  # type: ignore[arg-type]
             router.add(str(sop_class), handler)
         settings = DicomSettings(host=LOOPBACK, port=port, ae_title="GATEWAY")
-        start_gateway(settings, [(evt.EVT_C_FIND, router)], router)
+        # Loopback clients, unregistered: the gateway's default policy lets them in.
+        policy = AccessPolicy("GATEWAY", NodeDirectory(list), UnknownAePolicy.LOCAL)
+        start_gateway(settings, [(evt.EVT_C_FIND, router)], policy, router)
         threading.Event().wait()
     _config.LOG_HANDLER_LEVEL = "none"
     _config.LOG_REQUEST_IDENTIFIERS = False

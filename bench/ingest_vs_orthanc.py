@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import platform as host_platform
+import secrets
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from infra.settings import (  # noqa: E402
+    AuthSettings,
     DicomSettings,
     HttpSettings,
     IngestSettings,
@@ -55,6 +57,7 @@ from infra.settings import (  # noqa: E402
 from infra.stack import LocalStack  # noqa: E402
 from infra.storage.archive import make_minio  # noqa: E402
 from tests.dicom_factory import ct_series, write_series  # noqa: E402
+from tests.login import login_admin as login  # noqa: E402
 from tests.orthanc import Orthanc  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -284,6 +287,8 @@ def platform_settings(
         s3=S3Settings(endpoint=f"{LOOPBACK}:{base + 8333}"),
         temporal=TemporalSettings(address=f"{LOOPBACK}:{base + 7233}", ui_port=base + 8233),
         ingest=IngestSettings(landing=landing, stable_after_seconds=stable_after),
+        # The API always wants credentials: a fresh admin password per run, to log in with.
+        auth=AuthSettings(admin_password=secrets.token_urlsafe(24)),
     )
 
 
@@ -322,13 +327,15 @@ def wait_archived(
         time.sleep(POLL_SECONDS)
 
 
-def spot_check(settings: Settings, send: SendSet, count: int = 3) -> tuple[int, int]:
-    """WADO-RS GETs of a few sent instances: (answered 200, asked)."""
+def spot_check(
+    settings: Settings, auth: dict[str, str], send: SendSet, count: int = 3
+) -> tuple[int, int]:
+    """WADO-RS GETs of a few sent instances, with the `auth` headers: (answered 200, asked)."""
     base = f"http://{settings.http.host}:{settings.http.port}/dicom-web"
     step = max(1, len(send.sops) // count)
     picks = send.sops[::step][:count]
     good = 0
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(headers=auth, timeout=30) as client:
         for sop in picks:
             url = f"{base}/studies/{send.study_uid}/series/{send.series_uid}/instances/{sop}"
             response = client.get(
@@ -356,6 +363,7 @@ def bench_ours(args: argparse.Namespace, workdir: Path, landing: LandingMode) ->
         console.print(
             f"  stack ready in {time.perf_counter() - started:.1f}s (data dir {data_dir})"
         )
+        auth = login(stack.settings)
         client = make_minio(stack.settings.s3)
         for associations in (1, 4):
             send = make_send_set(
@@ -373,7 +381,7 @@ def bench_ours(args: argparse.Namespace, workdir: Path, landing: LandingMode) ->
             lag, archived, state = wait_archived(stack.settings, client, send, args.archive_timeout)
             run.archive_lag_seconds = lag
             run.archive_ok = archived
-            good, asked = spot_check(stack.settings, send)
+            good, asked = spot_check(stack.settings, auth, send)
             run.verified = f"{state}; WADO-RS {good}/{asked}"
             if good != asked:
                 run.ok = False

@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -59,6 +60,7 @@ from infra.dimse.nodelay import set_nodelay  # noqa: E402
 from infra.readmodels.base import LogRecord  # noqa: E402
 from infra.readmodels.catalog.projection import CatalogProjection  # noqa: E402
 from infra.settings import (  # noqa: E402
+    AuthSettings,
     DicomSettings,
     HttpSettings,
     KafkaSettings,
@@ -70,6 +72,7 @@ from infra.stack import LocalStack  # noqa: E402
 from schemas.events import InstanceReceived  # noqa: E402
 from tests.dicom_factory import ct_series  # noqa: E402
 from tests.integration.dimse_client import send_all  # noqa: E402
+from tests.login import login_admin as login  # noqa: E402
 from tests.orthanc import Orthanc  # noqa: E402
 from tests.synthetic import part10_from_event, synthetic_events  # noqa: E402
 
@@ -105,6 +108,8 @@ def settings_for(data_dir: Path, base: int) -> Settings:
         kafka=KafkaSettings(bootstrap_servers=f"{LOOPBACK}:{base + 9092}"),
         s3=S3Settings(endpoint=f"{LOOPBACK}:{base + 8333}"),
         temporal=TemporalSettings(address=f"{LOOPBACK}:{base + 7233}", ui_port=base + 8233),
+        # The API always wants credentials: a fresh admin password per run, to log in with.
+        auth=AuthSettings(admin_password=secrets.token_urlsafe(24)),
     )
 
 
@@ -169,9 +174,10 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(1)
 
 
-def our_instance_count(http: str, prefix: str) -> int:
+def our_instance_count(http: str, auth: dict[str, str], prefix: str) -> int:
     response = httpx.get(
         f"{http}/dicom-web/studies",
+        headers=auth,
         params={"PatientID": f"{prefix}*", "limit": 100_000,
                 "includefield": "NumberOfStudyRelatedInstances"},
         timeout=120,
@@ -265,14 +271,14 @@ def time_http(client: httpx.Client, urls: list[str], expect_rows: bool = True) -
 
 def queries(
     label: str, http_root: str, dicom: tuple[str, int, str], patients: list[str],
-    big: InstanceReceived, rounds: int,
+    big: InstanceReceived, rounds: int, auth: dict[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     host, port, aet = dicom
     ref = big.instance
     metadata_url = (
         f"{http_root}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}/metadata"
     )
-    with httpx.Client(timeout=120) as client:
+    with httpx.Client(headers=auth or {}, timeout=120) as client:
         # Warm both paths once (connections, caches) before timing.
         time_http(client, [f"{http_root}/studies?PatientID={patients[0]}", metadata_url])
         qido = time_http(client, [f"{http_root}/studies?PatientID={p}" for p in patients])
@@ -288,11 +294,11 @@ def queries(
     return result
 
 
-def ingest_lag(settings: Settings, count: int) -> dict[str, float]:
+def ingest_lag(settings: Settings, auth: dict[str, str], count: int) -> dict[str, float]:
     """Ack -> visible in QIDO, per instance, sent one at a time."""
     http = f"http://{settings.http.host}:{settings.http.port}"
     samples = []
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(headers=auth, timeout=30) as client:
         for ds in ct_series(count, size=16, patient_id="LAG-PATIENT"):
             acked_at: list[float] = []
             failures = send_all(
@@ -376,11 +382,16 @@ def main(argv: list[str] | None = None) -> int:
     stack = asyncio.run(start_stack(settings))
     try:
         console.rule("our platform")
+        auth = login(settings)
         start = time.perf_counter()
         storescu(settings.dicom.ae_title, settings.dicom.port, folders)
         stored_at = time.perf_counter()
-        wait_until(lambda: our_instance_count(http, "SYN") == args.instances, 600, "SYN in catalog")
-        wait_until(lambda: our_instance_count(http, "BIG") == BIG_SERIES, 600, "BIG in catalog")
+        wait_until(
+            lambda: our_instance_count(http, auth, "SYN") == args.instances, 600, "SYN in catalog"
+        )
+        wait_until(
+            lambda: our_instance_count(http, auth, "BIG") == BIG_SERIES, 600, "BIG in catalog"
+        )
         console.print(
             f"  stored in {stored_at - start:.0f} s, all queryable "
             f"{time.perf_counter() - stored_at:.1f} s after the last ack"
@@ -390,10 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         wait_until(lambda: landing_empty(settings), 1200, "archive caught up")
         console.print(f"  platform quiet after another {wait_quiet(stack):.0f} s")
         dicom = (LOOPBACK, settings.dicom.port, settings.dicom.ae_title)
+        auth = login(settings)
         results["ours_10k"] = queries(
-            "ours", f"{http}/dicom-web", dicom, patients, big[0], args.metadata_rounds
+            "ours", f"{http}/dicom-web", dicom, patients, big[0], args.metadata_rounds, auth
         )
-        results["ingest_to_queryable"] = ingest_lag(settings, args.lag_instances)
+        results["ingest_to_queryable"] = ingest_lag(settings, login(settings), args.lag_instances)
         console.print(f"  ingest->queryable: {results['ingest_to_queryable']}")
     finally:
         stack.stop_all()
@@ -428,8 +440,9 @@ def main(argv: list[str] | None = None) -> int:
             mhttp = f"http://{LOOPBACK}:{million.http.port}"
             dicom = (LOOPBACK, million.dicom.port, million.dicom.ae_title)
             results["ours_1m"] = queries(
-                "ours 1M", f"{mhttp}/dicom-web", dicom, mpatients, mbig[0], args.metadata_rounds
-            )
+                "ours 1M", f"{mhttp}/dicom-web", dicom, mpatients, mbig[0], args.metadata_rounds,
+                login(million),
+            )  # fmt: skip
         finally:
             stack.stop_all()
 

@@ -15,6 +15,7 @@ import http.client
 import json
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -22,10 +23,12 @@ from pydantic import TypeAdapter
 
 from infra.settings import Settings
 from schemas.catalog import CatalogInstance, InstanceQuery
+from schemas.nodes import Node
 from schemas.worklist import WorklistItemView, WorklistQuery
 
 MAX_IDLE = 8
 _INSTANCES: TypeAdapter[list[CatalogInstance]] = TypeAdapter(list[CatalogInstance])
+_NODES: TypeAdapter[list[Node]] = TypeAdapter(list[Node])
 _WORKLIST_ITEMS: TypeAdapter[list[WorklistItemView]] = TypeAdapter(list[WorklistItemView])
 
 
@@ -44,7 +47,11 @@ def api_base_url(settings: Settings) -> str:
 class InternalApi:
     """Blocking and thread-safe; every call is a read, so a dropped keep-alive is retried once."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, token: Callable[[], str] | None = None, timeout: float = 30.0
+    ) -> None:
+        # The service credential, asked for on every request (it renews itself).
+        self._token = token
         parts = urlsplit(base_url)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
@@ -81,6 +88,10 @@ class InternalApi:
             self._request("GET", "/api/worklist?" + urlencode(params))
         )
 
+    def nodes(self) -> list[Node]:
+        """The node registry."""
+        return _NODES.validate_json(self._request("GET", "/api/internal/nodes"))
+
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
@@ -93,6 +104,8 @@ class InternalApi:
             try:
                 connection = self._acquire()
                 headers = {"Content-Type": "application/json"} if body is not None else {}
+                if self._token is not None:
+                    headers["Authorization"] = f"Bearer {self._token()}"
                 connection.request(method, path, body=body, headers=headers)
                 response = connection.getresponse()
                 content = response.read()

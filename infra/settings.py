@@ -11,7 +11,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,14 @@ class DuplicatePolicy(StrEnum):
     OVERWRITE = "overwrite"
 
 
+class UnknownAePolicy(StrEnum):
+    """What a calling AE title that is not in the node registry may do."""
+
+    LOCAL = "local"  # every service, from a loopback address only
+    DENY = "deny"
+    ALLOW = "allow"  # every service, from anywhere (a lab behind its own firewall)
+
+
 class RemoteAE(BaseModel):
     """A peer we may open associations to (C-MOVE destination, commitment reply, SCU target)."""
 
@@ -38,6 +46,8 @@ class RemoteAE(BaseModel):
 
 class DicomSettings(BaseModel):
     ae_title: str = "PACS"
+    # Calling AEs not in the node registry (/api/nodes): see UnknownAePolicy.
+    unknown_aes: UnknownAePolicy = UnknownAePolicy.LOCAL
     host: str = "127.0.0.1"
     port: int = 11112
     max_associations: int = 64
@@ -168,6 +178,43 @@ def default_viewer_dir() -> Path:
     return Path(__file__).resolve().parents[1] / ".viewer" / "dist"
 
 
+class OidcSettings(BaseModel):
+    """An external identity provider whose JWTs are accepted (Keycloak, Entra ID, Okta)."""
+
+    # Empty = no external provider. The `iss` the tokens carry, e.g.
+    # https://keycloak.example/realms/hospital.
+    issuer: str = ""
+    # The `aud` they must carry (the client id registered for this PACS).
+    audience: str = ""
+    # The provider's signing keys (`jwks_uri` of its discovery document); fetched, cached.
+    jwks_url: str = ""
+    # The claim holding the user's roles or groups (dots for nesting: realm_access.roles).
+    roles_claim: str = "roles"
+    # The provider's role/group names → ours; names not listed map to nothing.
+    role_map: dict[str, str] = Field(default_factory=dict)
+    # The claim naming the user in the audit trail.
+    username_claim: str = "preferred_username"
+
+
+class AuthSettings(BaseModel):
+    """Logins and tokens. Security is always on; there is no setting that turns it off."""
+
+    # The bootstrap user `admin`'s password. Unset on first start: a random one is
+    # generated and written to <data_dir>/secrets/admin-password (mode 0600). When set, it
+    # is (re)applied at every start, so an administrator who lost it can set a new one.
+    admin_password: SecretStr | None = None
+    # Signs the platform's tokens (HS256). Unset: a random key kept in
+    # <data_dir>/secrets/token-key (0600), shared by every process on this data dir; set
+    # the same value on every node when the processes run on several machines.
+    token_key: SecretStr | None = None
+    token_ttl_seconds: int = Field(default=3600, ge=60)
+    # Browser sessions (the login page's cookie) last this long.
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+    # Cookies carry the Secure flag (send only over HTTPS); off for plain-HTTP localhost.
+    secure_cookies: bool = False
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
+
+
 class Settings(BaseSettings):
     """All configuration of a PACS node."""
 
@@ -185,12 +232,17 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     # The built OHIF viewer (npm @ohif/app) served at /viewer; absent = /viewer answers 503.
     viewer_dir: Path = Field(default_factory=default_viewer_dir)
 
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
 
     @property
     def log_dir(self) -> Path:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class AuditEvent(BaseModel):
@@ -40,4 +41,38 @@ class ChangePage(BaseModel):
 
     changes: list[Change]
     last: int
+    done: bool
+
+
+Outcome = Literal["success", "failure", "denied"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AccessEntry(BaseModel):
+    """One access to PHI or one security decision: who, what, which action, the outcome."""
+
+    occurred_at: datetime = Field(default_factory=_now)
+    # qido, wado, wado-metadata, wado-frames, wado-bulkdata, wado-rendered, wado-thumbnail,
+    # wado-uri, c-find, c-move, c-get, mwl-find, login, unauthenticated, denied, ...
+    action: str
+    outcome: Outcome
+    actor: str  # user name, api-key:<id>, oidc:<name>, service:<process>, or the calling AE
+    via: str  # token, api-key, session, oidc, service, dimse, password
+    address: str = ""
+    calling_ae: str = ""
+    patient_id: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    sop_instance_uid: str = ""
+    detail: str = ""  # the query, the status, the reason
+
+
+class AccessPage(BaseModel):
+    """Access entries, newest first; ask again with `offset` until `done`."""
+
+    entries: list[AccessEntry]
+    offset: int
     done: bool

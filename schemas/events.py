@@ -14,8 +14,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from schemas.audit import AccessEntry
 from schemas.commitment import CommitmentFailure, CommitmentRef, DeliveryPath
 from schemas.mpps import InstanceVerification, MppsState
+from schemas.nodes import Node
+from schemas.security import ApiKey, User
 from schemas.worklist import WorklistItem
 
 # Fixed namespace for deterministic event ids (uuid5); changing it would break dedup.
@@ -240,9 +243,70 @@ class CommitmentReported(EventBase):
     patient_id: str = ""
 
 
+class UserSaved(EventBase):
+    """A local user was created or changed: the whole new state (hash, roles, disabled)."""
+
+    type: Literal["pacs.user.saved"] = "pacs.user.saved"
+    version: Literal[1] = 1
+    user: User
+    actor: str  # who made the change ("bootstrap" for the first admin)
+
+
+class UserDeleted(EventBase):
+    """A local user was removed; its tokens stop working at once."""
+
+    type: Literal["pacs.user.deleted"] = "pacs.user.deleted"
+    version: Literal[1] = 1
+    username: str
+    actor: str
+
+
+class ApiKeyCreated(EventBase):
+    """An API key was issued (its secret is not in the event, only its SHA-256)."""
+
+    type: Literal["pacs.api-key.created"] = "pacs.api-key.created"
+    version: Literal[1] = 1
+    key: ApiKey
+    actor: str
+
+
+class ApiKeyRevoked(EventBase):
+    type: Literal["pacs.api-key.revoked"] = "pacs.api-key.revoked"
+    version: Literal[1] = 1
+    key_id: str
+    actor: str
+
+
+class NodeSaved(EventBase):
+    """A DICOM node was registered or changed: its whole new state."""
+
+    type: Literal["pacs.node.saved"] = "pacs.node.saved"
+    version: Literal[1] = 1
+    node: Node
+    actor: str
+
+
+class NodeDeleted(EventBase):
+    type: Literal["pacs.node.deleted"] = "pacs.node.deleted"
+    version: Literal[1] = 1
+    name: str
+    actor: str
+
+
+class AccessAudited(EventBase):
+    """PHI accesses and security decisions of one process, batched (the recorder flushes a
+    few times a second), so auditing never waits on the log."""
+
+    type: Literal["pacs.audit.recorded"] = "pacs.audit.recorded"
+    version: Literal[1] = 1
+    source: str  # the process: api, gateway
+    entries: list[AccessEntry]
+
+
 WorklistEvent = WorklistItemScheduled | WorklistItemUpdated | WorklistItemCancelled
 MppsEvent = MppsCreated | MppsUpdated | MppsCompleted | MppsDiscontinued | MppsVerified
 CommitmentEvent = CommitmentRequested | CommitmentReported
+SecurityEvent = UserSaved | UserDeleted | ApiKeyCreated | ApiKeyRevoked | NodeSaved | NodeDeleted
 
 Event = Annotated[
     InstanceReceived
@@ -251,7 +315,9 @@ Event = Annotated[
     | StudyStabilized
     | WorklistEvent
     | MppsEvent
-    | CommitmentEvent,
+    | CommitmentEvent
+    | SecurityEvent
+    | AccessAudited,
     Field(discriminator="type"),
 ]
 
@@ -281,4 +347,18 @@ def event_key(event: Event) -> str:
         return f"mpps:{event.sop_instance_uid}"
     if isinstance(event, MppsCreated | MppsUpdated | MppsCompleted | MppsDiscontinued):
         return f"mpps:{event.mpps.sop_instance_uid}"
+    if isinstance(event, UserSaved):
+        return f"user:{event.user.username}"
+    if isinstance(event, UserDeleted):
+        return f"user:{event.username}"
+    if isinstance(event, ApiKeyCreated):
+        return f"api-key:{event.key.key_id}"
+    if isinstance(event, ApiKeyRevoked):
+        return f"api-key:{event.key_id}"
+    if isinstance(event, AccessAudited):
+        return f"audit:{event.source}"
+    if isinstance(event, NodeSaved):
+        return f"node:{event.node.name}"
+    if isinstance(event, NodeDeleted):
+        return f"node:{event.name}"
     return f"commitment:{event.transaction_uid}"

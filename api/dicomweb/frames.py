@@ -19,7 +19,7 @@ from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.tag import BaseTag, Tag
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, audited, require
 from api.dicomweb.media import (
     EXPLICIT_LE,
     IMPLICIT_LE,
@@ -31,6 +31,7 @@ from api.dicomweb.media import (
 )
 from api.dicomweb.paths import INSTANCE_PATH
 from api.dicomweb.stored import instance_bytes, parse_frame_list
+from infra.auth.permissions import Permission
 from infra.dicom.header import read_header
 from infra.dicom.pixels import (
     PixelError,
@@ -43,7 +44,11 @@ from infra.dicom.pixels import (
 from infra.dicom.transcode import TranscodeError, can_decode, can_encode, transcode
 from infra.multipart import build_multipart
 
-router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
+router = APIRouter(
+    prefix="/dicom-web",
+    tags=["dicomweb"],
+    dependencies=[require(Permission.STUDIES_READ), audited("wado-frames")],
+)
 
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # Pixel Data, Float, Double Float
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")

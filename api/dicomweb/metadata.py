@@ -11,12 +11,17 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from api.deps import CatalogDep
+from api.deps import CatalogDep, audited, require
 from api.dicomweb.paths import UidPath, dicomweb_root
 from api.dicomweb.stored import check_uids
+from infra.auth.permissions import Permission
 from infra.readmodels.catalog.search import CatalogReader, metadata_document
 
-router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
+router = APIRouter(
+    prefix="/dicom-web",
+    tags=["dicomweb"],
+    dependencies=[require(Permission.STUDIES_READ), audited("wado-metadata")],
+)
 
 
 async def _metadata(

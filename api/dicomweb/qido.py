@@ -6,8 +6,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydicom.datadict import tag_for_keyword
 
-from api.deps import CatalogDep
+from api.deps import CatalogDep, audited, require
 from api.dicomweb.paths import UidPath, dicomweb_root
+from infra.audit_recorder import subject_of
+from infra.auth.permissions import Permission
 from infra.dicom.header import validate_uid
 from infra.readmodels.catalog.attributes import DEFAULT_RETURN, Level
 from infra.readmodels.catalog.search import (
@@ -18,7 +20,11 @@ from infra.readmodels.catalog.search import (
 )
 from infra.readmodels.matching import QueryError
 
-router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
+router = APIRouter(
+    prefix="/dicom-web",
+    tags=["dicomweb"],
+    dependencies=[require(Permission.STUDIES_READ), audited("qido")],
+)
 
 RESERVED = {"limit", "offset", "fuzzymatching", "includefield"}
 DEFAULT_LIMIT = 1000
@@ -93,6 +99,7 @@ async def run_search(
     if len(result.rows) > limit:
         del result.rows[limit:]
         warnings.append(MORE_RESULTS.format(limit=limit, offset=search.offset + limit))
+    request.state.audit_subjects = [subject_of(row) for row in result.rows]
     root = dicomweb_root(request)
     for row in result.rows:
         url = _retrieve_url(root, level, row)

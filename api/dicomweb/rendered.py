@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import Services, ServicesDep
+from api.deps import Services, ServicesDep, audited, require
 from api.dicomweb.media import parse_accept
 from api.dicomweb.paths import INSTANCE_PATH
 from api.dicomweb.stored import (
@@ -28,6 +28,7 @@ from api.dicomweb.stored import (
     middle,
     parse_frame_list,
 )
+from infra.auth.permissions import Permission
 from infra.dicom.pixels import (
     ImageFormat,
     PixelError,
@@ -44,7 +45,11 @@ from schemas.catalog import CatalogInstance
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
+router = APIRouter(
+    prefix="/dicom-web",
+    tags=["dicomweb"],
+    dependencies=[require(Permission.STUDIES_READ), audited("wado-rendered")],
+)
 
 THUMBNAIL_SIZE = 128
 

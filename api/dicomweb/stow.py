@@ -5,11 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, require
 from api.dicomweb.paths import PREFIX, dicomweb_root
+from infra.auth.permissions import Permission
 from ingest.stow import StowRefused, StowRequest, store
 
-router = APIRouter(prefix=PREFIX, tags=["dicomweb"])
+router = APIRouter(
+    prefix=PREFIX, tags=["dicomweb"], dependencies=[require(Permission.STUDIES_STORE)]
+)
 
 
 async def _store(request: Request, services: ServicesDep, study: str | None) -> JSONResponse:

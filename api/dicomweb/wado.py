@@ -16,7 +16,7 @@ from functools import partial
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import Services, ServicesDep
+from api.deps import Services, ServicesDep, audited, require
 from api.dicomweb.media import (
     Choice,
     MediaRange,
@@ -26,6 +26,7 @@ from api.dicomweb.media import (
 )
 from api.dicomweb.paths import INSTANCE_PATH
 from api.dicomweb.stored import instance_bytes, list_instances, listed_bytes
+from infra.auth.permissions import Permission
 from infra.dicom.header import read_header
 from infra.dicom.transcode import TranscodeError, can_decode, can_encode, transcode
 from infra.multipart import build_multipart
@@ -33,7 +34,11 @@ from schemas.catalog import CatalogInstance
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
+router = APIRouter(
+    prefix="/dicom-web",
+    tags=["dicomweb"],
+    dependencies=[require(Permission.STUDIES_READ), audited("wado")],
+)
 
 
 def _choose_or_406(accept: list[MediaRange], stored: str) -> Choice:

@@ -12,9 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, audited, require
 from api.dicomweb.media import DICOM
 from api.dicomweb.stored import instance_bytes
+from infra.auth.permissions import Permission
 from infra.dicom.header import read_header
 from infra.dicom.pixels import (
     ImageFormat,
@@ -26,7 +27,9 @@ from infra.dicom.pixels import (
 )
 from infra.dicom.transcode import TranscodeError, can_decode, can_encode, transcode
 
-router = APIRouter(tags=["wado-uri"])
+router = APIRouter(
+    tags=["wado-uri"], dependencies=[require(Permission.STUDIES_READ), audited("wado-uri")]
+)
 
 
 @router.get("/wado")

@@ -7,9 +7,10 @@ import asyncio
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import ProjectorDep
+from api.deps import ProjectorDep, require
+from infra.auth.permissions import Permission
 
-router = APIRouter(prefix="/api/admin", tags=["admin"])
+router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[require(Permission.ADMIN)])
 
 
 class ProjectionStatus(BaseModel):

@@ -13,10 +13,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import AuditDep
+from api.deps import AuditDep, require
+from infra.auth.permissions import Permission
 from schemas.audit import ChangePage
 
-router = APIRouter(prefix="/api", tags=["changes"])
+router = APIRouter(prefix="/api", tags=["changes"], dependencies=[require(Permission.STUDIES_READ)])
 
 
 @router.get("/changes", response_model=ChangePage)

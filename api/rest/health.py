@@ -6,12 +6,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from api.deps import Services, ServicesDep
+from api.identity import Unauthenticated
 from infra.eventlog import broker_answers
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -28,10 +29,10 @@ class PartState(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Overall readiness and the state of each part."""
+    """Overall readiness and (to an authenticated caller) the state of each part."""
 
     ready: bool
-    parts: dict[str, PartState]
+    parts: dict[str, PartState] = {}
 
 
 async def _object_store(services: Services) -> str:
@@ -51,6 +52,12 @@ async def _temporal(services: Services) -> str:
     return services.settings.temporal.address
 
 
+async def _security(services: Services) -> str:
+    if services.security is not None and not services.security_ready.is_set():
+        raise ConnectionError("the user admin is not checked yet (waiting for the read models)")
+    return "users and API keys loaded" if services.security is not None else "tokens only"
+
+
 async def _clickhouse(services: Services) -> str:
     if services.clickhouse is None:
         raise ConnectionError("ClickHouse is not configured in this process")
@@ -63,6 +70,7 @@ CHECKS: dict[str, Callable[[Services], Awaitable[str]]] = {
     "broker": _broker,
     "temporal": _temporal,
     "clickhouse": _clickhouse,
+    "security": _security,
 }
 
 
@@ -85,8 +93,16 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
-async def ready(services: ServicesDep) -> JSONResponse:
-    """200 only when the object store, broker, Temporal and ClickHouse all answer."""
+async def ready(request: Request, services: ServicesDep) -> JSONResponse:
+    """200 only when the object store, broker, Temporal, ClickHouse and the users all
+    answer. Without credentials only `ready` is given: the parts name internal addresses."""
     states = await asyncio.gather(*(_check(services, c) for c in CHECKS.values()))
     body = Readiness(ready=all(s.ok for s in states), parts=dict(zip(CHECKS, states, strict=True)))
-    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+    status = 200 if body.ready else 503
+    try:
+        caller = await services.authenticator.resolve(request)
+    except Unauthenticated:
+        caller = None
+    if caller is None:
+        return JSONResponse({"ready": body.ready}, status_code=status)
+    return JSONResponse(body.model_dump(), status_code=status)

@@ -11,13 +11,20 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import CatalogDep, ServicesDep
+from api.deps import CatalogDep, ServicesDep, nodes_of, require
+from infra.auth.permissions import Permission
 from infra.readmodels.catalog.attributes import Level
 from infra.readmodels.catalog.search import MAX_RESULTS, Search
 from infra.readmodels.matching import QueryError
 from schemas.catalog import CatalogInstance, InstanceQuery
+from schemas.nodes import Node
 
-router = APIRouter(prefix="/api/internal", tags=["internal"], include_in_schema=False)
+router = APIRouter(
+    prefix="/api/internal",
+    tags=["internal"],
+    include_in_schema=False,
+    dependencies=[require(Permission.INTERNAL)],
+)
 
 # How long a caught-up listing waits for the projector before it says "not now".
 CATCH_UP_TIMEOUT_SECONDS = 5.0
@@ -69,3 +76,9 @@ async def find(request: FindRequest, catalog: CatalogDep) -> JSONResponse:
         raise HTTPException(400, str(exc)) from exc
     # Straight to JSON: C-FIND latency is what this endpoint exists for.
     return JSONResponse(result.rows)
+
+
+@router.get("/nodes", response_model=list[Node])
+async def list_nodes(services: ServicesDep) -> list[Node]:
+    """The node registry, for the gateway's association checks."""
+    return nodes_of(services).nodes()

@@ -16,7 +16,15 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydicom.uid import generate_uid
 
-from api.deps import Services, ServicesDep, WorklistDep, worklist_of
+from api.deps import (
+    Services,
+    ServicesDep,
+    WorklistDep,
+    publish_visible,
+    require,
+    worklist_of,
+)
+from infra.auth.permissions import Permission
 from schemas.events import (
     WorklistItemCancelled,
     WorklistItemScheduled,
@@ -34,27 +42,13 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/worklist", tags=["worklist"])
 
-VISIBLE_WITHIN_SECONDS = 5.0
-
 
 async def _publish(
     services: Services,
     event: WorklistItemScheduled | WorklistItemUpdated | WorklistItemCancelled,
 ) -> None:
-    try:
-        await asyncio.wait_for(
-            services.publisher.publish(event), services.settings.ingest.accept_timeout_seconds
-        )
-    except Exception as exc:
-        log.warning("worklist event %s not acknowledged: %r", event.type, exc)
-        raise HTTPException(503, f"the event log did not acknowledge the change: {exc!r}") from exc
-    projection = worklist_of(services)
-    deadline = asyncio.get_running_loop().time() + VISIBLE_WITHIN_SECONDS
-    while not await asyncio.to_thread(projection.applied, str(event.event_id)):
-        if asyncio.get_running_loop().time() > deadline:
-            log.warning("worklist change %s not yet visible in the read model", event.event_id)
-            return
-        await asyncio.sleep(0.1)
+    worklist_of(services)  # 503 before anything is published when the read model is not here
+    await publish_visible(services, event)
 
 
 async def _existing(services: Services, item_id: str) -> WorklistItemView:
@@ -68,7 +62,12 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-@router.post("", response_model=WorklistItem, status_code=201)
+@router.post(
+    "",
+    response_model=WorklistItem,
+    status_code=201,
+    dependencies=[require(Permission.WORKLIST_WRITE)],
+)
 async def schedule_item(
     body: WorklistItemBody, services: ServicesDep, request: Request
 ) -> WorklistItem:
@@ -89,7 +88,9 @@ async def schedule_item(
     return item
 
 
-@router.put("/{item_id}", response_model=WorklistItem)
+@router.put(
+    "/{item_id}", response_model=WorklistItem, dependencies=[require(Permission.WORKLIST_WRITE)]
+)
 async def update_item(
     item_id: str, body: WorklistItemBody, services: ServicesDep, request: Request
 ) -> WorklistItem:
@@ -112,7 +113,9 @@ async def update_item(
     return item
 
 
-@router.delete("/{item_id}", response_model=WorklistItem)
+@router.delete(
+    "/{item_id}", response_model=WorklistItem, dependencies=[require(Permission.WORKLIST_WRITE)]
+)
 async def cancel_item(
     item_id: str,
     services: ServicesDep,
@@ -136,14 +139,18 @@ async def cancel_item(
     return current.model_copy(update={"status": "cancelled"})
 
 
-@router.get("/{item_id}", response_model=WorklistItemView)
+@router.get(
+    "/{item_id}", response_model=WorklistItemView, dependencies=[require(Permission.WORKLIST_READ)]
+)
 async def get_item(item_id: str, services: ServicesDep) -> WorklistItemView:
     """One item, cancelled or not, with the status of its step (SCHEDULED, STARTED,
     COMPLETED or DISCONTINUED) as the MPPS referencing it make it."""
     return await _existing(services, item_id)
 
 
-@router.get("", response_model=list[WorklistItemView])
+@router.get(
+    "", response_model=list[WorklistItemView], dependencies=[require(Permission.WORKLIST_READ)]
+)
 async def list_items(
     services: ServicesDep,
     worklist: WorklistDep,

@@ -8,12 +8,15 @@ Rows are deduplicated by event id (ReplacingMergeTree), so a repeated event coun
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from infra.clickhouse import ClickHouse
 from infra.readmodels.base import LogRecord
-from schemas.audit import AuditEvent, Change, ChangePage
+from schemas.audit import AccessEntry, AccessPage, AuditEvent, Change, ChangePage
 from schemas.events import (
+    AccessAudited,
+    ApiKeyCreated,
     CommitmentReported,
     CommitmentRequested,
     Event,
@@ -25,9 +28,12 @@ from schemas.events import (
     MppsDiscontinued,
     MppsUpdated,
     MppsVerified,
+    SecurityEvent,
+    UserSaved,
     WorklistItemCancelled,
     WorklistItemScheduled,
     WorklistItemUpdated,
+    event_key,
 )
 
 EVENTS_DDL = """
@@ -56,6 +62,32 @@ ENGINE = ReplacingMergeTree(keep_rank)
 ORDER BY (study_instance_uid, event_id)
 """
 
+ACCESS_DDL = """
+CREATE TABLE IF NOT EXISTS audit_access (
+    event_id UUID,
+    n UInt32,
+    occurred_at DateTime64(3, 'UTC'),
+    action LowCardinality(String),
+    outcome LowCardinality(String),
+    actor String,
+    via LowCardinality(String),
+    address String,
+    calling_ae String,
+    patient_id String,
+    study_instance_uid String,
+    series_instance_uid String,
+    sop_instance_uid String,
+    detail String
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (event_id, n)
+"""
+ACCESS_COLUMNS = [
+    "event_id", "n", "occurred_at", "action", "outcome", "actor", "via", "address",
+    "calling_ae", "patient_id", "study_instance_uid", "series_instance_uid",
+    "sop_instance_uid", "detail",
+]  # fmt: skip
+
 COLUMNS = [
     "event_id", "type", "version", "occurred_at", "study_instance_uid", "series_instance_uid",
     "sop_instance_uid", "patient_id", "via", "calling_ae", "client", "size", "sha256",
@@ -79,7 +111,12 @@ def event_row(record: LogRecord) -> list[Any]:
         via, calling, client = event.via, event.calling_ae, event.client
     if isinstance(event, InstanceReceived):
         patient = event.patient_id
-    if not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
+    if isinstance(event, AccessAudited):
+        client = event.source  # the entries themselves go to audit_access
+    elif isinstance(event, SecurityEvent):
+        # About a user or key, not a patient: the subject in the SOP column, the actor as client.
+        sop, client = event_key(event), event.actor
+    elif not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         study, patient = event.study_instance_uid, event.patient_id
         sop, calling, client = _subject(event)
     return [
@@ -104,23 +141,32 @@ def _subject(event: Event) -> tuple[str, str, str]:
 
 
 def _audit_body(event: Event) -> str:
-    """The event as the audit trail keeps it: without the copied header (the catalog has it)."""
-    return event.model_dump_json(
-        exclude={"metadata"} if isinstance(event, InstanceReceived) else None
-    )
+    """The event as the audit trail keeps it: without the copied header (the catalog has it)
+    and without password hashes or key digests (auditors read this table)."""
+    exclude: Any = None
+    if isinstance(event, InstanceReceived):
+        exclude = {"metadata"}
+    elif isinstance(event, UserSaved):
+        exclude = {"user": {"password_hash"}}
+    elif isinstance(event, ApiKeyCreated):
+        exclude = {"key": {"secret_sha256"}}
+    elif isinstance(event, AccessAudited):
+        exclude = {"entries"}
+    return event.model_dump_json(exclude=exclude)
 
 
 class AuditProjection:
     """Every event on the log, one row each: the audit trail."""
 
     name = "events"
-    tables: tuple[str, ...] = ("events",)
+    tables: tuple[str, ...] = ("events", "audit_access")
 
     def __init__(self, clickhouse: ClickHouse) -> None:
         self.clickhouse = clickhouse
 
     def ensure_tables(self) -> None:
         self.clickhouse.command(EVENTS_DDL)
+        self.clickhouse.command(ACCESS_DDL)
 
     def positions(self) -> dict[int, int]:
         rows = self.clickhouse.rows(
@@ -129,16 +175,27 @@ class AuditProjection:
         return {int(p): int(o) for p, o in rows}
 
     def apply(self, records: list[LogRecord]) -> None:
+        # Accesses first: `events` holds the position, and a replay rewrites identical rows.
+        access = [
+            [event.event_id, n, *(getattr(entry, c) for c in ACCESS_COLUMNS[2:])]
+            for record in records
+            if isinstance(event := record.event, AccessAudited)
+            for n, entry in enumerate(event.entries)
+        ]
+        if access:
+            self.clickhouse.insert("audit_access", access, ACCESS_COLUMNS)
         rows = [event_row(record) for record in records]
         if rows:
             self.clickhouse.insert("events", rows, COLUMNS)
 
     def drop(self) -> None:
-        self.clickhouse.command("DROP TABLE IF EXISTS events")
+        for table in self.tables:
+            self.clickhouse.command(f"DROP TABLE IF EXISTS {table}")
 
 
 class AuditTrail:
-    """The read side of the `events` table: the audit trail and the change feed (blocking)."""
+    """The read side of the `events` and `audit_access` tables: the audit trail, the change
+    feed and who accessed what (blocking)."""
 
     def __init__(self, clickhouse: ClickHouse) -> None:
         self.clickhouse = clickhouse
@@ -189,6 +246,53 @@ class AuditTrail:
             last=changes[-1].seq if changes else since,
             done=len(rows) <= limit,
         )
+
+    def accesses(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        **filters: str | None,
+    ) -> AccessPage:
+        """Accesses, newest first, filtered by time range and by exact column values
+        (actor, patient_id, study_instance_uid, action, outcome, calling_ae)."""
+        params: dict[str, object] = {"limit": limit + 1, "offset": offset}
+        patient = filters.pop("patient_id", None)
+        where = _access_query(params, since, until, **filters)
+        if patient:
+            # A WADO of a study names only its UIDs: the catalog says whose study it is.
+            # (SQL only: the catalog's table, not its code.)
+            params["patient"] = patient
+            where.append(
+                "(patient_id = {patient:String} OR study_instance_uid IN (SELECT"
+                " study_instance_uid FROM studies FINAL WHERE patient_id = {patient:String}))"
+            )
+        fields = ACCESS_COLUMNS[2:]
+        sql = (
+            f"SELECT {', '.join(fields)} FROM audit_access FINAL"
+            f" WHERE {' AND '.join(where)}"
+            " ORDER BY occurred_at DESC, event_id, n LIMIT {limit:UInt32} OFFSET {offset:UInt32}"
+        )
+        rows = self.clickhouse.rows(sql, params)
+        entries = [AccessEntry(**dict(zip(fields, row, strict=True))) for row in rows[:limit]]
+        return AccessPage(entries=entries, offset=offset + len(entries), done=len(rows) <= limit)
+
+
+def _access_query(
+    params: dict[str, object],
+    since: datetime | None,
+    until: datetime | None,
+    **columns: str | None,
+) -> list[str]:
+    where = _equal(params, **columns)
+    if since is not None:
+        where.append("occurred_at >= {since:DateTime64(3, 'UTC')}")
+        params["since"] = since
+    if until is not None:
+        where.append("occurred_at < {until:DateTime64(3, 'UTC')}")
+        params["until"] = until
+    return where
 
 
 def _equal(params: dict[str, object], **columns: str | None) -> list[str]:

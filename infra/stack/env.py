@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, SecretStr, TypeAdapter
 
 from infra.settings import Settings
 
@@ -36,6 +36,9 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
                 # Maps go as JSON: env names are case-folded, and map keys such as AE
                 # titles are case-sensitive.
                 env[key] = json.dumps(TypeAdapter(Any).dump_python(value, mode="json"))
+            elif isinstance(value, SecretStr):
+                # Serialised, a secret is masked ('**********'): the child needs the value.
+                env[key] = value.get_secret_value()
             elif isinstance(value, bool):
                 env[key] = "true" if value else "false"
             elif value is not None:

@@ -240,8 +240,23 @@ class _Restarter:
                     proc.started_at = now
 
 
+def _print_login(settings: Settings, started_at: float) -> None:
+    """How to log in; where a generated admin password is, the first time only."""
+    login = f"http://{settings.http.host}:{settings.http.port}/login"
+    print(f"  {'Login':<12} {login} (user admin)", flush=True)
+    generated = settings.secrets_dir / "admin-password"
+    fresh = generated.exists() and generated.stat().st_mtime >= started_at
+    if settings.auth.admin_password is None and fresh:
+        print(
+            f"  A password was generated for the user admin: it is in {generated} "
+            "(readable by you only). Set PACS_AUTH__ADMIN_PASSWORD to choose one.",
+            flush=True,
+        )
+
+
 async def run_foreground(settings: Settings) -> int:
     """`pacs up`: run the node until SIGINT/SIGTERM, restarting children that die."""
+    started_at = time.time()
     stack = LocalStack(settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -275,6 +290,7 @@ async def run_foreground(settings: Settings) -> int:
         for label, url in stack.urls().items():
             print(f"  {label:<12} {url}", flush=True)
         print(f"  {'Logs':<12} {stack.log_dir}", flush=True)
+        _print_login(settings, started_at)
 
         restarter = _Restarter()
         while not stop.is_set():

@@ -18,6 +18,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
 )
 
+from infra.audit_recorder import AuditRecorder, dimse_entry, subject_of
 from infra.dicom.statuses import (
     CANCELLED,
     IDENTIFIER_MISMATCH,
@@ -28,6 +29,7 @@ from infra.dicom.statuses import (
 )
 from infra.internal_api import ApiRefused, ApiUnavailable, InternalApi
 from ingest.dimse.identifier_bytes import match_values
+from schemas.audit import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +100,63 @@ class FindHandler:
     0xA700 (refused: out of resources) and an ErrorComment saying so, never with a success
     that would pass a truncated answer off as complete."""
 
-    def __init__(self, catalog: InternalApi, max_matches: int) -> None:
+    def __init__(
+        self, catalog: InternalApi, max_matches: int, recorder: AuditRecorder | None = None
+    ) -> None:
         self.catalog = catalog
         self.max_matches = max_matches
+        self.recorder = recorder
 
     def __call__(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
         identifier: Dataset = event.identifier
         sop_class = str(event.request.AffectedSOPClassUID)
-        for status, match, level in self.answer(identifier, sop_class, lambda: event.is_cancelled):
+        answers = self.answer(identifier, sop_class, lambda: event.is_cancelled, event.assoc)
+        for status, match, level in answers:
             found = None if match is None else response_identifier(identifier, match, level)
             yield status, found
 
     def answer(
-        self, identifier: Dataset, sop_class: str, cancelled: Callable[[], bool]
+        self,
+        identifier: Dataset,
+        sop_class: str,
+        cancelled: Callable[[], bool],
+        assoc: Any = None,
     ) -> Iterator[tuple[Any, dict[str, Any] | None, str]]:
         """(status, match, level) per response: PENDING with the catalog's match, or a final
         status without one. Shared by the pynetdicom handler above and the direct responder
-        (ingest/dimse/find_responder.py), which writes the match straight to bytes."""
+        (ingest/dimse/find_responder.py), which writes the match straight to bytes. Each
+        match sent is an audit entry for the calling AE, after the last response."""
+        sent: list[dict[str, str]] = []
+        outcome: Outcome = "success"
+        try:
+            for status, match, level in self._answer(identifier, sop_class, cancelled):
+                if match is not None:
+                    sent.append(subject_of(match))
+                elif status is not PENDING and getattr(status, "Status", 0) not in (0, 0xFE00):
+                    outcome = "failure"
+                yield status, match, level
+        finally:
+            self._audit(assoc, sent, outcome, identifier)
+
+    def _audit(
+        self, assoc: Any, sent: list[dict[str, str]], outcome: Outcome, identifier: Dataset
+    ) -> None:
+        if self.recorder is None or assoc is None:
+            return
+        calling = assoc.requestor.ae_title.strip()
+        address = str(assoc.requestor.address)
+        level = str(identifier.get("QueryRetrieveLevel", ""))
+        detail = f"level {level}, {len(sent)} match(es)"
+        if not sent:
+            self.recorder.record(dimse_entry("c-find", outcome, calling, address, detail))
+        for subject in sent:
+            self.recorder.record(
+                dimse_entry("c-find", outcome, calling, address, detail, **subject)
+            )
+
+    def _answer(
+        self, identifier: Dataset, sop_class: str, cancelled: Callable[[], bool]
+    ) -> Iterator[tuple[Any, dict[str, Any] | None, str]]:
         level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
         allowed = LEVELS.get(sop_class, ())
         if level not in allowed:

@@ -28,6 +28,7 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from infra.dicom.statuses import PENDING, SUCCESS
+from ingest.dimse.access import permitted
 from ingest.dimse.find import FindHandler, response_identifier
 from ingest.dimse.identifier_bytes import command_set_bytes, identifier_bytes
 
@@ -80,6 +81,8 @@ class DirectFind:
         context = assoc._accepted_cx.get(context_id)
         if not isinstance(handler, FindHandler) or context is None:
             return False
+        if not permitted(assoc, "find"):
+            return False  # pynetdicom's path answers it: FindRouter refuses with 0x0124
         syntax = context.transfer_syntax[0]
         if syntax not in (ImplicitVRLittleEndian, ExplicitVRLittleEndian):
             return False
@@ -116,7 +119,7 @@ class DirectFind:
         cancel_req = assoc.dimse.cancel_req
         try:
             for status, match, level in handler.answer(
-                identifier, sop_class, lambda: message_id in cancel_req
+                identifier, sop_class, lambda: message_id in cancel_req, assoc
             ):
                 if not assoc.is_established:
                     return

@@ -11,6 +11,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
 
 from infra.internal_api import InternalApi
 from infra.settings import Settings
+from ingest.dimse.access import guarded
 from ingest.dimse.commitment import CommitmentHandler
 from ingest.dimse.mpps import MppsHandlers
 from ingest.dimse.server import FindRouter
@@ -27,7 +28,7 @@ def modality_handlers(
 ) -> list[Any]:
     """Handler bindings for the gateway."""
     bridge = TemporalBridge(settings.temporal, loop)
-    find.add(str(ModalityWorklistInformationFind), WorklistFindHandler(api))
+    find.add(str(ModalityWorklistInformationFind), WorklistFindHandler(api), "worklist")
     queue = settings.temporal.ingest_task_queue
     mpps = MppsHandlers(bridge, queue, settings.dicom.mpps_verify_timeout_seconds)
     commitment = CommitmentHandler(
@@ -35,8 +36,8 @@ def modality_handlers(
     )
     handlers: list[Any] = [
         (evt.EVT_C_FIND, find),
-        (evt.EVT_N_CREATE, mpps.n_create),
-        (evt.EVT_N_SET, mpps.n_set),
-        (evt.EVT_N_ACTION, commitment),
+        (evt.EVT_N_CREATE, guarded("mpps", mpps.n_create)),
+        (evt.EVT_N_SET, guarded("mpps", mpps.n_set)),
+        (evt.EVT_N_ACTION, guarded("commitment", commitment)),
     ]
     return handlers

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from pynetdicom import evt
 from pynetdicom.presentation import build_context
@@ -14,6 +14,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from infra.audit_recorder import AuditRecorder
 from infra.dicom.statuses import status_dataset
 from infra.dimse.nodelay import set_nodelay
 from infra.dimse.reactor_gate import guard_reactor
@@ -23,6 +24,7 @@ from infra.settings import RemoteAE
 from ingest.dimse.retrieve import (
     RetrieveError,
     RetrieveSource,
+    audit_retrieve,
     find_instances,
     request_identifier,
     sub_operations,
@@ -63,12 +65,24 @@ class _StoreLink:
         return accepted_syntaxes(self.assoc, sop_class) if self.assoc is not None else []
 
 
+class DestinationLookup(Protocol):
+    """Where an AE title is (a dict of RemoteAE works, as does access.Destinations)."""
+
+    def get(self, ae_title: str, /) -> RemoteAE | None: ...
+
+
 class MoveHandler:
     """EVT_C_MOVE: yields the destination, the sub-operation count, then each dataset."""
 
-    def __init__(self, remote_aes: Mapping[str, RemoteAE], source: RetrieveSource) -> None:
+    def __init__(
+        self,
+        remote_aes: DestinationLookup,
+        source: RetrieveSource,
+        recorder: AuditRecorder | None = None,
+    ) -> None:
         self.remote_aes = remote_aes
         self.source = source
+        self.recorder = recorder
 
     def __call__(self, event: Any) -> Iterator[Any]:
         destination = str(event.move_destination or "").strip()
@@ -85,6 +99,8 @@ class MoveHandler:
             log.warning(
                 "C-MOVE from %s refused with 0x%04X: %s", calling_ae, error.status, error.reason
             )
+            reason = f"0x{error.status:04X} {error.reason}"
+            audit_retrieve(self.recorder, "c-move", event.assoc, [], reason, destination)
             # pynetdicom takes a status only after the destination and a count: the
             # association it opens meanwhile is released unused.
             yield remote.host, remote.port, {"contexts": _PROBE_CONTEXTS}
@@ -99,6 +115,7 @@ class MoveHandler:
             remote.host,
             remote.port,
         )
+        audit_retrieve(self.recorder, "c-move", event.assoc, instances, "", destination)
         link = _StoreLink(originator=calling_ae)
         yield (
             remote.host,

@@ -24,6 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from infra.audit_recorder import AuditRecorder, dimse_entry
 from infra.dicom.header import validate_uid
 from infra.dicom.statuses import (
     CANCELLED,
@@ -235,3 +236,39 @@ def sub_operations(
             yield PENDING, _unsendable(instance)
             continue
         yield PENDING, dataset
+
+
+def audit_retrieve(
+    recorder: AuditRecorder | None,
+    action: str,
+    assoc: Any,
+    instances: Sequence[CatalogInstance],
+    failure: str = "",
+    destination: str = "",
+) -> None:
+    """One audit entry per series a C-MOVE/C-GET sends (or one failure with its reason)."""
+    if recorder is None:
+        return
+    calling = assoc.requestor.ae_title.strip()
+    address = str(assoc.requestor.address)
+    to = f" to {destination}" if destination else ""
+    if failure:
+        recorder.record(dimse_entry(action, "failure", calling, address, failure + to))
+        return
+    series: dict[tuple[str, str], int] = {}
+    for item in instances:
+        key = (item.study_instance_uid, item.series_instance_uid)
+        series[key] = series.get(key, 0) + 1
+    for (study, one_series), count in series.items():
+        detail = f"{count} instance(s){to}"
+        recorder.record(
+            dimse_entry(
+                action,
+                "success",
+                calling,
+                address,
+                detail,
+                study_instance_uid=study,
+                series_instance_uid=one_series,
+            )
+        )

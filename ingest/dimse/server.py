@@ -29,10 +29,12 @@ from infra.dimse.nodelay import set_nodelay
 from infra.dimse.reactor_gate import guard_reactor
 from infra.settings import DicomSettings
 from ingest.accept import Acceptor, Origin
+from ingest.dimse.access import AcceptanceHook, AccessPolicy, guarded_find
 from ingest.dimse.find import FIND_SOP_CLASSES
 from ingest.dimse.find_responder import DirectFind
 from ingest.dimse.reactor import EventDrivenReactors
 from ingest.dimse.retrieve import GET_MODELS, MOVE_MODELS
+from schemas.nodes import DimseService
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +114,23 @@ def build_ae(settings: DicomSettings) -> AE:
 
 
 class FindRouter:
-    """EVT_C_FIND is one event for every information model: route by the SOP class asked."""
+    """EVT_C_FIND is one event for every information model: route by the SOP class asked,
+    each behind the permission of its service (Q/R `find`, Modality Worklist `worklist`)."""
 
     def __init__(self) -> None:
         self.handlers: dict[str, Any] = {}
+        self.services: dict[str, DimseService] = {}
 
-    def add(self, sop_class_uid: str, handler: Any) -> None:
+    def add(self, sop_class_uid: str, handler: Any, service: DimseService = "find") -> None:
         self.handlers[sop_class_uid] = handler
+        self.services[sop_class_uid] = service
 
     def __call__(self, event: Any) -> Any:
-        handler = self.handlers.get(str(event.request.AffectedSOPClassUID))
+        sop_class = str(event.request.AffectedSOPClassUID)
+        handler = self.handlers.get(sop_class)
         if handler is None:
             return iter([(IDENTIFIER_MISMATCH, None)])
-        return handler(event)
+        return guarded_find(self.services[sop_class], handler)(event)
 
 
 class SharedSyntaxContext(PresentationContext):
@@ -170,9 +176,14 @@ def skip_unlogged_formatting() -> None:
 
 
 def start_gateway(
-    settings: DicomSettings, handlers: list[Any], find: FindRouter | None = None
+    settings: DicomSettings,
+    handlers: list[Any],
+    policy: AccessPolicy,
+    find: FindRouter | None = None,
 ) -> ThreadedAssociationServer:
     """Start listening with `handlers` (plus TCP_NODELAY); associations get their own threads.
+    Every association passes `policy` first (ingest/dimse/access.py): there is no gateway
+    without its door.
     Query/Retrieve C-FIND requests routed by `find` are answered directly (see
     ingest/dimse/find_responder.py) on event-driven associations."""
     skip_unlogged_formatting()
@@ -183,7 +194,13 @@ def start_gateway(
     if settings.event_driven_reactor:
         direct = DirectFind(find.handlers) if find is not None else None
         reactor = [(evt.EVT_CONN_OPEN, EventDrivenReactors(direct))]
-    handlers = [(evt.EVT_CONN_OPEN, set_nodelay), *reactor, (evt.EVT_ACCEPTED, _guard), *handlers]
+    handlers = [
+        (evt.EVT_CONN_OPEN, set_nodelay),
+        (evt.EVT_CONN_OPEN, AcceptanceHook(policy)),
+        *reactor,
+        (evt.EVT_ACCEPTED, _guard),
+        *handlers,
+    ]
     server = ae.make_server(
         (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
     )
@@ -203,9 +220,10 @@ async def serve_until(
     stop: asyncio.Event,
     settings: DicomSettings,
     handlers: list[Any],
+    policy: AccessPolicy,
     find: FindRouter | None = None,
 ) -> None:
-    server = start_gateway(settings, handlers, find)
+    server = start_gateway(settings, handlers, policy, find)
     try:
         await stop.wait()
     finally:

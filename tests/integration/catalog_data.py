@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -68,7 +67,7 @@ async def stored(platform: Platform) -> AsyncIterator[CatalogFixture]:
         # (the instance table alone is written before the series and study rows).
         for study in {ds.StudyInstanceUID for ds in data.all}:
             params: dict[str, Any] = {"StudyInstanceUID": study, "limit": 1000}
-            response = httpx.get(f"{platform.http}/api/changes", params=params, timeout=30)
+            response = platform.get("/api/changes", params=params, timeout=30)
             if response.status_code != 200:
                 return False
             received = {

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from infra.settings import (
+    AuthSettings,
     DicomSettings,
     HttpSettings,
     IngestSettings,
@@ -27,6 +28,7 @@ from infra.settings import (
 )
 from infra.stack import LocalStack
 from infra.temporal_client import connect_temporal
+from tests.login import login
 
 STACK_READY_TIMEOUT = 180.0
 # Added to every port base so two checkouts can run their suites side by side.
@@ -36,6 +38,8 @@ PORT_SHIFT = int(os.environ.get("PACS_TEST_PORT_SHIFT", "0"))
 # C-MOVE destinations that retrieve tests start themselves, by AE title: port offset from
 # the DICOM port (DCMTK storescp, a pynetdicom SCP, one that accepts Implicit VR LE only).
 MOVE_DESTINATIONS = {"STORESCP": 1, "PYSCP": 2, "IMPLICITSCP": 3}
+# The bootstrap admin's password (PACS_AUTH__ADMIN_PASSWORD): tests log in like any client.
+ADMIN_PASSWORD = "integration-tests-admin-password"
 
 
 def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
@@ -53,6 +57,7 @@ def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
         kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{base + 9092}"),
         s3=S3Settings(endpoint=f"127.0.0.1:{base + 8333}"),
         temporal=TemporalSettings(address=f"127.0.0.1:{base + 7233}", ui_port=base + 8233),
+        auth=AuthSettings(admin_password=ADMIN_PASSWORD),
         ingest=IngestSettings(
             stable_after_seconds=ingest.pop("stable_after_seconds", 3.0),
             orphan_after_seconds=ingest.pop("orphan_after_seconds", 20.0),
@@ -65,10 +70,32 @@ def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
 class Platform:
     settings: Settings
     stack: LocalStack
+    # The admin's Authorization header, from logging in once the platform is ready.
+    auth: dict[str, str] = field(default_factory=dict)
 
     @property
     def http(self) -> str:
         return f"http://{self.settings.http.host}:{self.settings.http.port}"
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An HTTP client of the API, logged in as admin."""
+        kwargs.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.http, headers=self.auth, **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        kwargs.setdefault("timeout", 30)
+        return httpx.AsyncClient(base_url=self.http, headers=self.auth, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        """GET `path` (relative to the API) as admin."""
+        kwargs.setdefault("timeout", 30)
+        headers = {**self.auth, **kwargs.pop("headers", {})}
+        return httpx.get(f"{self.http}{path}", headers=headers, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("timeout", 30)
+        headers = {**self.auth, **kwargs.pop("headers", {})}
+        return httpx.post(f"{self.http}{path}", headers=headers, **kwargs)
 
     @property
     def dicom(self) -> tuple[str, int]:
@@ -78,12 +105,20 @@ class Platform:
         await self.stack.start_servers()
         self.stack.start_apps()
         await self.stack.wait_ready(STACK_READY_TIMEOUT)
+        configured = self.settings.auth.admin_password
+        # Without PACS_AUTH__ADMIN_PASSWORD the platform generated one, as on a first `make up`.
+        password = (
+            configured.get_secret_value()
+            if configured is not None
+            else (self.settings.secrets_dir / "admin-password").read_text().strip()
+        )
+        self.auth = await asyncio.to_thread(login, self.http, "admin", password)
 
     def audit(self, study: str, event_type: str | None = None) -> list[dict[str, Any]]:
         params = {"StudyInstanceUID": study, "limit": 100_000}
         if event_type:
             params["type"] = event_type
-        response = httpx.get(f"{self.http}/api/audit/events", params=params, timeout=30)
+        response = self.get("/api/audit/events", params=params)
         response.raise_for_status()
         rows: list[dict[str, Any]] = response.json()
         return rows

@@ -8,7 +8,6 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
-import httpx
 import pytest
 
 from infra.multipart import build_multipart
@@ -57,8 +56,8 @@ async def test_dimse_and_stow_answer_failure_while_the_broker_hangs(
 
         (other,) = ct_series(1, size=32)
         body, boundary = build_multipart([("application/dicom", part10_bytes(other))])
-        response = httpx.post(
-            f"{platform.http}/dicom-web/studies",
+        response = platform.post(
+            "/dicom-web/studies",
             content=body,
             headers={
                 "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from typing import Any
 
-import httpx
 import pytest
 
 from infra.eventlog import EventPublisher
@@ -23,13 +22,13 @@ PER_STUDY = 200  # 4 series of 50
 
 
 def _status(platform: Platform) -> dict[str, Any]:
-    response = httpx.get(f"{platform.http}/api/admin/projections", timeout=30)
+    response = platform.get("/api/admin/projections", timeout=30)
     response.raise_for_status()
     return {p["name"]: p for p in response.json()}
 
 
 def _checksums(platform: Platform) -> dict[str, Any]:
-    response = httpx.get(f"{platform.http}/api/admin/projections/checksums", timeout=120)
+    response = platform.get("/api/admin/projections/checksums", timeout=120)
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     return result
@@ -71,8 +70,8 @@ async def test_rebuild_equals_live_at_ten_thousand_instances(platform: Platform)
     patients = sorted({e.patient_id for e in events})
 
     def all_projected() -> bool:
-        response = httpx.get(
-            f"{platform.http}/dicom-web/studies",
+        response = platform.get(
+            "/dicom-web/studies",
             params={"PatientID": "SYN*", "limit": 10_000,
                     "includefield": "NumberOfStudyRelatedInstances"},
             timeout=60,

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pydicom
 import pytest
 
@@ -77,7 +76,7 @@ async def test_sigkill_everything_mid_transfer_loses_nothing_acknowledged(
     platform.stack = LocalStack(platform.settings)
     await platform.start()
 
-    async with httpx.AsyncClient(base_url=platform.http, timeout=30) as client:
+    async with platform.async_client(timeout=30) as client:
         for uid in sorted(acknowledged):
             ds = sent[uid]
             response = await client.get(

@@ -6,7 +6,6 @@ import io
 import sys
 from pathlib import Path
 
-import httpx
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -23,11 +22,11 @@ pytestmark = pytest.mark.integration
 def fetch(platform: Platform, path: Path) -> bytes:
     """The stored object for a sent file, via WADO-RS as bare application/dicom."""
     ds = pydicom.dcmread(path, stop_before_pixels=True)
-    url = (
-        f"{platform.http}/dicom-web/studies/{ds.StudyInstanceUID}/series/"
+    instance = (
+        f"/dicom-web/studies/{ds.StudyInstanceUID}/series/"
         f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
     )
-    response = httpx.get(url, headers={"Accept": "application/dicom"}, timeout=30)
+    response = platform.get(instance, headers={"Accept": "application/dicom"}, timeout=30)
     assert response.status_code == 200, response.text
     return response.content
 
@@ -166,11 +165,11 @@ def test_compressed_syntaxes_without_sample_files_are_stored_as_sent(
     status = assoc.send_c_store(ds)
     assoc.release()
     assert status.Status == 0x0000
-    url = (
-        f"{platform.http}/dicom-web/studies/{ds.StudyInstanceUID}/series/"
+    instance = (
+        f"/dicom-web/studies/{ds.StudyInstanceUID}/series/"
         f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
     )
-    response = httpx.get(url, headers={"Accept": "application/dicom"}, timeout=30)
+    response = platform.get(instance, headers={"Accept": "application/dicom"}, timeout=30)
     assert response.status_code == 200
     stored = pydicom.dcmread(io.BytesIO(response.content))
     assert stored.file_meta.TransferSyntaxUID == syntax

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -160,10 +159,10 @@ async def test_an_enhanced_ct_of_2000_frames_is_accepted_and_its_header_served(
     assert status.Status == 0x0000, status
 
     study, series = ds.StudyInstanceUID, ds.SeriesInstanceUID
-    url = f"{platform.http}/dicom-web/studies/{study}/series/{series}/metadata"
+    metadata = f"/dicom-web/studies/{study}/series/{series}/metadata"
 
     def served() -> list[dict[str, Any]] | None:
-        response = httpx.get(url, timeout=60)
+        response = platform.get(metadata, timeout=60)
         return response.json() if response.status_code == 200 else None
 
     (instance,) = await eventually(served, timeout=60)

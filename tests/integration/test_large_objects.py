@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydicom
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -78,8 +77,8 @@ def send_stow(platform: Platform, path: Path) -> None:
                 yield chunk
         yield tail
 
-    response = httpx.post(
-        f"{platform.http}/dicom-web/studies",
+    response = platform.post(
+        "/dicom-web/studies",
         content=body(),
         headers={
             "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
@@ -169,13 +168,16 @@ async def test_large_multiframe_is_archived_verified_first_time_and_retrieved_un
     assert not (platform.settings.spool_dir / "landing" / study).exists(), "landing not drained"
 
     # WADO-RS answers the archived bytes, byte for byte.
-    url = (
-        f"{platform.http}/dicom-web/studies/{study}/series/{header.SeriesInstanceUID}"
+    instance = (
+        f"/dicom-web/studies/{study}/series/{header.SeriesInstanceUID}"
         f"/instances/{header.SOPInstanceUID}"
     )
     retrieved = hashlib.sha256()
     accept = {"Accept": "application/dicom; transfer-syntax=*"}
-    with httpx.stream("GET", url, headers=accept, timeout=300) as response:
+    with (
+        platform.client(timeout=300) as api,
+        api.stream("GET", instance, headers=accept) as response,
+    ):
         assert response.status_code == 200
         for chunk in response.iter_bytes(1 << 20):
             retrieved.update(chunk)

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -82,7 +81,7 @@ def schedule(node: Platform, **fields: Any) -> dict[str, Any]:
         "scheduled_step": step,
         **fields,
     }
-    response = httpx.post(f"{node.http}/api/worklist", json=body, timeout=30)
+    response = node.post("/api/worklist", json=body, timeout=30)
     assert response.status_code == 201, response.text
     item: dict[str, Any] = response.json()
     return item
@@ -115,15 +114,16 @@ async def test_findscu_worklist_returns_exactly_the_matching_items(
     c = schedule(node, step_id="C", station="MR1", modality="MR", date="2024-03-05")
     d = schedule(node, step_id="D", station="CT1", modality="CT", date="2024-03-06")
     e = schedule(node, step_id="E", station="CT2", modality="CT", date="2024-03-05")
-    cancelled = httpx.delete(f"{node.http}/api/worklist/{d['item_id']}", timeout=30)
-    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    moved = {k: v for k, v in e.items() if k not in ("item_id", "status")}
-    moved["scheduled_step"] = {
-        **e["scheduled_step"],
-        "station_ae_title": "CT1",
-        "start_date": "2024-03-07",
-    }
-    updated = httpx.put(f"{node.http}/api/worklist/{e['item_id']}", json=moved, timeout=30)
+    with node.client(timeout=30) as api:
+        cancelled = api.delete(f"/api/worklist/{d['item_id']}")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        moved = {k: v for k, v in e.items() if k not in ("item_id", "status")}
+        moved["scheduled_step"] = {
+            **e["scheduled_step"],
+            "station_ae_title": "CT1",
+            "start_date": "2024-03-07",
+        }
+        updated = api.put(f"/api/worklist/{e['item_id']}", json=moved)
     assert updated.status_code == 200, updated.text
 
     found = findscu(
@@ -230,7 +230,7 @@ async def test_mpps_create_complete_then_refused_and_linked_to_the_worklist(node
         assoc.release()
 
     def verified() -> dict[str, Any] | None:
-        view: dict[str, Any] = httpx.get(f"{node.http}/api/mpps/{uid}", timeout=30).json()
+        view: dict[str, Any] = node.get(f"/api/mpps/{uid}", timeout=30).json()
         return view if view.get("verification") else None
 
     view = await eventually(verified, timeout=90)
@@ -246,7 +246,7 @@ async def test_mpps_create_complete_then_refused_and_linked_to_the_worklist(node
         timeout=30,
     )
     assert types == ["pacs.mpps.created", "pacs.mpps.completed", "pacs.mpps.verified"]
-    assert httpx.get(f"{node.http}/api/mpps/{generate_uid()}", timeout=30).status_code == 404
+    assert node.get(f"/api/mpps/{generate_uid()}", timeout=30).status_code == 404
 
 
 def _mpps_send(node: Platform, send: Any) -> int:
@@ -310,11 +310,9 @@ async def test_a_performed_step_shows_started_then_leaves_the_worklist(
     assert sent == 0x0000
     await shows()  # no longer offered
 
-    shown = httpx.get(f"{node.http}/api/worklist/{item['item_id']}", timeout=30).json()
+    shown = node.get(f"/api/worklist/{item['item_id']}", timeout=30).json()
     assert shown["step_status"] == outcome and shown["performed_procedure_steps"] == [uid]
-    listed = httpx.get(
-        f"{node.http}/api/worklist", params={"station_ae_title": station}, timeout=30
-    )
+    listed = node.get("/api/worklist", params={"station_ae_title": station}, timeout=30)
     assert listed.json() == []
     # A RIS asking for finished steps by status still finds it.
     assert worklist(status=outcome) == [(accession, outcome)]
@@ -461,8 +459,8 @@ async def test_commitment_report_on_a_new_association_when_the_requester_left(
     events = await eventually(
         lambda: [
             e
-            for e in httpx.get(
-                f"{node.http}/api/audit/events",
+            for e in node.get(
+                "/api/audit/events",
                 params={"type": "pacs.commitment.reported"},
                 timeout=30,
             ).json()

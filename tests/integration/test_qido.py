@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import httpx
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
@@ -19,7 +18,7 @@ __all__ = ["stored"]  # the module-scoped fixture
 
 
 def _get(platform: Platform, path: str, **params: Any) -> list[dict[str, Any]]:
-    response = httpx.get(f"{platform.http}{path}", params=params, timeout=30)
+    response = platform.get(path, params=params, timeout=30)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/dicom+json")
     rows: list[dict[str, Any]] = response.json()
@@ -96,8 +95,8 @@ def test_limit_and_offset_page_through_every_match(
     seen: list[str] = []
     offset = 0
     while True:
-        response = httpx.get(
-            f"{platform.http}{path}",
+        response = platform.get(
+            path,
             params={"PatientID": f"*{stored.token}", "limit": size, "offset": offset},
             timeout=30,
         )
@@ -116,20 +115,19 @@ def test_limit_and_offset_page_through_every_match(
 
 def test_bad_queries_get_400_with_a_reason(platform: Platform, stored: CatalogFixture) -> None:
     for params in ({"StudyDate": "2025"}, {"limit": "ten"}, {"NoSuchKey": "1"}):
-        response = httpx.get(f"{platform.http}/dicom-web/studies", params=params)
+        response = platform.get("/dicom-web/studies", params=params)
         assert response.status_code == 400, params
         assert response.json()["detail"]
-    response = httpx.get(f"{platform.http}/dicom-web/studies/not-a-uid/series")
+    response = platform.get("/dicom-web/studies/not-a-uid/series")
     assert response.status_code == 400
 
 
 def test_series_metadata_is_the_stored_header(platform: Platform, stored: CatalogFixture) -> None:
     first = stored.alice[0]
-    url = (
-        f"{platform.http}/dicom-web/studies/{first.StudyInstanceUID}"
-        f"/series/{first.SeriesInstanceUID}/metadata"
+    metadata = (
+        f"/dicom-web/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}/metadata"
     )
-    response = httpx.get(url)
+    response = platform.get(metadata)
     assert response.status_code == 200
     items = response.json()
     assert [item["00200013"]["Value"][0] for item in items] == [1, 2, 3]
@@ -142,14 +140,14 @@ def test_series_metadata_is_the_stored_header(platform: Platform, stored: Catalo
         f"{platform.http}/dicom-web/studies/{first.StudyInstanceUID}/series/"
         f"{first.SeriesInstanceUID}/instances/{first.SOPInstanceUID}/bulkdata/7FE00010"
     )
-    missing = httpx.get(url.replace(first.SeriesInstanceUID, "1.2.3.4"))
+    missing = platform.get(metadata.replace(first.SeriesInstanceUID, "1.2.3.4"))
     assert missing.status_code == 404
 
 
 def test_dicomweb_client_searches_and_reads_metadata(
     platform: Platform, stored: CatalogFixture
 ) -> None:
-    client = DICOMwebClient(url=f"{platform.http}/dicom-web")
+    client = DICOMwebClient(url=f"{platform.http}/dicom-web", headers=platform.auth)
     bob = stored.bob[0]
     studies = client.search_for_studies(search_filters={"PatientID": bob.PatientID})
     assert [s["0020000D"]["Value"][0] for s in studies] == [bob.StudyInstanceUID]
@@ -162,12 +160,12 @@ def test_dicomweb_client_searches_and_reads_metadata(
 async def test_a_listed_change_is_already_queryable(platform: Platform) -> None:
     """The documented way to wait after a store: follow /api/changes, then query."""
     (ds,) = list(ct_series(1, size=8, patient_id="CHANGES-FEED"))
-    start = httpx.get(f"{platform.http}/api/changes", params={"limit": 1}).json()
+    start = platform.get("/api/changes", params={"limit": 1}).json()
     assert send_all(platform.dicom, [ds], [], threading.Lock()) == []
 
     def listed() -> list[dict[str, Any]]:
-        page = httpx.get(
-            f"{platform.http}/api/changes",
+        page = platform.get(
+            "/api/changes",
             params={"SOPInstanceUID": ds.SOPInstanceUID, "since": -1},
         ).json()
         changes: list[dict[str, Any]] = page["changes"]

@@ -50,7 +50,9 @@ def destination_port(platform: Platform, title: str) -> int:
 
 
 async def wait_in_catalog(platform: Platform, study: str, count: int) -> None:
-    catalog = InternalApi(api_base_url(platform.settings))
+    # The internal routes want credentials too: the admin's token, from logging in.
+    token = platform.auth["Authorization"].removeprefix("Bearer ")
+    catalog = InternalApi(api_base_url(platform.settings), lambda: token)
     query = InstanceQuery(study_instance_uids=[study])
     try:
         await eventually(lambda: len(catalog.instances(query)) == count, timeout=60)

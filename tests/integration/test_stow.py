@@ -19,9 +19,9 @@ FAILED = "00081198"
 
 def stow(platform: Platform, bodies: list[bytes], study: str | None = None) -> httpx.Response:
     body, boundary = build_multipart(("application/dicom", b) for b in bodies)
-    url = f"{platform.http}/dicom-web/studies" + (f"/{study}" if study else "")
-    return httpx.post(
-        url,
+    path = "/dicom-web/studies" + (f"/{study}" if study else "")
+    return platform.post(
+        path,
         content=body,
         headers={
             "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
@@ -64,8 +64,8 @@ def test_study_mismatch_is_refused_with_409(platform: Platform) -> None:
 
 
 def test_wrong_media_type_is_415(platform: Platform) -> None:
-    response = httpx.post(
-        f"{platform.http}/dicom-web/studies",
+    response = platform.post(
+        "/dicom-web/studies",
         content=b"{}",
         headers={"Content-Type": "application/json"},
     )
@@ -74,7 +74,7 @@ def test_wrong_media_type_is_415(platform: Platform) -> None:
 
 
 def test_dicomweb_client_stores_and_retrieves(platform: Platform) -> None:
-    client = DICOMwebClient(url=f"{platform.http}/dicom-web")
+    client = DICOMwebClient(url=f"{platform.http}/dicom-web", headers=platform.auth)
     datasets = list(ct_series(3, size=64))
     client.store_instances(datasets)
     for ds in datasets:
@@ -85,5 +85,5 @@ def test_dicomweb_client_stores_and_retrieves(platform: Platform) -> None:
 
 def test_unknown_instance_is_404(platform: Platform) -> None:
     uid = generate_uid()
-    response = httpx.get(f"{platform.http}/dicom-web/studies/{uid}/series/{uid}/instances/{uid}")
+    response = platform.get(f"/dicom-web/studies/{uid}/series/{uid}/instances/{uid}")
     assert response.status_code == 404

@@ -40,9 +40,7 @@ def post(platform: Platform, body: StreamedBody, declare_length: bool) -> httpx.
     headers = {"Content-Type": body.content_type, "Accept": "application/dicom+json"}
     if declare_length:
         headers["Content-Length"] = str(len(body))
-    return httpx.post(
-        f"{platform.http}/dicom-web/studies", content=iter(body), headers=headers, timeout=120
-    )
+    return platform.post("/dicom-web/studies", content=iter(body), headers=headers, timeout=120)
 
 
 def ct_files(folder: Path, count: int) -> tuple[str, list[Path]]:

@@ -8,7 +8,6 @@ import sys
 import threading
 from typing import Any
 
-import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
@@ -86,8 +85,9 @@ async def test_identical_resend_is_a_no_op_and_different_bytes_are_rejected(
     assert len(received) == 2, "a re-sent identical instance is announced once"
 
 
-def _projection(status_url: str, name: str) -> dict[str, Any]:
-    (status,) = [p for p in httpx.get(status_url).json() if p["name"] == name]
+def _projection(platform: Platform, name: str) -> dict[str, Any]:
+    projections = platform.get("/api/admin/projections").json()
+    (status,) = [p for p in projections if p["name"] == name]
     return dict(status)
 
 
@@ -101,8 +101,7 @@ async def test_audit_projection_rebuilds_from_offset_zero(platform: Platform) ->
         return rows if [r["type"] for r in rows].count("pacs.instance.received") == 5 else None
 
     before = await eventually(received_all, timeout=30)
-    status_url = f"{platform.http}/api/admin/projections"
-    status = _projection(status_url, "events")
+    status = _projection(platform, "events")
     env = {**os.environ, **settings_to_env(platform.settings)}
     result = subprocess.run(
         [sys.executable, "-m", "apps.cli", "projections", "rebuild"],
@@ -111,7 +110,7 @@ async def test_audit_projection_rebuilds_from_offset_zero(platform: Platform) ->
     assert result.returncode == 0, result.stderr
 
     def rebuilt() -> bool:
-        now = _projection(status_url, "events")
+        now = _projection(platform, "events")
         if now["rebuilds"] != status["rebuilds"] + 1:
             return False
         rows = platform.audit(study)

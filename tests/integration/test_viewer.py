@@ -1,12 +1,15 @@
 """The OHIF viewer at /viewer opens a CT study stored through DIMSE (Debian chromium, headless).
 
-A radiologist's path: the study list shows the study, clicking it and launching the basic
-viewer renders the image; every request the viewer made to our server succeeded.
+A radiologist's path: log in on the login page (or, behind a proxy that authenticates, every
+request carries a bearer token), the study list shows the study, clicking it and launching
+the basic viewer renders the image; every request the viewer made to our server succeeded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +25,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from tests.dicom_factory import ct_series, write_series
-from tests.integration.conftest import Platform, eventually, run
+from tests.integration.conftest import ADMIN_PASSWORD, Platform, eventually, run
 
 pytestmark = pytest.mark.integration
 
@@ -110,11 +113,25 @@ async def viewport_pixels(page: Page) -> np.ndarray[Any, np.dtype[np.float64]]:
     return pixels[top : top + side, left : left + side]
 
 
-async def open_study(page: Page, origin: str, study_uid: str) -> np.ndarray[Any, Any]:
+async def log_in(page: Page, origin: str, target: str) -> None:
+    """The login page, as a user fills it in; it sends the browser on to `target`."""
+    await page.goto(f"{origin}{target}")
+    await page.wait_for_url(re.compile(r"/login\?next="))
+    await page.get_by_label("User name").fill("admin")
+    await page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(re.compile(re.escape(f"{origin}{target}") + "$"))
+
+
+async def open_study(page: Page, origin: str, study_uid: str, login: bool) -> np.ndarray[Any, Any]:
     """Study list → click the study → Basic Viewer; the viewport's pixels once it has drawn."""
     # The list filtered by patient ID (OHIF's `mrn` URL filter, a QIDO wildcard query), as a
     # user would type it: a long test session may hold more studies than the first page.
-    await page.goto(f"{origin}/viewer?mrn={PATIENT_ID}")
+    study_list = f"/viewer?mrn={PATIENT_ID}"
+    if login:
+        await log_in(page, origin, study_list)
+    else:
+        await page.goto(f"{origin}{study_list}")
     row = page.locator("tr", has_text=SHOWN_NAME).first
     await row.wait_for(state="visible")
     await dismiss_if_shown(page, "Confirm and hide")
@@ -137,7 +154,9 @@ async def test_viewer_opens_a_ct_study_stored_through_dimse(
     platform: Platform, dcmtk: None, chromium: str, tmp_path: Path
 ) -> None:
     async with httpx.AsyncClient() as http:
-        viewer = await http.get(f"{platform.http}/viewer", timeout=10)
+        anonymous = await http.get(f"{platform.http}/viewer", timeout=10)
+        viewer = await http.get(f"{platform.http}/viewer", headers=platform.auth, timeout=10)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login?next=/viewer"
     assert viewer.status_code == 200, f"/viewer answered {viewer.status_code}: {viewer.text}"
 
     files = write_series(tmp_path / "ct", gradient_series())
@@ -151,10 +170,9 @@ async def test_viewer_opens_a_ct_study_stored_through_dimse(
 
     async def listed() -> bool:
         nonlocal last_answer
-        async with httpx.AsyncClient() as http:
-            response = await http.get(
-                f"{platform.http}/dicom-web/studies", params={"StudyInstanceUID": study_uid}
-            )
+        response = await asyncio.to_thread(
+            platform.get, "/dicom-web/studies", params={"StudyInstanceUID": study_uid}
+        )
         last_answer = f"{response.status_code} {response.text[:300]}"
         return response.status_code == 200 and len(response.json()) == 1
 
@@ -163,6 +181,15 @@ async def test_viewer_opens_a_ct_study_stored_through_dimse(
     except AssertionError:
         pytest.fail(f"QIDO never listed study {study_uid}; last answer: {last_answer}")
 
+    # Logged in on the login page (a session cookie), then as a client whose every request
+    # carries the bearer token (what an authenticating proxy in front of the viewer does).
+    for mode in ("login", "bearer"):
+        await _view_study(platform, chromium, tmp_path / mode, study_uid, login=mode == "login")
+
+
+async def _view_study(
+    platform: Platform, chromium: str, tmp_path: Path, study_uid: str, login: bool
+) -> None:
     requests = OurRequests(platform.http)
     screenshot = tmp_path / "viewer.png"
     async with async_playwright() as playwright:
@@ -172,13 +199,14 @@ async def test_viewer_opens_a_ct_study_stored_through_dimse(
             headless=True,
             args=CHROMIUM_FLAGS,
             viewport={"width": 1280, "height": 800},
+            extra_http_headers=None if login else platform.auth,
         )
         page = context.pages[0] if context.pages else await context.new_page()
         page.on("response", requests.on_response)
         page.on("requestfailed", requests.on_failed)
         page.set_default_timeout(UI_TIMEOUT_MS)
         try:
-            pixels = await open_study(page, platform.http, study_uid)
+            pixels = await open_study(page, platform.http, study_uid, login)
         except (PlaywrightError, AssertionError) as exc:
             stuck: BaseException | None = exc
         else:
@@ -186,18 +214,19 @@ async def test_viewer_opens_a_ct_study_stored_through_dimse(
         finally:
             await page.screenshot(path=str(screenshot))
             await context.close()
+    how = "after login" if login else "with a bearer token"
     if stuck is not None:
         failed = "\n".join(requests.failed) or "none"
         pytest.fail(
-            f"the viewer did not show the study: {stuck}\n"
+            f"the viewer did not show the study {how}: {stuck}\n"
             f"failed requests to our server:\n{failed}\nscreenshot: {screenshot}"
         )
 
     quarter = pixels.shape[1] // 4
     left, right = pixels[:, :quarter].mean(), pixels[:, -quarter:].mean()
     assert right > left + 40, (
-        f"viewport does not show the left-to-right ramp (left {left:.0f}, right {right:.0f}); "
-        f"see {screenshot}"
+        f"viewport {how} does not show the left-to-right ramp (left {left:.0f}, "
+        f"right {right:.0f}); see {screenshot}"
     )
     assert any("/frames/" in url for url in requests.seen), "the viewer fetched no frames"
     assert not requests.failed, "requests to our server failed:\n" + "\n".join(requests.failed)

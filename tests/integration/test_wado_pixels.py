@@ -72,13 +72,11 @@ async def stored(
         ["storescu", "-aec", platform.settings.dicom.ae_title, host, str(port), *map(str, files)]
     )
     assert result.returncode == 0, result.stderr
-    client = DICOMwebClient(url=f"{platform.http}/dicom-web")
+    client = DICOMwebClient(url=f"{platform.http}/dicom-web", headers=platform.auth)
     client.store_instances([*data.jpeg_ls, data.rle_multiframe])
 
     def all_listed() -> bool:
-        response = httpx.get(
-            f"{platform.http}/dicom-web/studies/{data.study}/instances", timeout=30
-        )
+        response = platform.get(f"/dicom-web/studies/{data.study}/instances", timeout=30)
         return response.status_code == 200 and len(response.json()) == 6
 
     await eventually(all_listed, timeout=30, interval=0.2)
@@ -95,7 +93,7 @@ def _parts(response: httpx.Response) -> list[tuple[str, bytes]]:
 def test_dicomweb_client_retrieves_a_series_as_stored(
     platform: Platform, stored: PixelStudy
 ) -> None:
-    client = DICOMwebClient(url=f"{platform.http}/dicom-web")
+    client = DICOMwebClient(url=f"{platform.http}/dicom-web", headers=platform.auth)
     first = stored.native[0]
     got = client.retrieve_series(first.StudyInstanceUID, first.SeriesInstanceUID)
     assert sorted(ds.InstanceNumber for ds in got) == [1, 2, 3]
@@ -107,8 +105,8 @@ def test_series_transcoded_to_explicit_le_on_request(
     platform: Platform, stored: PixelStudy
 ) -> None:
     first = stored.jpeg_ls[0]
-    response = httpx.get(
-        f"{platform.http}/dicom-web/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}",
+    response = platform.get(
+        f"/dicom-web/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}",
         headers={
             "Accept": 'multipart/related; type="application/dicom"; '
             "transfer-syntax=1.2.840.10008.1.2.1"
@@ -125,14 +123,14 @@ def test_series_transcoded_to_explicit_le_on_request(
 
 
 def test_study_retrieve_and_unknown_study(platform: Platform, stored: PixelStudy) -> None:
-    response = httpx.get(f"{platform.http}/dicom-web/studies/{stored.study}", timeout=60)
+    response = platform.get(f"/dicom-web/studies/{stored.study}", timeout=60)
     assert len(_parts(response)) == 6
-    missing = httpx.get(f"{platform.http}/dicom-web/studies/1.2.3.999999", timeout=30)
+    missing = platform.get("/dicom-web/studies/1.2.3.999999", timeout=30)
     assert missing.status_code == 404
 
 
 def test_dicomweb_client_frames_decompressed(platform: Platform, stored: PixelStudy) -> None:
-    client = DICOMwebClient(url=f"{platform.http}/dicom-web")
+    client = DICOMwebClient(url=f"{platform.http}/dicom-web", headers=platform.auth)
     ds = stored.jpeg_ls[1]
     (frame,) = client.retrieve_instance_frames(
         ds.StudyInstanceUID,
@@ -147,8 +145,8 @@ def test_dicomweb_client_frames_decompressed(platform: Platform, stored: PixelSt
 def test_ohif_frames_request_gets_stored_encodings(platform: Platform, stored: PixelStudy) -> None:
     jls = stored.jpeg_ls[0]
     (part,) = _parts(
-        httpx.get(
-            f"{platform.http}{stored.url(jls)}/frames/1",
+        platform.get(
+            f"{stored.url(jls)}/frames/1",
             headers={"Accept": OHIF_FRAMES},
             timeout=30,
         )
@@ -156,8 +154,8 @@ def test_ohif_frames_request_gets_stored_encodings(platform: Platform, stored: P
     assert part[0] == "image/jls; transfer-syntax=1.2.840.10008.1.2.4.80"
     native = stored.native[0]
     (part,) = _parts(
-        httpx.get(
-            f"{platform.http}{stored.url(native)}/frames/1",
+        platform.get(
+            f"{stored.url(native)}/frames/1",
             headers={"Accept": OHIF_FRAMES},
             timeout=30,
         )
@@ -166,14 +164,14 @@ def test_ohif_frames_request_gets_stored_encodings(platform: Platform, stored: P
     assert part[1] == native.PixelData
     rle = stored.rle_multiframe
     parts = _parts(
-        httpx.get(
-            f"{platform.http}{stored.url(rle)}/frames/1,2",
+        platform.get(
+            f"{stored.url(rle)}/frames/1,2",
             headers={"Accept": OHIF_FRAMES},
             timeout=30,
         )
     )
     assert [p[0] for p in parts] == ["image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5"] * 2
-    bad = httpx.get(f"{platform.http}{stored.url(rle)}/frames/3", timeout=30)
+    bad = platform.get(f"{stored.url(rle)}/frames/3", timeout=30)
     assert bad.status_code == 404 and "2 frame" in bad.json()["detail"]
 
 
@@ -181,15 +179,15 @@ def test_pixel_bulkdata_uri_from_the_metadata_serves_the_frames(
     platform: Platform, stored: PixelStudy
 ) -> None:
     ds = stored.native[1]
-    response = httpx.get(f"{platform.http}{stored.url(ds)}/metadata", timeout=30)
+    response = platform.get(f"{stored.url(ds)}/metadata", timeout=30)
     uri = response.json()[0]["7FE00010"]["BulkDataURI"]
     assert uri == f"{platform.http}{stored.url(ds)}/bulkdata/7FE00010"
-    (part,) = _parts(httpx.get(uri, timeout=30))
+    (part,) = _parts(httpx.get(uri, headers=platform.auth, timeout=30))
     assert part[1] == ds.PixelData
 
 
 def test_dicomweb_client_rendered_and_thumbnails(platform: Platform, stored: PixelStudy) -> None:
-    client = DICOMwebClient(url=f"{platform.http}/dicom-web")
+    client = DICOMwebClient(url=f"{platform.http}/dicom-web", headers=platform.auth)
     ds = stored.jpeg_ls[0]
     jpeg = client.retrieve_instance_rendered(
         ds.StudyInstanceUID,
@@ -207,7 +205,7 @@ def test_dicomweb_client_rendered_and_thumbnails(platform: Platform, stored: Pix
         f"/dicom-web/studies/{stored.study}/series/{rle.SeriesInstanceUID}/thumbnail",
         f"{stored.url(rle)}/frames/2/rendered",
     ):
-        response = httpx.get(f"{platform.http}{path}", timeout=30)
+        response = platform.get(path, timeout=30)
         assert response.status_code == 200, (path, response.text)
         assert response.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(response.content)).size[0] <= 128 or "rendered" in path
@@ -221,8 +219,8 @@ def test_wado_uri_and_cors(platform: Platform, stored: PixelStudy) -> None:
         "seriesUID": ds.SeriesInstanceUID,
         "objectUID": ds.SOPInstanceUID,
     }
-    response = httpx.get(
-        f"{platform.http}/wado",
+    response = platform.get(
+        "/wado",
         params={**params, "contentType": "image/png", "rows": "32"},
         headers={"Origin": "http://localhost:3000"},
         timeout=30,
@@ -230,9 +228,7 @@ def test_wado_uri_and_cors(platform: Platform, stored: PixelStudy) -> None:
     assert response.status_code == 200
     assert Image.open(io.BytesIO(response.content)).size == (32, 32)
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
-    dicom = httpx.get(
-        f"{platform.http}/wado", params={**params, "contentType": "application/dicom"}, timeout=30
-    )
+    dicom = platform.get("/wado", params={**params, "contentType": "application/dicom"}, timeout=30)
     assert pydicom.dcmread(io.BytesIO(dicom.content)).SOPInstanceUID == ds.SOPInstanceUID
-    bad = httpx.get(f"{platform.http}/wado", params={**params, "requestType": "X"}, timeout=30)
+    bad = platform.get("/wado", params={**params, "requestType": "X"}, timeout=30)
     assert bad.status_code == 400 and "requestType" in bad.json()["detail"]

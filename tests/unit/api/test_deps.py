@@ -3,16 +3,13 @@ answers the same way (503 with the same reason), whatever the route."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import cast
-
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.deps import Services
 from api.dicomweb import metadata, qido, wado
 from api.rest import admin, audit, changes, internal, worklist
+from tests.unit.api.auth import ADMIN, stand_in_services
 
 # (method, path, body) of routes backed by each read model.
 ROUTES = [
@@ -36,11 +33,8 @@ def client() -> TestClient:
     for module in (qido, metadata, wado, internal, worklist, audit, changes, admin):
         app.include_router(module.router)
     # A process that owns no read model: the gateway-side shape of the API.
-    app.state.services = cast(
-        Services,
-        SimpleNamespace(catalog=None, worklist=None, audit=None, projector=None, clickhouse=None),
-    )
-    return TestClient(app)
+    app.state.services = stand_in_services()
+    return TestClient(app, headers=ADMIN)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from api.app import create_app
 from infra.settings import Settings
+from tests.unit.api.auth import ADMIN, authenticator
 
 INDEX = (
     '<!doctype html><html><head><script>window.PUBLIC_URL="/"</script>'
@@ -43,7 +45,10 @@ def dist(tmp_path: Path) -> Path:
 
 def client(viewer_dir: Path) -> httpx.AsyncClient:
     app = create_app(Settings(viewer_dir=viewer_dir), run_projectors=False)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pacs")
+    app.state.services = SimpleNamespace(authenticator=authenticator(), recorder=None)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://pacs", headers=ADMIN
+    )
 
 
 async def test_index_is_rewritten_for_viewer_prefix(dist: Path) -> None:
@@ -60,6 +65,19 @@ async def test_index_is_rewritten_for_viewer_prefix(dist: Path) -> None:
             assert 'src="/viewer/app.bundle.0f6159c501addfe9.js"' in html
             assert 'href="/viewer/assets/favicon.ico"' in html
             assert 'src="https://cdn.example/x.js"' in html
+
+
+async def test_pages_send_a_browser_without_a_login_to_the_login_page(dist: Path) -> None:
+    async with client(dist) as http:
+        anonymous = {"Authorization": ""}
+        for path in ("/viewer", "/viewer/viewer?StudyInstanceUIDs=1.2.3", "/viewer/index.html"):
+            response = await http.get(path, headers=anonymous)
+            assert response.status_code == 303, path
+            assert response.headers["location"].startswith("/login?next=/viewer")
+        # The app's code and our config are not PHI: they load without a login.
+        assert (await http.get("/viewer/app-config.js", headers=anonymous)).status_code == 200
+        shown = await http.get("/viewer/viewer?StudyInstanceUIDs=1.2.3", headers=anonymous)
+        assert shown.headers["location"] == "/login?next=/viewer/viewer%3FStudyInstanceUIDs%3D1.2.3"
 
 
 async def test_app_config_points_ohif_at_our_dicomweb_root(dist: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,12 +18,14 @@ from fastapi import FastAPI
 
 from api.deps import Services
 from api.dicomweb import stow
+from api.identity import Authenticator
 from infra.multipart import build_multipart
 from infra.settings import HttpSettings, IngestSettings, Settings
 from infra.storage.landing import SpoolLanding
 from ingest import stow as ingest_stow
 from ingest.accept import Acceptor, Origin, Outcome
 from tests.dicom_factory import ct_series, part10_bytes
+from tests.unit.api.auth import ADMIN, authenticator
 from tests.unit.ingest.test_accept import FakeArchive, FakePublisher
 
 REFERENCED = "00081199"
@@ -63,7 +65,10 @@ async def make_node(tmp_path: Path) -> AsyncIterator[Any]:
         settings = Settings(http=HttpSettings(**http))
         app.state.services = cast(Services, _Services(settings, acceptor))
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://pacs", timeout=30
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://pacs",
+            timeout=30,
+            headers=ADMIN,
         )
         clients.append(client)
         return Node(client, acceptor, publisher, landing)
@@ -77,6 +82,8 @@ async def make_node(tmp_path: Path) -> AsyncIterator[Any]:
 class _Services:
     settings: Settings
     acceptor: Acceptor
+    authenticator: Authenticator = field(default_factory=authenticator)
+    recorder: None = None
 
 
 def headers(boundary: str, **extra: str) -> dict[str, str]:

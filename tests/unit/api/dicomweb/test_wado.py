@@ -29,6 +29,7 @@ from infra.settings import Settings
 from infra.storage.archive import archive_key
 from schemas.catalog import CatalogInstance, InstanceQuery
 from tests.dicom_factory import ct_dataset, part10_bytes
+from tests.unit.api.auth import ADMIN, authenticator
 
 OCTET_ANY = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 
@@ -88,8 +89,10 @@ class Server:
         app = FastAPI()
         for module in (wado, frames, rendered, wado_uri):
             app.include_router(module.router)
+        self.authenticator = authenticator()
+        self.recorder = None  # no audit trail in these tests
         app.state.services = cast(Services, self)
-        self.client = TestClient(app)
+        self.client = TestClient(app, headers=ADMIN)
 
     @property
     def landing(self) -> MemoryStore:

@@ -28,6 +28,7 @@ from infra.settings import DicomSettings
 from ingest.dimse.find import FIND_SOP_CLASSES, FindHandler
 from ingest.dimse.reactor import EventDrivenAssociation, EventDrivenDUL
 from ingest.dimse.server import FindRouter, _shutdown, start_gateway
+from tests.unit.ingest.dimse.access import LOOPBACK_ONLY
 
 FIND = StudyRootQueryRetrieveInformationModelFind
 
@@ -77,7 +78,9 @@ class Gateway:
             port=0, event_driven_reactor=event_driven, network_timeout_seconds=network_timeout
         )
         handlers = [(evt.EVT_C_FIND, self.router)]
-        self.server: ThreadedAssociationServer = start_gateway(settings, handlers, self.router)
+        self.server: ThreadedAssociationServer = start_gateway(
+            settings, handlers, LOOPBACK_ONLY, self.router
+        )
         self.port = self.server.server_address[1]
 
     def close(self) -> None:
@@ -111,7 +114,7 @@ def _find(
     ae = AE(ae_title="FINDSCU")
     ae.maximum_pdu_size = max_pdu
     ae.add_requested_context(FIND, [syntax])
-    assoc = ae.associate("127.0.0.1", port)
+    assoc = ae.associate("127.0.0.1", port, ae_title="PACS")
     assert assoc.is_established
     responses = []
     try:
@@ -198,7 +201,7 @@ def test_event_driven_association_times_out_and_releases() -> None:
     try:
         ae = AE(ae_title="IDLE")
         ae.add_requested_context(FIND)
-        assoc = ae.associate("127.0.0.1", gateway.port)
+        assoc = ae.associate("127.0.0.1", gateway.port, ae_title="PACS")
         assert assoc.is_established
         (accepted,) = gateway.server.active_associations
         assert isinstance(accepted, EventDrivenAssociation)
@@ -208,7 +211,7 @@ def test_event_driven_association_times_out_and_releases() -> None:
             time.sleep(0.05)
         assert assoc.is_aborted
 
-        again = ae.associate("127.0.0.1", gateway.port)
+        again = ae.associate("127.0.0.1", gateway.port, ae_title="PACS")
         assert again.is_established
         again.release()
         assert again.is_released
@@ -266,7 +269,7 @@ def test_a_pdu_longer_than_we_accept_aborts_before_its_body_is_read() -> None:
     try:
         ae = AE(ae_title="BIGPDU")
         ae.add_requested_context(FIND)
-        assoc = ae.associate("127.0.0.1", gateway.port)
+        assoc = ae.associate("127.0.0.1", gateway.port, ae_title="PACS")
         assert assoc.is_established
         raw = assoc.dul.socket.socket
         raw.sendall(struct.pack(">BBL", 0x04, 0, 1 << 30) + b"\0" * 4096)

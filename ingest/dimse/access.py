@@ -1,0 +1,272 @@
+"""The DIMSE door: which associations are accepted, and which services each may use.
+
+Every accepted association passes `GatedACSE`, installed on EVT_CONN_OPEN before pynetdicom
+negotiates: the called AE title must be ours, and the calling AE must be a registered node
+connecting from an address it may use — or, for an unregistered AE, the policy
+`PACS_DICOM__UNKNOWN_AES` decides: `local` (only from a loopback address: the README's first
+`storescu` works, nothing else on the network does), `deny` or `allow`. A refusal is an
+A-ASSOCIATE-RJ with its reason (PS3.8 9.3.4: 0x03 calling AE not recognised, 0x07 called AE
+not recognised). The accepted association carries its `Grant`; each service handler asks
+`permitted` before it does anything, and answers 0x0124 (Refused: not authorised) otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+from pynetdicom.acse import ACSE
+
+from infra.audit_recorder import AuditRecorder, dimse_entry
+from infra.dicom.statuses import status_dataset
+from infra.internal_api import ApiRefused, ApiUnavailable
+from infra.settings import RemoteAE, UnknownAePolicy
+from schemas.nodes import ALL_SERVICES, DimseService, Node
+
+log = logging.getLogger(__name__)
+
+NOT_AUTHORISED = 0x0124  # PS3.7 C.4 general status: Refused, not authorised
+REFRESH_SECONDS = 5.0
+# A-ASSOCIATE-RJ (result, source, reason): rejected-permanent, DICOM UL service-user.
+CALLING_AE_NOT_RECOGNISED = (0x01, 0x01, 0x03)
+CALLED_AE_NOT_RECOGNISED = (0x01, 0x01, 0x07)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one accepted association may do."""
+
+    calling_ae: str
+    node: Node | None  # None: an unregistered AE let in by the policy
+    services: frozenset[str] = field(default_factory=frozenset)
+
+    def may_move_to(self, destination: str) -> bool:
+        # An unregistered AE let in (local/allow) may name any destination we know.
+        return self.node is None or self.node.may_move_to(destination)
+
+
+class NodeDirectory:
+    """The gateway's copy of the node registry, refreshed from the API every few seconds."""
+
+    def __init__(self, fetch: Callable[[], list[Node]], refresh_seconds: float = REFRESH_SECONDS):
+        self._fetch = fetch
+        self._refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._by_ae: dict[str, Node] = {}
+        self._fetched_at = float("-inf")
+
+    def by_ae_title(self, ae_title: str) -> Node | None:
+        self._refresh_if_stale()
+        with self._lock:
+            return self._by_ae.get(ae_title.strip())
+
+    def _refresh_if_stale(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._fetched_at < self._refresh_seconds:
+                return
+            self._fetched_at = now  # one refresher at a time; the others use what is held
+        try:
+            nodes = self._fetch()
+        except (ApiUnavailable, ApiRefused, ValueError) as exc:
+            log.warning("node registry not refreshed (keeping the last copy): %r", exc)
+            return
+        with self._lock:
+            self._by_ae = {node.ae_title: node for node in nodes}
+
+
+class Destinations:
+    """C-MOVE destinations by AE title: registered nodes first, then PACS_DICOM__REMOTE_AES."""
+
+    def __init__(self, directory: NodeDirectory, configured: Callable[[str], RemoteAE | None]):
+        self.directory = directory
+        self.configured = configured
+
+    def get(self, ae_title: str) -> RemoteAE | None:
+        node = self.directory.by_ae_title(ae_title)
+        if node is not None:
+            return RemoteAE(host=node.host, port=node.port)
+        return self.configured(ae_title)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+class AccessPolicy:
+    def __init__(
+        self,
+        our_ae_title: str,
+        directory: NodeDirectory,
+        unknown: UnknownAePolicy,
+        recorder: AuditRecorder | None = None,
+    ):
+        self.our_ae_title = our_ae_title.strip()
+        self.directory = directory
+        self.unknown = unknown
+        # Rejections and refusals are audit entries (action `association` / `denied`).
+        self.recorder = recorder
+
+    def admit(
+        self, calling_ae: str, called_ae: str, address: str
+    ) -> tuple[tuple[int, int, int] | None, Grant | None]:
+        """(A-ASSOCIATE-RJ reason, None) to refuse, or (None, the association's grant)."""
+        calling_ae, called_ae = calling_ae.strip(), called_ae.strip()
+        if called_ae != self.our_ae_title:
+            return CALLED_AE_NOT_RECOGNISED, None
+        node = self.directory.by_ae_title(calling_ae)
+        if node is not None:
+            if not node.connects_from(address):
+                return CALLING_AE_NOT_RECOGNISED, None
+            return None, Grant(calling_ae, node, frozenset(node.services))
+        if self.unknown == UnknownAePolicy.ALLOW or (
+            self.unknown == UnknownAePolicy.LOCAL and _is_loopback(address)
+        ):
+            return None, Grant(calling_ae, None, frozenset(ALL_SERVICES))
+        return CALLING_AE_NOT_RECOGNISED, None
+
+
+class GatedACSE(ACSE):
+    """pynetdicom's ACSE with our acceptance check in front of its own negotiation."""
+
+    def __init__(self, assoc: Any, policy: AccessPolicy, address: str) -> None:
+        super().__init__(assoc)
+        self._policy = policy
+        self._address = address
+
+    def _negotiate_as_acceptor(self) -> None:
+        request: Any = self.requestor.primitive
+        calling, called = str(request.calling_ae_title), str(request.called_ae_title)
+        reason, grant = self._policy.admit(calling, called, self._address)
+        if reason is not None:
+            log.warning(
+                "association from %s (%s) to %s rejected: %s",
+                calling.strip(),
+                self._address,
+                called.strip(),
+                "called AE not recognised"
+                if reason == CALLED_AE_NOT_RECOGNISED
+                else "calling AE not recognised",
+            )
+            if self._policy.recorder is not None:
+                why = "called AE" if reason == CALLED_AE_NOT_RECOGNISED else "calling AE"
+                self._policy.recorder.record(
+                    dimse_entry(
+                        "association",
+                        "denied",
+                        calling.strip(),
+                        self._address,
+                        f"rejected: {why} not recognised (called {called.strip()})",
+                    )
+                )
+            self.requestor.ae_title = request.calling_ae_title
+            self.send_reject(*reason)
+            evt.trigger(self.assoc, evt.EVT_REJECTED, {})
+            self.assoc.kill()
+            return
+        # pynetdicom's Association has no slots for these: set as plain attributes.
+        setattr(self.assoc, "pacs_grant", grant)  # noqa: B010
+        setattr(self.assoc, "pacs_audit", self._policy.recorder)  # noqa: B010
+        super()._negotiate_as_acceptor()
+
+
+class AcceptanceHook:
+    """Bound to EVT_CONN_OPEN: every accepted association gets the gated ACSE."""
+
+    def __init__(self, policy: AccessPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, event: Any) -> None:
+        address = str(event.address[0]) if event.address else ""
+        event.assoc.acse = GatedACSE(event.assoc, self.policy, address)
+
+
+def grant_of(assoc: Any) -> Grant | None:
+    grant: Grant | None = getattr(assoc, "pacs_grant", None)
+    return grant
+
+
+def permitted(assoc: Any, service: DimseService) -> bool:
+    """The one check: may this association use `service`? (No grant: it was never admitted.)"""
+    grant = grant_of(assoc)
+    return grant is not None and service in grant.services
+
+
+def refused(service: str, assoc: Any) -> Dataset:
+    title = assoc.requestor.ae_title.strip() if assoc is not None else "?"
+    log.warning("%s from %s refused: not permitted for this AE", service, title)
+    recorder: AuditRecorder | None = getattr(assoc, "pacs_audit", None)
+    if recorder is not None:
+        address = str(assoc.requestor.address)
+        recorder.record(dimse_entry("denied", "denied", title, address, f"{service} not permitted"))
+    return status_dataset(NOT_AUTHORISED, f"{service} is not permitted for AE {title}")
+
+
+def guarded(service: DimseService, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`handler` behind the check, for handlers that answer with a status: C-ECHO and
+    C-STORE (a status), N-CREATE/N-SET/N-ACTION (a status and a dataset)."""
+    pair = service not in ("echo", "store")
+
+    def check(event: Any) -> Any:
+        if permitted(event.assoc, service):
+            return handler(event)
+        answer = refused(service, event.assoc)
+        return (answer, None) if pair else answer
+
+    return check
+
+
+def guarded_find(service: DimseService, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The same for C-FIND handlers (they yield (status, identifier) pairs)."""
+
+    def check(event: Any) -> Iterator[Any]:
+        if not permitted(event.assoc, service):
+            return iter([(refused(service, event.assoc), None)])
+        result: Iterator[Any] = handler(event)
+        return result
+
+    return check
+
+
+def guarded_get(handler: Callable[[Any], Iterator[Any]]) -> Callable[[Any], Iterator[Any]]:
+    """C-GET: pynetdicom takes a status only after a sub-operation count."""
+
+    def check(event: Any) -> Iterator[Any]:
+        if permitted(event.assoc, "get"):
+            yield from handler(event)
+            return
+        yield 1
+        yield refused("get", event.assoc), None
+
+    return check
+
+
+def guarded_move(handler: Callable[[Any], Iterator[Any]]) -> Callable[[Any], Iterator[Any]]:
+    """C-MOVE: the move service and the destination must both be permitted. pynetdicom can
+    answer a C-MOVE before it has a destination only with 0xA801 (Move Destination unknown):
+    a destination this AE may not name is, to it, unknown."""
+
+    def check(event: Any) -> Iterator[Any]:
+        grant = grant_of(event.assoc)
+        destination = str(event.move_destination or "").strip()
+        if grant is None or "move" not in grant.services or not grant.may_move_to(destination):
+            log.warning(
+                "C-MOVE from %s to %r refused: not permitted for this AE",
+                event.assoc.requestor.ae_title.strip(),
+                destination,
+            )
+            yield None, None
+            return
+        yield from handler(event)
+
+    return check

@@ -1,0 +1,60 @@
+"""DICOM nodes: the remote AEs the platform knows, and what each may do here."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+DimseService = Literal["echo", "store", "find", "move", "get", "worklist", "mpps", "commitment"]
+ALL_SERVICES: tuple[DimseService, ...] = (
+    "echo", "store", "find", "move", "get", "worklist", "mpps", "commitment",
+)  # fmt: skip
+NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class NodeBody(BaseModel):
+    """A remote AE: where to reach it, and (as a service user of ours) what it may use."""
+
+    ae_title: str = Field(min_length=1, max_length=16, pattern=r"^[^\\]*[^ \\][^\\]*$")
+    host: str
+    port: int = Field(ge=1, le=65535)
+    tls: bool = False
+    dicomweb_url: str | None = None
+    # The DIMSE services it may ask of us.
+    services: list[DimseService] = Field(default_factory=lambda: list(ALL_SERVICES))
+    # Addresses or networks (CIDR) it may connect from; empty = from anywhere.
+    addresses: list[str] = Field(default_factory=list)
+    # AE titles it may name as C-MOVE destination ("*" = any registered node).
+    move_destinations: list[str] = Field(default_factory=list)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("addresses")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_network(value, strict=False)  # ValueError names the bad one
+        return values
+
+    def connects_from(self, address: str) -> bool:
+        if not self.addresses:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(n, strict=False) for n in self.addresses)
+
+    def may_move_to(self, ae_title: str) -> bool:
+        return "*" in self.move_destinations or ae_title.strip() in self.move_destinations
+
+
+class Node(NodeBody):
+    """A registered node: its name (how the admin API and rules refer to it) and the rest."""
+
+    name: str = Field(pattern=NODE_NAME_PATTERN)

@@ -1,0 +1,33 @@
+"""Users and API keys as the platform stores them, and as its admin API shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+# A user name: letters, digits and . _ @ - (an e-mail address works); no spaces or colons,
+# which mark external (`oidc:`) and service (`service:`) identities.
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+
+
+class User(BaseModel):
+    """A local user: the argon2id hash of the password, never the password."""
+
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password_hash: str
+    roles: list[str] = Field(default_factory=list)
+    display_name: str = ""
+    disabled: bool = False
+
+
+class ApiKey(BaseModel):
+    """An API key: the SHA-256 of its secret, the roles it carries, until when."""
+
+    key_id: str
+    name: str
+    owner: str  # the user who created it
+    secret_sha256: str
+    roles: list[str] = Field(default_factory=list)
+    expires_at: datetime | None = None
+    revoked: bool = False

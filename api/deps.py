@@ -14,7 +14,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 from fastapi import Depends, HTTPException, Request
@@ -22,7 +21,7 @@ from minio import Minio
 from temporalio.client import Client as TemporalClient
 
 from api.identity import Authenticator, Caller, Unauthenticated
-from infra.audit_recorder import AuditRecorder
+from infra.audit_recorder import AuditRecorder, access_entry
 from infra.auth.permissions import Permission
 from infra.clickhouse import ClickHouse
 from infra.eventlog import EventPublisher
@@ -37,7 +36,7 @@ from infra.storage.archive import ArchiveStore
 from infra.storage.landing import Landing
 from infra.temporal_client import connect_temporal
 from ingest.accept import Acceptor
-from schemas.audit import AccessEntry, Outcome
+from schemas.audit import Outcome
 from schemas.events import Event
 
 log = logging.getLogger(__name__)
@@ -155,19 +154,14 @@ def audit(
         return
     who = caller or getattr(request.state, "caller", None)
     services.recorder.record(
-        AccessEntry.model_construct(
-            occurred_at=datetime.now(UTC),
-            action=action,
-            outcome=outcome,
-            actor=who.name if who else "",
-            via=who.via if who else "",
-            address=request.client.host if request.client else "",
-            calling_ae="",
-            patient_id=subject.get("patient_id", ""),
-            study_instance_uid=subject.get("study_instance_uid", ""),
-            series_instance_uid=subject.get("series_instance_uid", ""),
-            sop_instance_uid=subject.get("sop_instance_uid", ""),
-            detail=detail,
+        access_entry(
+            action,
+            outcome,
+            who.name if who else "",
+            who.via if who else "",
+            request.client.host if request.client else "",
+            detail,
+            **subject,
         )
     )
 

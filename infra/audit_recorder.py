@@ -77,16 +77,23 @@ def subject_of(match: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def dimse_entry(
-    action: str, outcome: Outcome, calling_ae: str, address: str, detail: str = "", **subject: str
+def access_entry(
+    action: str,
+    outcome: Outcome,
+    actor: str,
+    via: str,
+    address: str,
+    detail: str = "",
+    calling_ae: str = "",
+    **subject: str,
 ) -> AccessEntry:
-    """An entry for a DIMSE request: the calling AE is who (no user identity on DIMSE yet)."""
+    """An entry, built without validation (every field is ours): this is on the query path."""
     return AccessEntry.model_construct(
         occurred_at=datetime.now(UTC),
         action=action,
         outcome=outcome,
-        actor=calling_ae,
-        via="dimse",
+        actor=actor,
+        via=via,
         address=address,
         calling_ae=calling_ae,
         patient_id=subject.get("patient_id", ""),
@@ -94,4 +101,13 @@ def dimse_entry(
         series_instance_uid=subject.get("series_instance_uid", ""),
         sop_instance_uid=subject.get("sop_instance_uid", ""),
         detail=detail,
+    )
+
+
+def dimse_entry(
+    action: str, outcome: Outcome, calling_ae: str, address: str, detail: str = "", **subject: str
+) -> AccessEntry:
+    """An entry for a DIMSE request: the calling AE is who (no user identity on DIMSE yet)."""
+    return access_entry(
+        action, outcome, calling_ae, "dimse", address, detail, calling_ae, **subject
     )

@@ -159,7 +159,14 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
             if polled:
                 await consumer.commit()
             if time.monotonic() >= next_sweep:
-                await sweep_landing(landing_areas, settings.ingest.orphan_after_seconds, publisher)
+                # The sweep is the safety net, dispatching the main job: a failed sweep (a
+                # broker outage, an unreadable file) is logged and tried again next time.
+                try:
+                    await sweep_landing(
+                        landing_areas, settings.ingest.orphan_after_seconds, publisher
+                    )
+                except Exception:
+                    log.exception("landing sweep failed; next try in %d s", SWEEP_EVERY_SECONDS)
                 next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
     finally:
         await consumer.stop()

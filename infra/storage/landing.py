@@ -34,6 +34,29 @@ def _sop_and_sha(key: str) -> tuple[str, str]:
     return sop, sha
 
 
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """A folder's entries, none once it is gone: the archive deletes a series' files and
+    prunes its empty folders while others walk the spool, and Python 3.11's Path.glob
+    raises FileNotFoundError for a folder that vanished between listing and reading it."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def spool_files(root: Path, study: str = "*", suffix: str = ".dcm") -> Iterator[Path]:
+    """Every `study/series/<name><suffix>` file under `root` (one study, or all), in no order."""
+    studies = [root / study] if study != "*" else [Path(e.path) for e in _entries(root)]
+    for study_dir in studies:
+        for series in _entries(study_dir):
+            if not series.is_dir(follow_symlinks=False):
+                continue
+            for entry in _entries(Path(series.path)):
+                if entry.name.endswith(suffix):
+                    yield Path(entry.path)
+
+
 def sha_of_key(key: str) -> str:
     return _sop_and_sha(key)[1]
 
@@ -168,15 +191,14 @@ class SpoolLanding:
         return [str(p.relative_to(self.root)) for p in entries if sop_of_key(p.name) == sop]
 
     def sops_in_study(self, study: str) -> set[str]:
-        return {sop_of_key(p.name) for p in (self.root / study).glob("*/*.dcm")}
+        return {sop_of_key(p.name) for p in spool_files(self.root, study)}
 
     def holds_sop(self, sop: str) -> bool:
-        # A UID is digits and dots, nothing a glob would read as a pattern.
-        return any(sop_of_key(p.name) == sop for p in self.root.glob(f"*/*/{sop}.*.dcm"))
+        return any(sop_of_key(p.name) == sop for p in spool_files(self.root, suffix=".dcm"))
 
     def older_than(self, seconds: float) -> Iterator[str]:
         cutoff = time.time() - seconds
-        for path in self.root.glob("*/*/*.dcm"):
+        for path in spool_files(self.root):
             try:
                 if path.stat().st_mtime < cutoff:
                     yield str(path.relative_to(self.root))

@@ -66,3 +66,24 @@ def test_put_survives_the_archive_pruning_its_folder(tmp_path: Path) -> None:
     landing.put("study/series/sop.abc.dcm", b"bytes")
     assert pruned, "the race was not simulated"
     assert landing.get("study/series/sop.abc.dcm") == b"bytes"
+
+
+def test_walking_the_spool_survives_the_archive_emptying_it_meanwhile(tmp_path: Path) -> None:
+    """The dispatcher's orphan sweep walks the spool while the archive deletes what it has
+    copied and prunes the empty folders; a folder vanishing mid-walk once killed the
+    dispatcher (FileNotFoundError out of Path.glob)."""
+    spool = SpoolLanding(tmp_path)
+    keys = [landing_key(f"1.{n}", f"1.{n}.1", f"1.{n}.1.1", "aa") for n in range(5)]
+    for key in keys:
+        spool.put(key, b"x")
+    past = time.time() - 600
+    for key in keys:
+        os.utime(tmp_path / "landing" / key, (past, past))
+    walk = spool.older_than(60)
+    first = next(walk)
+    for key in keys:
+        if key != first:
+            spool.delete(key)  # the archive, meanwhile
+    assert list(walk) == []
+    assert spool.sops_in_study("1.9") == set()
+    assert [spool.holds_sop(f"1.{n}.1.1") for n in range(5)] == [k == first for k in keys]

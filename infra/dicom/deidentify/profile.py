@@ -9,8 +9,9 @@ Actions: D replace with a dummy value, Z empty (zero length), X remove, K keep, 
 U replace the UID (keyed, consistently). Where the table leaves a choice (X/Z, X/D, Z/D,
 X/Z/D, X/Z/U*) we take the one that keeps the copy valid without knowing the IOD's type of
 the attribute: D where offered (a dummy value is valid for a Type 1 attribute), else Z
-(an empty value is valid for Type 2 and 3), and U* (keep the sequence, replace the UIDs in
-it) for X/Z/U*. None of these keeps the original value.
+(an empty value is valid for Type 2 and 3) — but X for a sequence, whose empty form is valid
+only where it is Type 2 (the transform decides: `Action.EMPTY_OR_REMOVE`) — and U* (keep the
+sequence, replace the UIDs in it) for X/Z/U*. None of these keeps the original value.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Action(StrEnum):
     CLEAN = "C"
     UID = "U"
     NESTED_UIDS = "U*"  # keep the sequence; its items follow their own rules
+    EMPTY_OR_REMOVE = "X/Z"  # empty a value, remove a sequence
 
 
 # dicom-anonymizer's list names → the action we take (the choice explained above).
@@ -49,7 +51,7 @@ _CATEGORIES: Final = {
     "X_TAGS": Action.REMOVE,
     "U_TAGS": Action.UID,
     "Z_D_TAGS": Action.DUMMY,
-    "X_Z_TAGS": Action.EMPTY,
+    "X_Z_TAGS": Action.EMPTY_OR_REMOVE,
     "X_D_TAGS": Action.DUMMY,
     "X_Z_D_TAGS": Action.DUMMY,
     "X_Z_U_STAR_TAGS": Action.NESTED_UIDS,

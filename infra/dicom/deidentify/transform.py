@@ -35,6 +35,8 @@ _DUMMIES: dict[str, object] = {
     "AS": "000Y",
     "CS": "ANONYMIZED",
     "DA": DUMMY_DATE,
+    # A family name component: a name without "^" is the retired form to dciodvfy.
+    "PN": "ANONYMIZED^",
     "DT": DUMMY_DATE + "000000",
     "TM": "000000",
     "DS": "0",
@@ -200,6 +202,13 @@ class _Walker:
             del ds[tag]
         elif action is Action.EMPTY:
             elem.value = Sequence() if vr == "SQ" else None
+        elif action is Action.EMPTY_OR_REMOVE:
+            # An empty sequence is valid only where it is Type 2, which X/Z attributes
+            # rarely are (ReferencedStudySequence is Type 3 wherever it appears).
+            if vr == "SQ":
+                del ds[tag]
+            else:
+                elem.value = None
         elif action is Action.UID:
             if vr == "UI":
                 _set(elem, [self.uid(v) for v in _values(elem.value)])
@@ -348,7 +357,7 @@ def deidentify(
 
     pseudonym = key.pseudonym(patient_id, issuer)
     ds.PatientID = pseudonym
-    ds.PatientName = pseudonym
+    ds.PatientName = f"{pseudonym}^"
     ds.PatientIdentityRemoved = "YES"
     method = _method(options, walker.kept_private)
     ds.DeidentificationMethod = [meaning for _, _, meaning in method]
@@ -371,7 +380,7 @@ def deidentify(
         series=(series, str(ds.SeriesInstanceUID)),
         sop=(sop, str(ds.SOPInstanceUID)),
         patient_id=(patient_id, pseudonym),
-        patient_name=(patient_name, pseudonym),
+        patient_name=(patient_name, f"{pseudonym}^"),
         date_offset_days=offset,
         uids=walker.uids,
     )

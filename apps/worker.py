@@ -42,6 +42,8 @@ def landings(settings: Settings) -> dict[str, Landing]:
 def deidentification_key(settings: Settings) -> bytes:
     """The HMAC key of de-identification (keyed UIDs, pseudonyms, date offsets): kept like
     the token key, 0600 in the data dir, so every run maps the same original the same way."""
+    if settings.auth.deidentify_key is not None:
+        return settings.auth.deidentify_key.get_secret_value().encode()
     key, _ = load_or_create(settings.secrets_dir / "deidentify-key")
     return key.encode()
 

@@ -93,7 +93,7 @@ class StagedStudy(BaseModel):
 
 class DeliverInput(BaseModel):
     job_id: str
-    target: Literal["archive", "zip"] | str
+    target: str  # "archive", "zip" or a node's name
     staging_prefix: str
 
 

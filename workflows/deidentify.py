@@ -3,7 +3,8 @@
 One workflow per job (`deidentify:<job id>`), visible in Temporal with the source study's
 UID as a search attribute: first the copy is made and staged (with its re-identification
 map, which stays in the object store), then it is delivered — as a new study through our
-own ingest path, to a registered node, or as a zip. The result names the copy's study UID.
+own ingest path, to a registered node, or as a zip — and `pacs.study.deidentified` is
+announced. The result names the copy's study UID.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from temporalio.common import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.deidentify import DeidentificationActivities
+    from activities.events import EventActivities
     from schemas.deidentify import (
         DeidentificationInput,
         DeidentificationResult,
         DeliverInput,
     )
+    from schemas.events import StudyDeidentified
+    from schemas.workflows import PublishEvents
 
 STUDY_UID = SearchAttributeKey.for_keyword("StudyInstanceUID")
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)
@@ -78,6 +82,22 @@ class DeidentificationWorkflow:
             DeidentificationActivities.drop_staged,
             deliver,
             start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=RETRY,
+        )
+        announced = StudyDeidentified(
+            event_id=workflow.uuid4(),
+            occurred_at=workflow.now(),
+            study_instance_uid=job.study_instance_uid,
+            job_id=job.job_id,
+            options=job.options.names(),
+            target=job.target,
+            instance_count=delivered.delivered,
+            actor=job.requested_by,
+        )
+        await workflow.execute_activity_method(
+            EventActivities.publish_events,
+            PublishEvents(events=[announced]),
+            start_to_close_timeout=timedelta(minutes=1),
             retry_policy=RETRY,
         )
         self._stage = "done"

@@ -25,6 +25,7 @@ from tests.dicom_factory import part10_bytes
 from tests.integration.conftest import Platform, eventually
 from tests.login import login
 from tests.unit.infra.dicom.deidentify.test_transform import REPLACED, at, elements, text_of
+from workflows.deidentify import STUDY_UID
 
 pytestmark = pytest.mark.integration
 
@@ -113,6 +114,7 @@ async def test_a_deidentified_copy_of_a_ct_and_an_sr_study(
     described = await temporal_client.get_workflow_handle(job["workflow_id"]).describe()
     assert described.workflow_type == "DeidentificationWorkflow"
     assert described.status == WorkflowExecutionStatus.COMPLETED
+    assert described.typed_search_attributes[STUDY_UID] == study
 
     # The re-identification map: admin only.
     map_path = f"/api/deidentify/{job['job_id']}/map"
@@ -183,3 +185,57 @@ async def test_a_deidentified_copy_of_a_ct_and_an_sr_study(
         return sum(r["actor"] == "dr.deid" and r["study_instance_uid"] == study for r in rows) == 2
 
     await eventually(audited, timeout=30)
+    announced = platform.audit(study, "pacs.study.deidentified")
+    assert {row["sop_instance_uid"] for row in announced} == {job["job_id"], zipped["job_id"]}
+
+
+async def test_a_copy_to_a_registered_node_and_a_job_refused_for_burned_in_text(
+    platform: Platform, tmp_path: Path
+) -> None:
+    cts = phi.identified_ct_series(2, size=32, seed=7)
+    sr = phi.referencing_sr(cts)
+    burned = phi.identified_ct_series(1, size=16, seed=9)[0]
+    burned.BurnedInAnnotation = "YES"
+    stow(platform, [part10_bytes(ds) for ds in (*cts, sr, burned)])
+    port = platform.settings.dicom.port + 7
+    node = {"ae_title": "DEIDSCP", "host": "127.0.0.1", "port": port, "services": ["echo"]}
+    with platform.client() as admin:
+        assert admin.put("/api/nodes/research-archive", json=node).status_code == 200
+        unknown = admin.post(
+            "/api/deidentify",
+            json={"study_instance_uid": cts[0].StudyInstanceUID, "target": "nowhere"},
+        )
+        assert unknown.status_code == 404 and "no node nowhere" in unknown.json()["detail"]
+    out = tmp_path / "received"
+    out.mkdir()
+    storescp = subprocess.Popen(  # noqa: ASYNC220 - started once, waited for in finally
+        ["storescp", "-aet", "DEIDSCP", "-od", str(out), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        job = await eventually(
+            lambda: start(platform, platform.auth, cts[0].StudyInstanceUID, "research-archive"),
+            timeout=30,
+        )
+        status = await eventually(wait_done(platform, platform.auth, job["job_id"]), timeout=180)
+    finally:
+        storescp.terminate()
+        storescp.wait(timeout=10)
+    assert status["delivered"] == 3
+    received = [pydicom.dcmread(path) for path in sorted(out.iterdir())]
+    assert {r.StudyInstanceUID for r in received} == {status["study_instance_uid"]}
+    assert {r.PatientIdentityRemoved for r in received} == {"YES"}
+    assert not {phi.PATIENT_ID} & {r.PatientID for r in received}
+
+    refused = await eventually(
+        lambda: start(platform, platform.auth, burned.StudyInstanceUID, "archive"), timeout=30
+    )
+
+    def failed() -> dict[str, Any] | None:
+        answer: dict[str, Any] = platform.get(f"/api/deidentify/{refused['job_id']}").json()
+        return answer if answer["state"] == "failed" else None
+
+    reason = await eventually(failed, timeout=120)
+    assert "BurnedInAnnotation YES" in reason["error"], reason
+    assert platform.get(f"/api/deidentify/{refused['job_id']}/map").status_code == 404

@@ -21,6 +21,8 @@ from schemas.deidentify import (
     DeliverInput,
     StagedStudy,
 )
+from schemas.events import Event, StudyDeidentified
+from schemas.workflows import PublishEvents
 from tests.workflows.time_skipping import start_env
 from workflows.deidentify import (
     DeidentificationWorkflow,
@@ -36,6 +38,7 @@ class StandIns:
     def __init__(self, refuse: bool = False) -> None:
         self.refuse = refuse
         self.calls: list[str] = []
+        self.events: list[Event] = []
 
     @activity.defn(name="deidentify_study")
     async def deidentify_study(self, job: DeidentificationInput) -> StagedStudy:
@@ -63,10 +66,19 @@ class StandIns:
         self.calls.append("drop")
         return 5
 
+    @activity.defn(name="publish_events")
+    async def publish_events(self, request: PublishEvents) -> None:
+        self.calls.extend(event.type for event in request.events)
+        self.events.extend(request.events)
+
 
 def job() -> DeidentificationInput:
     return DeidentificationInput(
-        job_id=JOB, study_instance_uid="1.2.3", options=DeidentifyOptions(), target="zip"
+        job_id=JOB,
+        study_instance_uid="1.2.3",
+        options=DeidentifyOptions(),
+        target="zip",
+        requested_by="dr.x",
     )
 
 
@@ -74,7 +86,12 @@ async def run(stand_ins: StandIns) -> tuple[object, str]:
     env = await start_env()
     queue = str(uuid.uuid4())
     try:
-        activities = [stand_ins.deidentify_study, stand_ins.deliver_copy, stand_ins.drop_staged]
+        activities = [
+            stand_ins.deidentify_study,
+            stand_ins.deliver_copy,
+            stand_ins.drop_staged,
+            stand_ins.publish_events,
+        ]
         async with Worker(
             env.client,
             task_queue=queue,
@@ -101,7 +118,15 @@ async def run(stand_ins: StandIns) -> tuple[object, str]:
 async def test_the_copy_is_made_then_delivered_then_staging_dropped() -> None:
     stand_ins = StandIns()
     result, history = await run(stand_ins)
-    assert stand_ins.calls == ["deidentify", "deliver:zip", "drop"]
+    assert stand_ins.calls == ["deidentify", "deliver:zip", "drop", "pacs.study.deidentified"]
+    announced = stand_ins.events[0]
+    assert isinstance(announced, StudyDeidentified)
+    assert (announced.study_instance_uid, announced.job_id, announced.actor) == (
+        "1.2.3",
+        JOB,
+        "dr.x",
+    )
+    assert announced.instance_count == 5 and announced.target == "zip"
     assert getattr(result, "study_instance_uid", None) == "2.25.42"
     assert getattr(result, "zip_available", None) is True
     if os.environ.get("PACS_SAVE_HISTORIES"):

@@ -184,7 +184,10 @@ class DeidentificationActivities:
 
     def _to_zip(self, job_id: str, prefix: str, keys: list[str]) -> Delivered:
         with tempfile.TemporaryFile() as spool:
-            with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            # Level 1: most of a study is pixel data, which deflates little at any level.
+            with zipfile.ZipFile(
+                spool, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1
+            ) as archive:
                 for key in keys:
                     archive.writestr(key.removeprefix(prefix), self._get(key))
             size = spool.tell()

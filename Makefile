@@ -19,14 +19,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 # Independent DICOM peers for tests and benchmarks (Debian packages; root on these machines; Orthanc's
-# DICOMweb plugin for the query benchmark),
+# DICOMweb plugin for the query benchmark; dicom3tools' dciodvfy checks de-identified copies),
 # and chromium, which drives the viewer test headless.
 debian-tools:
 	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null \
-		|| ! command -v chromium >/dev/null \
+		|| ! command -v chromium >/dev/null || ! command -v dciodvfy >/dev/null \
 		|| ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq dcmtk orthanc orthanc-dicomweb chromium >/dev/null; \
+			apt-get install -y -qq dcmtk orthanc orthanc-dicomweb chromium dicom3tools >/dev/null; \
 	fi
 
 # `npm pack` fetches only the published tarball (the app is prebuilt: no dependencies, no

@@ -20,6 +20,7 @@ from api.rest import (
     audit,
     auth,
     changes,
+    deidentify,
     docs,
     health,
     internal,
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         mpps,
         users,
         nodes,
+        deidentify,
     ):
         app.include_router(module.router, dependencies=door)
     cfg = settings or get_settings()

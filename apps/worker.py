@@ -1,4 +1,5 @@
-"""The Temporal worker process: runs StudyIngestWorkflow and its storage activities."""
+"""The Temporal worker process: runs the workflows (study ingest, MPPS, storage commitment,
+de-identification) and their activities."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import logging
 from temporalio.worker import Worker
 
 from activities.commitment import CommitmentActivities
+from activities.deidentify import DeidentificationActivities
 from activities.events import EventActivities
 from activities.mpps import MppsActivities
 from activities.storage import StorageActivities
+from infra.auth.secrets import load_or_create
 from infra.auth.tokens import service_token
 from infra.eventlog import EventPublisher
 from infra.internal_api import InternalApi, api_base_url
@@ -19,6 +22,7 @@ from infra.storage.archive import ArchiveStore, make_minio
 from infra.storage.landing import Landing, S3Landing, SpoolLanding
 from infra.temporal_client import connect_temporal
 from ingest.wiring import start_with_retry
+from workflows.deidentify import DeidentificationWorkflow
 from workflows.mpps import MppsWorkflow
 from workflows.storage_commitment import StorageCommitmentWorkflow
 from workflows.study_ingest import StudyIngestWorkflow
@@ -35,6 +39,15 @@ def landings(settings: Settings) -> dict[str, Landing]:
     }
 
 
+def deidentification_key(settings: Settings) -> bytes:
+    """The HMAC key of de-identification (keyed UIDs, pseudonyms, date offsets): kept like
+    the token key, 0600 in the data dir, so every run maps the same original the same way."""
+    if settings.auth.deidentify_key is not None:
+        return settings.auth.deidentify_key.get_secret_value().encode()
+    key, _ = load_or_create(settings.secrets_dir / "deidentify-key")
+    return key.encode()
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect_temporal(settings.temporal)
     publisher = EventPublisher(settings.kafka)
@@ -46,10 +59,25 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     catalog = InternalApi(api_base_url(settings), service_token(settings, "worker"))
     mpps = MppsActivities(catalog)
     commitment = CommitmentActivities(catalog, landing_areas.values(), archive, settings.dicom)
+    # A client of its own for STOW-RS: large bodies, not the catalog's short reads.
+    writer = InternalApi(api_base_url(settings), service_token(settings, "worker"), timeout=300)
+    deid = DeidentificationActivities(
+        catalog,
+        writer,
+        landing_areas.values(),
+        archive,
+        deidentification_key(settings),
+        settings.dicom.ae_title,
+    )
     worker = Worker(
         client,
         task_queue=settings.temporal.ingest_task_queue,
-        workflows=[StudyIngestWorkflow, MppsWorkflow, StorageCommitmentWorkflow],
+        workflows=[
+            StudyIngestWorkflow,
+            MppsWorkflow,
+            StorageCommitmentWorkflow,
+            DeidentificationWorkflow,
+        ],
         activities=[
             activities.archive_instances,
             activities.announce_study_stable,
@@ -58,6 +86,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             mpps.check_instances,
             commitment.check_commitment,
             commitment.send_event_report,
+            deid.deidentify_study,
+            deid.deliver_copy,
+            deid.drop_staged,
         ],
         max_concurrent_activities=16,
     )
@@ -67,4 +98,5 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             await stop.wait()
     finally:
         catalog.close()
+        writer.close()
         await publisher.stop()

@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urlsplit
 
 from pydantic import TypeAdapter
 
+from infra.multipart import build_multipart
 from infra.settings import Settings
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.nodes import Node
@@ -92,6 +93,19 @@ class InternalApi:
         """The node registry."""
         return _NODES.validate_json(self._request("GET", "/api/internal/nodes"))
 
+    def store_instances(self, instances: list[bytes]) -> dict[str, Any]:
+        """STOW-RS the Part 10 `instances` through the API's ingest path (accepted means
+        durable and announced, as for any client); the DICOM JSON response. Resending the
+        same bytes is a no-op success, so the one retry of `_request` is safe here too.
+        ApiRefused unless every instance was stored (HTTP 200)."""
+        body, boundary = build_multipart(("application/dicom", data) for data in instances)
+        content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+        status, content = self._exchange("POST", "/dicom-web/studies", body, content_type)
+        if status != 200:
+            raise ApiRefused(f"STOW-RS answered {status}: {content.decode(errors='replace')}")
+        answer: dict[str, Any] = json.loads(content)
+        return answer
+
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
@@ -99,11 +113,16 @@ class InternalApi:
             connection.close()
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        return self._exchange(method, path, body, "application/json")[1]
+
+    def _exchange(
+        self, method: str, path: str, body: bytes | None, content_type: str
+    ) -> tuple[int, bytes]:
         for attempt in (1, 2):
             connection: http.client.HTTPConnection | None = None
             try:
                 connection = self._acquire()
-                headers = {"Content-Type": "application/json"} if body is not None else {}
+                headers = {"Content-Type": content_type} if body is not None else {}
                 if self._token is not None:
                     headers["Authorization"] = f"Bearer {self._token()}"
                 connection.request(method, path, body=body, headers=headers)
@@ -121,7 +140,7 @@ class InternalApi:
                 raise ApiUnavailable(f"API failed: HTTP {response.status}")
             if response.status >= 400:
                 raise ApiRefused(_detail(content))
-            return content
+            return response.status, content
         raise AssertionError("unreachable")
 
     def _acquire(self) -> http.client.HTTPConnection:

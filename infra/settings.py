@@ -207,6 +207,10 @@ class AuthSettings(BaseModel):
     # <data_dir>/secrets/token-key (0600), shared by every process on this data dir; set
     # the same value on every node when the processes run on several machines.
     token_key: SecretStr | None = None
+    # The HMAC key of de-identification (keyed UIDs, pseudonyms, date offsets). Unset: a
+    # random key in <data_dir>/secrets/deidentify-key (0600); set the same value on every
+    # worker machine, or copies made on different machines will not match.
+    deidentify_key: SecretStr | None = None
     token_ttl_seconds: int = Field(default=3600, ge=60)
     # Browser sessions (the login page's cookie) last this long.
     session_ttl_seconds: int = Field(default=8 * 3600, ge=60)

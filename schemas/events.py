@@ -303,6 +303,24 @@ class AccessAudited(EventBase):
     entries: list[AccessEntry]
 
 
+class StudyDeidentified(EventBase):
+    """A de-identified copy of a study was made and delivered (DeidentificationWorkflow).
+
+    The copy's identifiers are not here: the link between a copy and its patient is the
+    re-identification map, which only admin reads; the log says who had which study
+    de-identified, when, how and where to."""
+
+    type: Literal["pacs.study.deidentified"] = "pacs.study.deidentified"
+    version: Literal[1] = 1
+    study_instance_uid: str  # the source study
+    patient_id: str = ""  # not logged; the audit trail finds the patient through the study
+    job_id: str
+    options: list[str]
+    target: str
+    instance_count: int
+    actor: str
+
+
 WorklistEvent = WorklistItemScheduled | WorklistItemUpdated | WorklistItemCancelled
 MppsEvent = MppsCreated | MppsUpdated | MppsCompleted | MppsDiscontinued | MppsVerified
 CommitmentEvent = CommitmentRequested | CommitmentReported
@@ -313,6 +331,7 @@ Event = Annotated[
     | InstanceRejected
     | InstanceStored
     | StudyStabilized
+    | StudyDeidentified
     | WorklistEvent
     | MppsEvent
     | CommitmentEvent
@@ -337,7 +356,7 @@ def event_key(event: Event) -> str:
     """
     if isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         return event.instance.study_instance_uid
-    if isinstance(event, StudyStabilized):
+    if isinstance(event, StudyStabilized | StudyDeidentified):
         return event.study_instance_uid
     if isinstance(event, WorklistItemScheduled | WorklistItemUpdated):
         return f"worklist:{event.item.item_id}"

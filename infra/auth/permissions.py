@@ -17,6 +17,9 @@ class Permission(StrEnum):
     WORKLIST_WRITE = "worklist:write"
     MPPS_READ = "mpps:read"
     AUDIT_READ = "audit:read"
+    DEIDENTIFY = "deidentify"  # start a de-identification job (reads identified studies)
+    DEIDENTIFIED_READ = "deidentified:read"  # a job's status and its zip: no PHI
+    REIDENTIFY = "reidentify"  # a job's re-identification map: admin only
     ADMIN = "admin"  # read models, users, API keys, nodes: the platform itself
     INTERNAL = "internal"  # our own processes' routes (/api/internal)
 
@@ -34,13 +37,23 @@ class Role(StrEnum):
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.RADIOLOGIST: frozenset({P.STUDIES_READ, P.STUDIES_STORE, P.WORKLIST_READ, P.MPPS_READ}),
+    Role.RADIOLOGIST: frozenset(
+        {
+            P.STUDIES_READ,
+            P.STUDIES_STORE,
+            P.WORKLIST_READ,
+            P.MPPS_READ,
+            P.DEIDENTIFY,
+            P.DEIDENTIFIED_READ,
+        }
+    ),
     Role.TECHNOLOGIST: frozenset({P.STUDIES_STORE, P.WORKLIST_READ, P.WORKLIST_WRITE, P.MPPS_READ}),
     Role.AUDITOR: frozenset({P.AUDIT_READ}),
     Role.INTEGRATION: frozenset({P.STUDIES_READ, P.STUDIES_STORE, P.WORKLIST_READ}),
-    # De-identified data only: nothing identified is readable yet, so nothing at all.
-    Role.RESEARCHER: frozenset(),
-    Role.SERVICE: frozenset({P.INTERNAL, P.WORKLIST_READ}),
+    # De-identified data only: the results of de-identification jobs.
+    Role.RESEARCHER: frozenset({P.DEIDENTIFIED_READ}),
+    # The worker stores de-identified copies through STOW-RS, like any client.
+    Role.SERVICE: frozenset({P.INTERNAL, P.WORKLIST_READ, P.STUDIES_STORE}),
 }
 
 

@@ -29,6 +29,7 @@ from schemas.events import (
     MppsUpdated,
     MppsVerified,
     SecurityEvent,
+    StudyDeidentified,
     UserSaved,
     WorklistItemCancelled,
     WorklistItemScheduled,
@@ -137,6 +138,8 @@ def _subject(event: Event) -> tuple[str, str, str]:
         return event.transaction_uid, event.calling_ae, ""
     if isinstance(event, WorklistItemScheduled | WorklistItemUpdated | WorklistItemCancelled):
         return "", "", event.client
+    if isinstance(event, StudyDeidentified):
+        return event.job_id, "", event.actor
     return "", "", ""
 
 

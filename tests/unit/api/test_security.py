@@ -66,16 +66,31 @@ def test_every_route_but_the_public_ones_answers_401_without_credentials(
             assert status == 401, (method, path, status)
 
 
+# What a researcher may use: de-identified results only.
+RESEARCHER_MAY = {("GET", "/api/deidentify/1.2.3"), ("GET", "/api/deidentify/1.2.3/zip")}
+
+
 def test_a_role_without_the_permission_gets_403(client: TestClient) -> None:
-    # The researcher role holds no permission on identified data (nor any other yet).
+    # The researcher role holds no permission on identified data; the auditor none on
+    # de-identified results.
     for method, path in operations(client):
         if (method, path) in PUBLIC:
             continue
         status = client.request(method, path, headers=token("researcher")).status_code
         if (method, path) in ANY_CALLER:
             assert status == 200, (method, path, status)
+        elif (method, path) in RESEARCHER_MAY:
+            assert status not in (401, 403), (method, path, status)
+            assert client.request(method, path, headers=token("auditor")).status_code == 403
         else:
             assert status == 403, (method, path, status)
+
+
+def test_only_admin_reads_a_reidentification_map(client: TestClient) -> None:
+    path = f"/api/deidentify/{'0' * 32}/map"
+    for role in ("radiologist", "researcher", "auditor", "integration", "service"):
+        assert client.get(path, headers=token(role)).status_code == 403, role
+    assert client.get(path, headers=token("admin")).status_code not in (401, 403)
 
 
 def test_admin_gets_past_the_door_everywhere(client: TestClient) -> None:

@@ -1,14 +1,20 @@
 """RFC 5424 syslog messages, framed by octet counting (RFC 6587 3.4.1 / RFC 5425 4.3), sent
 over TCP or TLS to an audit record repository.
 
-Syslog has no acknowledgement, so "sent" can only mean "written on a connection the
-receiver still holds". After a receiver stops, the first write on the old connection
-succeeds locally and is lost: the sender therefore checks before every batch that the
-receiver has not closed its end (its FIN or RST has arrived by then), and after writing it
-keeps the connection open `confirm_seconds` before the batch counts as delivered, so a
-receiver that closes meanwhile gets the batch again. What remains at-least-once (a receiver
-that read a batch and closed before writing it out) is recognisable: every message carries
-its identity in structured data.
+Syslog has no acknowledgement, so "delivered" can only mean "the receiver took the bytes off
+the connection". Two checks stand for the missing acknowledgement:
+
+- Before every batch: has the receiver closed its end (its FIN or RST has arrived)? After a
+  receiver stops, a write on the old connection still "succeeds" locally and is lost; so a
+  closed connection is replaced first.
+- After writing, the connection must not be reset for `confirm_seconds`. A receiver that
+  closes with our bytes unread makes its kernel answer with a reset (Linux does; so does any
+  stack following RFC 2525 2.17); one that closes cleanly (FIN) had read everything first.
+  A reset batch is sent again.
+
+What stays at-least-once: a receiver that read a batch and was killed before writing it out
+loses it, and a batch whose reset comes later than `confirm_seconds` is sent twice; every
+message carries its identity in structured data so a repository can recognise a repeat.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,7 +101,7 @@ def client_context(settings: AtnaSettings) -> ssl.SSLContext:
 
 
 class ReceiverGone(ConnectionError):
-    """The receiver closed the connection: what was written may not have been read."""
+    """The receiver reset the connection: what was written was not read."""
 
 
 class SyslogSender:
@@ -127,7 +134,21 @@ class SyslogSender:
         reader, writer = self._reader, self._writer
         if reader is None or writer is None:
             return False
-        return not (reader.at_eof() or reader.exception() is not None or writer.is_closing())
+        return not (reader.at_eof() or writer.is_closing() or not self._not_reset())
+
+    def _not_reset(self) -> bool:
+        """No reset has arrived: neither seen by the reader nor pending on the socket (after
+        a FIN asyncio stops reading, so a later reset is only on the socket)."""
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None or reader.exception() is not None:
+            return False
+        sock = writer.get_extra_info("socket")
+        if sock is None:
+            return True
+        try:
+            return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        except OSError:  # already closed: nothing pending on it
+            return True
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
@@ -147,8 +168,8 @@ class SyslogSender:
         await asyncio.wait_for(self._writer.drain(), WRITE_TIMEOUT_SECONDS)
         if self.confirm_seconds:
             await asyncio.sleep(self.confirm_seconds)
-        if not self._alive():
-            raise ReceiverGone("the receiver closed the connection while the batch was sent")
+        if not self._not_reset():
+            raise ReceiverGone("the receiver reset the connection with the batch unread")
 
     async def deliver(self, frames: Sequence[bytes], stop: asyncio.Event) -> bool:
         """Send until delivered (True) or `stop` is set (False), backing off between tries."""

@@ -146,9 +146,10 @@ class SyslogSender:
         if sock is None:
             return True
         try:
-            return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+            error: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         except OSError:  # already closed: nothing pending on it
             return True
+        return error == 0
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None

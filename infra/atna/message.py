@@ -173,7 +173,7 @@ def _object(root: ET.Element, item: ParticipantObject) -> None:
 
 
 def to_xml(message: AuditMessage) -> bytes:
-    """The message as a UTF-8 XML document (with its declaration)."""
+    """The message as a UTF-8 XML document (with its declaration), on one line."""
     root = ET.Element("AuditMessage")
     _event(root, message)
     for participant in message.participants:
@@ -181,5 +181,8 @@ def to_xml(message: AuditMessage) -> bytes:
     _source(root, message.source)
     for item in message.objects:
         _object(root, item)
-    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return xml
+    # One line: receivers that store messages line by line (rsyslog escapes a newline as
+    # "#012") keep the XML as it was sent.
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode").encode()
+    )

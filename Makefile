@@ -20,13 +20,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 # Independent DICOM peers for tests and benchmarks (Debian packages; root on these machines; Orthanc's
 # DICOMweb plugin for the query benchmark; dicom3tools' dciodvfy checks de-identified copies),
-# and chromium, which drives the viewer test headless.
+# and chromium, which drives the viewer test headless; rsyslog (with its OpenSSL driver) is the
+# audit record repository of the ATNA export tests.
 debian-tools:
 	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null \
 		|| ! command -v chromium >/dev/null || ! command -v dciodvfy >/dev/null \
-		|| ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so; then \
+		|| ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so \
+		|| ! command -v rsyslogd >/dev/null || ! dpkg -s rsyslog-openssl >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq dcmtk orthanc orthanc-dicomweb chromium dicom3tools >/dev/null; \
+			apt-get install -y -qq dcmtk orthanc orthanc-dicomweb chromium dicom3tools \
+			rsyslog rsyslog-openssl >/dev/null; \
 	fi
 
 # `npm pack` fetches only the published tarball (the app is prebuilt: no dependencies, no

@@ -97,6 +97,15 @@ def dispatcher() -> None:
     _run_until_signal(run_dispatcher)
 
 
+@app.command("audit-export")
+def audit_export() -> None:
+    """IHE ATNA: the audit trail as DICOM A.5 messages to the syslog receiver
+    (PACS_ATNA__SYSLOG_URL)."""
+    from apps.audit_export import run_audit_export
+
+    _run_until_signal(run_audit_export)
+
+
 @projections.command("rebuild")
 def rebuild() -> None:
     """Drop every read model and rebuild it from offset zero (asks the running API, as the

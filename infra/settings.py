@@ -11,7 +11,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -219,6 +219,56 @@ class AuthSettings(BaseModel):
     oidc: OidcSettings = Field(default_factory=OidcSettings)
 
 
+class AtnaSettings(BaseModel):
+    """IHE ATNA: the audit trail as DICOM PS3.15 A.5 messages to a syslog receiver."""
+
+    # Empty = no export. tcp://host:port (RFC 6587 octet counting) or tls://host:port
+    # (RFC 5425); `pacs up` then starts the `audit-export` process.
+    syslog_url: str = ""
+    # TLS: the CA that signed the receiver's certificate (empty: the system's CAs), and our
+    # own certificate and key for the receiver to authenticate us (ATNA: both sides).
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # AuditSourceID and AuditEnterpriseSiteID of every message (empty source: the AE title).
+    audit_source_id: str = ""
+    enterprise_site_id: str = ""
+    # RFC 5424 APP-NAME and HOSTNAME (empty: this machine's name).
+    app_name: str = "pacs"
+    hostname: str = ""
+    # A receiver outage is retried with backoff doubling up to this; nothing is skipped.
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+    # After a batch is written, the connection must stay open this long before the batch
+    # counts as delivered (a receiver that closes meanwhile may not have read it).
+    confirm_seconds: float = Field(default=0.2, ge=0)
+
+    @field_validator("syslog_url")
+    @classmethod
+    def _syslog_url(cls, value: str) -> str:
+        if value:
+            syslog_endpoint(value)
+        return value
+
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> AtnaSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("PACS_ATNA__CERT_FILE and PACS_ATNA__KEY_FILE go together")
+        return self
+
+
+def syslog_endpoint(url: str) -> tuple[str, str, int]:
+    """`tcp://host:port` or `tls://host:port` → (scheme, host, port); ValueError says what
+    is wrong."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("tcp", "tls"):
+        raise ValueError(f"syslog URL {url!r}: must start with tcp:// or tls://")
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"syslog URL {url!r}: needs a host and a port 1-65535 (tcp://host:6514)")
+    return scheme, host, int(port)
+
+
 class Settings(BaseSettings):
     """All configuration of a PACS node."""
 
@@ -237,6 +287,7 @@ class Settings(BaseSettings):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    atna: AtnaSettings = Field(default_factory=AtnaSettings)
     # The built OHIF viewer (npm @ohif/app) served at /viewer; absent = /viewer answers 503.
     viewer_dir: Path = Field(default_factory=default_viewer_dir)
 

@@ -28,7 +28,7 @@ from infra.stack.processes import ManagedProcess, ProcessStartError
 
 log = logging.getLogger(__name__)
 
-APP_COMMANDS = ("gateway", "api", "worker", "dispatcher")
+APP_COMMANDS = ("gateway", "api", "worker", "dispatcher", "audit-export")
 # Supervision: a child that stayed up this long is considered healthy again, so its
 # restart backoff starts over.
 STABLE_RUN_SECONDS = 60.0
@@ -91,7 +91,10 @@ class LocalStack:
         return self._apps
 
     def _instance_names(self, command: str) -> list[str]:
-        """Gateways share their port (SO_REUSEPORT), so several can run side by side."""
+        """Gateways share their port (SO_REUSEPORT), so several can run side by side; the
+        ATNA exporter runs only when it has somewhere to send to."""
+        if command == "audit-export" and not self.settings.atna.syslog_url:
+            return []
         count = self.settings.dicom.processes if command == "gateway" else 1
         return [command if i == 0 else f"{command}-{i + 1}" for i in range(count)]
 

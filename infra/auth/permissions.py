@@ -38,8 +38,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.TECHNOLOGIST: frozenset({P.STUDIES_STORE, P.WORKLIST_READ, P.WORKLIST_WRITE, P.MPPS_READ}),
     Role.AUDITOR: frozenset({P.AUDIT_READ}),
     Role.INTEGRATION: frozenset({P.STUDIES_READ, P.STUDIES_STORE, P.WORKLIST_READ}),
-    # De-identified data only: nothing identified is readable yet, so nothing at all.
-    Role.RESEARCHER: frozenset(),
+    # Reads de-identified studies only: infra/auth/scope.py narrows every read of theirs.
+    Role.RESEARCHER: frozenset({P.STUDIES_READ}),
     Role.SERVICE: frozenset({P.INTERNAL, P.WORKLIST_READ}),
 }
 

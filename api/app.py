@@ -26,6 +26,7 @@ from api.rest import (
     internal,
     mpps,
     nodes,
+    studies,
     users,
     worklist,
 )
@@ -36,6 +37,7 @@ from infra.clickhouse import ClickHouse
 from infra.readmodels.audit import AuditProjection, AuditTrail
 from infra.readmodels.catalog.projection import CatalogProjection
 from infra.readmodels.catalog.resident import ResidentCatalog
+from infra.readmodels.catalog.scope import VisibleStudies
 from infra.readmodels.catalog.search import CatalogReader
 from infra.readmodels.nodes import NodeRegistry
 from infra.readmodels.runner import ProjectorRunner
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             max_rows = cfg.clickhouse.resident_max_rows
             resident = ResidentCatalog(clickhouse, max_rows) if max_rows > 0 else None
             services.catalog = CatalogReader(clickhouse, resident)
+            services.visible = VisibleStudies(clickhouse)
             services.worklist = WorklistProjection(clickhouse)
             services.audit = AuditTrail(clickhouse)
             services.security = services.authenticator.security = SecurityProjection(clickhouse)
@@ -144,6 +147,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         users,
         nodes,
         deidentify,
+        studies,
     ):
         app.include_router(module.router, dependencies=door)
     cfg = settings or get_settings()

@@ -26,6 +26,7 @@ from infra.auth.permissions import Permission
 from infra.clickhouse import ClickHouse
 from infra.eventlog import EventPublisher
 from infra.readmodels.audit import AuditTrail
+from infra.readmodels.catalog.scope import Visible, VisibleStudies
 from infra.readmodels.catalog.search import CatalogReader
 from infra.readmodels.nodes import NodeRegistry
 from infra.readmodels.runner import ProjectorRunner
@@ -57,6 +58,8 @@ class Services:
     clickhouse: ClickHouse | None = None
     projector: ProjectorRunner | None = None
     catalog: CatalogReader | None = None
+    # Which studies a scoped caller may read (infra/auth/scope.py).
+    visible: VisibleStudies | None = None
     worklist: WorklistProjection | None = None
     audit: AuditTrail | None = None
     security: SecurityProjection | None = None
@@ -268,3 +271,33 @@ def _path_uids(request: Request) -> dict[str, str]:
         if value := request.query_params.get(name):
             uids[field_name] = value
     return uids
+
+
+async def visible_to(services: Services, caller: Caller) -> Visible | None:
+    """The studies `caller` may read; None: every study (no scope, the common case)."""
+    if caller.scope is None:
+        return None
+    visible = _held(services.visible, "catalog")
+    return await asyncio.to_thread(visible.of, caller.scope)
+
+
+def _study_of(request: Request) -> str | None:
+    for name in ("study", "study_instance_uid"):
+        if value := request.path_params.get(name):
+            return str(value)
+    return request.query_params.get("studyUID")
+
+
+def in_scope() -> Any:
+    """A router dependency for routes about one study: a study outside the caller's scope
+    is answered 404 like one never stored, never 403, which would confirm that it exists."""
+
+    async def check(request: Request, services: ServicesDep, caller: CallerDep) -> None:
+        study = _study_of(request)
+        if study is None or caller.scope is None:
+            return
+        visible = await visible_to(services, caller)
+        if visible is not None and study not in visible.studies:
+            raise HTTPException(404, f"study {study} not found")
+
+    return Depends(check)

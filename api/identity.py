@@ -18,8 +18,10 @@ from fastapi import Request
 from infra.auth import api_keys
 from infra.auth.oidc import OidcVerifier
 from infra.auth.permissions import Permission, permissions_of
+from infra.auth.scope import StudyScope, study_scope
 from infra.auth.tokens import InvalidToken, TokenIssuer
 from infra.readmodels.security import SecurityProjection
+from schemas.security import User
 
 SESSION_COOKIE = "pacs_session"
 CSRF_COOKIE = "pacs_csrf"
@@ -42,6 +44,8 @@ class Caller:
     via: Via
     address: str
     permissions: frozenset[Permission] = field(default=frozenset())
+    # The studies it may read (infra/auth/scope.py); None: every study.
+    scope: StudyScope = None
 
     def may(self, permission: Permission) -> bool:
         return permission in self.permissions
@@ -93,8 +97,7 @@ class Authenticator:
             raise Unauthenticated("a session token is only accepted as the session cookie")
         if claims.kind == "service":
             return _caller(claims.subject, claims.roles, "service", address)
-        roles = self._current_roles(claims.subject, claims.roles)
-        return _caller(claims.subject, roles, "token", address)
+        return self._user(claims.subject, claims.roles, "token", address)
 
     def _api_key(self, key_id: str, secret: str, address: str) -> Caller:
         key = self.security.api_key(key_id) if self.security else None
@@ -116,19 +119,35 @@ class Authenticator:
                 "a request authenticated by the session cookie that changes something must "
                 "carry the X-CSRF-Token header (the value of the pacs_csrf cookie)"
             )
-        roles = self._current_roles(claims.subject, claims.roles)
-        return _caller(claims.subject, roles, "session", address)
+        return self._user(claims.subject, claims.roles, "session", address)
 
-    def _current_roles(self, username: str, claimed: frozenset[str]) -> frozenset[str]:
+    def _user(self, username: str, claimed: frozenset[str], via: Via, address: str) -> Caller:
         """A user's token carries the roles they had when it was issued; what counts is what
-        they have now: disabled or deleted since, it is refused; roles changed, the new ones."""
+        they have now: disabled or deleted since, it is refused; roles or bindings changed,
+        the new ones."""
         if self.security is None:
-            return claimed
+            return _caller(username, claimed, via, address)
         user = self.security.user(username)
         if self.security.was_deleted(username) or (user is not None and user.disabled):
             raise Unauthenticated(f"user {username} is disabled or deleted")
-        return frozenset(user.roles) if user is not None else claimed
+        if user is None:
+            return _caller(username, claimed, via, address)
+        return user_caller(user, via, address)
+
+
+def user_caller(user: User, via: Via, address: str) -> Caller:
+    """A local user as a caller: roles over every study plus the scoped bindings' roles."""
+    roles = frozenset(user.roles)
+    bound = frozenset(binding.role for binding in user.bindings)
+    return Caller(
+        user.username,
+        roles | bound,
+        via,
+        address,
+        permissions_of(roles | bound),
+        study_scope(roles, user.bindings),
+    )
 
 
 def _caller(name: str, roles: frozenset[str], via: Via, address: str) -> Caller:
-    return Caller(name, roles, via, address, permissions_of(roles))
+    return Caller(name, roles, via, address, permissions_of(roles), study_scope(roles))

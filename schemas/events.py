@@ -293,6 +293,17 @@ class NodeDeleted(EventBase):
     actor: str
 
 
+class StudyLabelsSet(EventBase):
+    """A study's access labels were set (replacing the previous ones); role bindings scoped
+    by label reach the studies that carry it."""
+
+    type: Literal["pacs.study.labels-set"] = "pacs.study.labels-set"
+    version: Literal[1] = 1
+    study_instance_uid: str
+    labels: list[str]
+    actor: str
+
+
 class AccessAudited(EventBase):
     """PHI accesses and security decisions of one process, batched (the recorder flushes a
     few times a second), so auditing never waits on the log."""
@@ -332,6 +343,7 @@ Event = Annotated[
     | InstanceStored
     | StudyStabilized
     | StudyDeidentified
+    | StudyLabelsSet
     | WorklistEvent
     | MppsEvent
     | CommitmentEvent
@@ -356,7 +368,7 @@ def event_key(event: Event) -> str:
     """
     if isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         return event.instance.study_instance_uid
-    if isinstance(event, StudyStabilized | StudyDeidentified):
+    if isinstance(event, StudyStabilized | StudyDeidentified | StudyLabelsSet):
         return event.study_instance_uid
     if isinstance(event, WorklistItemScheduled | WorklistItemUpdated):
         return f"worklist:{event.item.item_id}"

@@ -11,12 +11,31 @@ from pydantic import BaseModel, Field
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 
 
+class StudyScope(BaseModel):
+    """Which studies a role binding reaches: those of these institutions (InstitutionName,
+    compared case-insensitively) or carrying one of these access labels. Both empty: none."""
+
+    institutions: list[str] = Field(default_factory=list, max_length=100)
+    labels: list[str] = Field(default_factory=list, max_length=100)
+
+
+class RoleBinding(BaseModel):
+    """A role granted only for some studies: what the role may do with studies (read them
+    through QIDO, WADO, C-FIND, C-GET, C-MOVE) it may do with the studies in `scope` only."""
+
+    role: str
+    scope: StudyScope
+
+
 class User(BaseModel):
     """A local user: the argon2id hash of the password, never the password."""
 
     username: str = Field(pattern=USERNAME_PATTERN)
     password_hash: str
+    # Roles over every study.
     roles: list[str] = Field(default_factory=list)
+    # Roles over some studies (a radiologist of one hospital of a group).
+    bindings: list[RoleBinding] = Field(default_factory=list)
     display_name: str = ""
     disabled: bool = False
 

@@ -19,7 +19,7 @@ from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.tag import BaseTag, Tag
 
-from api.deps import ServicesDep, audited, require
+from api.deps import ServicesDep, audited, in_scope, require
 from api.dicomweb.media import (
     EXPLICIT_LE,
     IMPLICIT_LE,
@@ -47,7 +47,7 @@ from infra.multipart import build_multipart
 router = APIRouter(
     prefix="/dicom-web",
     tags=["dicomweb"],
-    dependencies=[require(Permission.STUDIES_READ), audited("wado-frames")],
+    dependencies=[require(Permission.STUDIES_READ), audited("wado-frames"), in_scope()],
 )
 
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # Pixel Data, Float, Double Float

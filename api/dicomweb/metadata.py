@@ -11,7 +11,7 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from api.deps import CatalogDep, audited, require
+from api.deps import CatalogDep, audited, in_scope, require
 from api.dicomweb.paths import UidPath, dicomweb_root
 from api.dicomweb.stored import check_uids
 from infra.auth.permissions import Permission
@@ -20,7 +20,7 @@ from infra.readmodels.catalog.search import CatalogReader, metadata_document
 router = APIRouter(
     prefix="/dicom-web",
     tags=["dicomweb"],
-    dependencies=[require(Permission.STUDIES_READ), audited("wado-metadata")],
+    dependencies=[require(Permission.STUDIES_READ), audited("wado-metadata"), in_scope()],
 )
 
 

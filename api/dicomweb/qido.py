@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydicom.datadict import tag_for_keyword
 
-from api.deps import CatalogDep, audited, require
+from api.deps import CatalogDep, audited, require, visible_to
 from api.dicomweb.paths import UidPath, dicomweb_root
 from infra.audit_recorder import subject_of
 from infra.auth.permissions import Permission
@@ -87,6 +87,7 @@ async def run_search(
         if problem := validate_uid(name, value):
             raise HTTPException(400, problem)
     search = parse_search(request, level, fixed)
+    search.within = await visible_to(request.app.state.services, request.state.caller)
     # A limit over the maximum is served up to the maximum; one more row tells whether
     # anything was left out.
     limit = min(search.limit, MAX_RESULTS)

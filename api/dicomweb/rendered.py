@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import Services, ServicesDep, audited, require
+from api.deps import Services, ServicesDep, audited, in_scope, require
 from api.dicomweb.media import parse_accept
 from api.dicomweb.paths import INSTANCE_PATH
 from api.dicomweb.stored import (
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/dicom-web",
     tags=["dicomweb"],
-    dependencies=[require(Permission.STUDIES_READ), audited("wado-rendered")],
+    dependencies=[require(Permission.STUDIES_READ), audited("wado-rendered"), in_scope()],
 )
 
 THUMBNAIL_SIZE = 128

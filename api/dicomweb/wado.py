@@ -16,7 +16,7 @@ from functools import partial
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import Services, ServicesDep, audited, require
+from api.deps import Services, ServicesDep, audited, in_scope, require
 from api.dicomweb.media import (
     Choice,
     MediaRange,
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/dicom-web",
     tags=["dicomweb"],
-    dependencies=[require(Permission.STUDIES_READ), audited("wado")],
+    dependencies=[require(Permission.STUDIES_READ), audited("wado"), in_scope()],
 )
 
 

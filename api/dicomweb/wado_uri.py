@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
-from api.deps import ServicesDep, audited, require
+from api.deps import ServicesDep, audited, in_scope, require
 from api.dicomweb.media import DICOM
 from api.dicomweb.stored import instance_bytes
 from infra.auth.permissions import Permission
@@ -28,7 +28,8 @@ from infra.dicom.pixels import (
 from infra.dicom.transcode import TranscodeError, can_decode, can_encode, transcode
 
 router = APIRouter(
-    tags=["wado-uri"], dependencies=[require(Permission.STUDIES_READ), audited("wado-uri")]
+    tags=["wado-uri"],
+    dependencies=[require(Permission.STUDIES_READ), audited("wado-uri"), in_scope()],
 )
 
 

@@ -15,7 +15,7 @@ from infra.auth.passwords import hash_password
 from infra.auth.permissions import Permission, Role
 from infra.readmodels.security import SecurityProjection
 from schemas.events import ApiKeyCreated, ApiKeyRevoked, UserDeleted, UserSaved
-from schemas.security import USERNAME_PATTERN, ApiKey, User
+from schemas.security import USERNAME_PATTERN, ApiKey, RoleBinding, StudyScope, User
 
 router = APIRouter(prefix="/api", tags=["users"], dependencies=[require(Permission.ADMIN)])
 
@@ -23,11 +23,19 @@ UsernamePath = Annotated[str, Path(pattern=USERNAME_PATTERN)]
 RoleName = Annotated[str, Field(pattern="^(" + "|".join(r.value for r in Role) + ")$")]
 
 
+class BindingBody(BaseModel):
+    role: RoleName
+    scope: StudyScope
+
+
 class UserBody(BaseModel):
     """A user to create or replace; `password` may be left out when replacing."""
 
     password: str | None = Field(default=None, min_length=12, max_length=256)
     roles: list[RoleName] = Field(default_factory=list)
+    # Roles over some studies only, e.g. {"role": "radiologist", "scope": {"institutions":
+    # ["St. Mary"]}}: see docs/security.md "Scoping".
+    bindings: list[BindingBody] = Field(default_factory=list, max_length=50)
     display_name: str = ""
     disabled: bool = False
 
@@ -35,6 +43,7 @@ class UserBody(BaseModel):
 class UserView(BaseModel):
     username: str
     roles: list[str]
+    bindings: list[RoleBinding]
     display_name: str
     disabled: bool
 
@@ -98,6 +107,7 @@ async def save_user(
         username=username,
         password_hash=password_hash,
         roles=sorted(set(body.roles)),
+        bindings=[RoleBinding(role=b.role, scope=b.scope) for b in body.bindings],
         display_name=body.display_name,
         disabled=body.disabled,
     )

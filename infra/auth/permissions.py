@@ -50,8 +50,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.TECHNOLOGIST: frozenset({P.STUDIES_STORE, P.WORKLIST_READ, P.WORKLIST_WRITE, P.MPPS_READ}),
     Role.AUDITOR: frozenset({P.AUDIT_READ}),
     Role.INTEGRATION: frozenset({P.STUDIES_READ, P.STUDIES_STORE, P.WORKLIST_READ}),
-    # De-identified data only: the results of de-identification jobs.
-    Role.RESEARCHER: frozenset({P.DEIDENTIFIED_READ}),
+    # Reads de-identified studies only (infra/auth/scope.py narrows every read of theirs),
+    # and the results of de-identification jobs.
+    Role.RESEARCHER: frozenset({P.STUDIES_READ, P.DEIDENTIFIED_READ}),
     # The worker stores de-identified copies through STOW-RS, like any client.
     Role.SERVICE: frozenset({P.INTERNAL, P.WORKLIST_READ, P.STUDIES_STORE}),
 }

@@ -30,6 +30,7 @@ from schemas.events import (
     MppsVerified,
     SecurityEvent,
     StudyDeidentified,
+    StudyLabelsSet,
     UserSaved,
     WorklistItemCancelled,
     WorklistItemScheduled,
@@ -117,6 +118,8 @@ def event_row(record: LogRecord) -> list[Any]:
     elif isinstance(event, SecurityEvent):
         # About a user or key, not a patient: the subject in the SOP column, the actor as client.
         sop, client = event_key(event), event.actor
+    elif isinstance(event, StudyLabelsSet):
+        study, client = event.study_instance_uid, event.actor
     elif not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         study, patient = event.study_instance_uid, event.patient_id
         sop, calling, client = _subject(event)

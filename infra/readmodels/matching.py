@@ -71,6 +71,12 @@ class Conditions:
         previous = self.lookups.get(column)
         self.lookups[column] = values if previous is None else previous & values
 
+    def within(self, column: str, values: frozenset[str]) -> None:
+        """Narrow to rows whose `column` is one of `values` (a caller's visible studies)."""
+        clause = f"{column} IN {self.bind(sorted(values), 'Array(String)')}"
+        self._both(column, clause, lambda v: v in values)
+        self._pin(column, values)
+
     def add(self, attribute: Attribute, value: str, fuzzy: bool = False) -> None:
         """Narrow by `attribute` matching `value` (DICOM string form); universal adds nothing."""
         value = value.strip()

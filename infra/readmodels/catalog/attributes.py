@@ -98,6 +98,10 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     _a("StudyDescription", "00081030", "LO", S),
     _a("ReferringPhysicianName", "00080090", "PN", S),
     _a("TimezoneOffsetFromUTC", "00080201", "SH", S),
+    # Series-level in the IODs (General Equipment, Patient): kept per study, from its newest
+    # instance, because role bindings are scoped by them (infra/auth/scope.py).
+    _a("InstitutionName", "00080080", "LO", S),
+    _a("PatientIdentityRemoved", "00120062", "CS", S),
     _d("ModalitiesInStudy", "00080061", "CS", S),
     _d("SOPClassesInStudy", "00080062", "UI", S),
     _d("NumberOfStudyRelatedSeries", "00201206", "IS", S),

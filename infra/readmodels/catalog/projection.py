@@ -11,6 +11,7 @@ which rewrites the same rows.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from infra.readmodels.catalog.attributes import COPIED, LISTS, TABLES, Level, fi
 from infra.readmodels.catalog.resident import ResidentCatalog
 from infra.readmodels.catalog.tables import (
     KEYS,
+    LABELS_DDL,
     METADATA_DDL,
     POSITIONS_DDL,
     SKIP_INDEXES,
@@ -29,13 +31,16 @@ from infra.readmodels.catalog.tables import (
     table_ddl,
 )
 from infra.storage.metadata import MetadataStore
-from schemas.events import InstanceReceived
+from schemas.events import InstanceReceived, StudyLabelsSet
+
+log = logging.getLogger(__name__)
 
 METADATA_COLUMNS = [
     "study_instance_uid", "series_instance_uid", "sop_instance_uid", "instance_number",
     "metadata", "log_partition", "log_offset",
 ]  # fmt: skip
-ALL_TABLES = (*TABLES.values(), "instance_metadata", "catalog_positions")
+LABEL_COLUMNS = ["study_instance_uid", "labels", "log_partition", "log_offset"]
+ALL_TABLES = (*TABLES.values(), "instance_metadata", "study_labels", "catalog_positions")
 
 
 def event_metadata(event: InstanceReceived, store: MetadataStore | None = None) -> dict[str, Any]:
@@ -180,13 +185,35 @@ class CatalogProjection:
         }
 
     def ensure_tables(self) -> None:
+        if missing := self._missing_columns():
+            # A catalog made by an older version: rebuilt from the log (the runner starts
+            # from the positions, gone with the tables), so no row lacks the new columns.
+            log.warning(
+                "the catalog lacks %s: rebuilding it from the event log", ", ".join(missing)
+            )
+            self.drop()
         for level, table in TABLES.items():
             self.clickhouse.command(table_ddl(level, table))
             self._add_skip_indexes(level, table)
         self.clickhouse.command(METADATA_DDL)
+        self.clickhouse.command(LABELS_DDL)
         self.clickhouse.command(POSITIONS_DDL)
         if self.resident is not None:
             self.resident.load()
+
+    def _missing_columns(self) -> list[str]:
+        present: dict[str, set[str]] = {}
+        for table, column in self.clickhouse.rows(
+            "SELECT table, name FROM system.columns WHERE database = currentDatabase()"
+        ):
+            present.setdefault(str(table), set()).add(str(column))
+        return [
+            f"{table}.{name}"
+            for level, table in TABLES.items()
+            if table in present
+            for name, _ in columns(level)
+            if name not in present[table]
+        ]
 
     def _add_skip_indexes(self, level: Level, table: str) -> None:
         """Indexes a catalog made by an older version lacks: added, then built for the rows
@@ -214,11 +241,16 @@ class CatalogProjection:
     def apply(self, records: list[LogRecord]) -> None:
         if not records:
             return
-        rows, meta_rows = [], []
+        rows, meta_rows, labels = [], [], []
         studies: set[str] = set()
         patients: set[str] = set()
         for record in records:
-            if isinstance(record.event, InstanceReceived):
+            if isinstance(record.event, StudyLabelsSet):
+                event = record.event
+                labels.append(
+                    [event.study_instance_uid, event.labels, record.partition, record.offset]
+                )
+            elif isinstance(record.event, InstanceReceived):
                 row, meta_row = _instance_row(record, record.event, self.metadata)
                 rows.append(row)
                 meta_rows.append(meta_row)
@@ -232,6 +264,8 @@ class CatalogProjection:
                 self.clickhouse.command(sql, {"keys": keys})
             if self.resident is not None:
                 self.resident.refresh(studies, patients)
+        if labels:
+            self.clickhouse.insert("study_labels", labels, LABEL_COLUMNS)
         last: dict[int, int] = {}
         for record in records:
             last[record.partition] = max(last.get(record.partition, -1), record.offset)

@@ -17,6 +17,7 @@ from infra.readmodels.catalog.attributes import (
     Level,
 )
 from infra.readmodels.catalog.resident import FULL_SCAN_LIMIT, ResidentCatalog
+from infra.readmodels.catalog.scope import Visible
 from infra.readmodels.catalog.tables import RESULT_ORDER
 from infra.readmodels.matching import Conditions, QueryError
 from schemas.catalog import CatalogInstance, InstanceQuery
@@ -44,6 +45,9 @@ class Search:
     fuzzy: bool = False
     # C-FIND returns exactly the keys asked for; QIDO adds its default attribute set.
     defaults: bool = True
+    # Only these studies (and, at the patient level, their patients) may match: a scoped
+    # caller's (infra/readmodels/catalog/scope.py). None: no such limit.
+    within: Visible | None = None
 
 
 @dataclass
@@ -86,6 +90,11 @@ class _Plan:
                 self.ignored.append(name)
                 continue
             self.conditions.add(attr, value, search.fuzzy)
+        if search.within is not None:
+            if search.level is Level.PATIENT:
+                self.conditions.within("patient_id", search.within.patients)
+            else:
+                self.conditions.within("study_instance_uid", search.within.studies)
         names = search.return_keys if search.return_keys is not None else []
         wanted = list(DEFAULT_RETURN[search.level]) if search.defaults else []
         for name in [*names, *search.filters]:
@@ -189,6 +198,14 @@ class CatalogReader:
             )
             for r in rows
         ]
+
+    def labels(self, study: str) -> list[str]:
+        """The access labels set on a study (none when never set)."""
+        rows = self.clickhouse.rows(
+            "SELECT labels FROM study_labels FINAL WHERE study_instance_uid = {s:String}",
+            {"s": study},
+        )
+        return [str(label) for label in rows[0][0]] if rows else []
 
     def metadata(self, study: str, series: str | None = None, sop: str | None = None) -> list[str]:
         """Stored DICOM JSON of each instance (compact strings), in series/instance order."""

@@ -102,6 +102,18 @@ ENGINE = ReplacingMergeTree(log_offset)
 ORDER BY (study_instance_uid, series_instance_uid, sop_instance_uid)
 """
 
+# Access labels an administrator set on a study (pacs.study.labels-set): the newest set wins.
+LABELS_DDL = """
+CREATE TABLE IF NOT EXISTS study_labels (
+    study_instance_uid String,
+    labels Array(String),
+    log_partition UInt32,
+    log_offset UInt64
+)
+ENGINE = ReplacingMergeTree(log_offset)
+ORDER BY study_instance_uid
+"""
+
 POSITIONS_DDL = """
 CREATE TABLE IF NOT EXISTS catalog_positions (
     log_partition UInt32,

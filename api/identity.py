@@ -17,6 +17,7 @@ from fastapi import Request
 
 from infra.auth import api_keys
 from infra.auth.oidc import OidcVerifier
+from infra.auth.passwords import verify_password
 from infra.auth.permissions import Permission, permissions_of
 from infra.auth.scope import StudyScope, study_scope
 from infra.auth.tokens import InvalidToken, TokenIssuer
@@ -79,6 +80,19 @@ class Authenticator:
         if session:
             return self._session(session, request, address)
         return None
+
+    async def password_user(self, username: str, password: str) -> User | None:
+        """The enabled local user whose password this is, else None. Verified even for an
+        unknown user (against a decoy hash): the same time either way."""
+        user = self.security.user(username) if self.security is not None else None
+        ok = await asyncio.to_thread(
+            verify_password, user.password_hash if user else None, password
+        )
+        return user if ok and user is not None and not user.disabled else None
+
+    async def bearer(self, credential: str, address: str) -> Caller:
+        """The caller a bearer credential (a token or an API key) names; Unauthenticated."""
+        return await self._bearer(credential, address)
 
     async def _bearer(self, credential: str, address: str) -> Caller:
         if (parts := api_keys.split_key(credential)) is not None:

@@ -16,6 +16,7 @@ from ingest.dimse.access import (
     AccessPolicy,
     Destinations,
     NodeDirectory,
+    UserIdentityCheck,
     guarded,
     guarded_get,
     guarded_move,
@@ -63,6 +64,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     policy = AccessPolicy(settings.dicom.ae_title, directory, settings.dicom.unknown_aes, recorder)
     destinations = Destinations(directory, settings.dicom.remote_ae)
     handlers = [
+        # A user identity in the A-ASSOCIATE-RQ is verified by the API and narrows the grant.
+        (evt.EVT_USER_ID, UserIdentityCheck(catalog.identify, recorder)),
         (evt.EVT_C_ECHO, guarded("echo", lambda event: 0x0000)),
         (evt.EVT_C_STORE, guarded("store", StoreHandler(clients.acceptor))),
         (evt.EVT_C_MOVE, guarded_move(MoveHandler(destinations, retrieve, recorder))),

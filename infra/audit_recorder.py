@@ -105,9 +105,16 @@ def access_entry(
 
 
 def dimse_entry(
-    action: str, outcome: Outcome, calling_ae: str, address: str, detail: str = "", **subject: str
+    action: str,
+    outcome: Outcome,
+    calling_ae: str,
+    address: str,
+    detail: str = "",
+    user: str = "",
+    **subject: str,
 ) -> AccessEntry:
-    """An entry for a DIMSE request: the calling AE is who (no user identity on DIMSE yet)."""
+    """An entry for a DIMSE request: who is the user the association identified (User
+    Identity Negotiation), else the calling AE."""
     return access_entry(
-        action, outcome, calling_ae, "dimse", address, detail, calling_ae, **subject
+        action, outcome, user or calling_ae, "dimse", address, detail, calling_ae, **subject
     )

@@ -25,6 +25,7 @@ from infra.multipart import build_multipart
 from infra.settings import Settings
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.nodes import Node
+from schemas.security import DimseIdentity, StudyRuleModel
 from schemas.worklist import WorklistItemView, WorklistQuery
 
 MAX_IDLE = 8
@@ -66,16 +67,23 @@ class InternalApi:
         return _INSTANCES.validate_json(body)
 
     def find(
-        self, level: str, filters: dict[str, str], keys: list[str], limit: int, offset: int = 0
+        self,
+        level: str,
+        filters: dict[str, str],
+        keys: list[str],
+        limit: int,
+        offset: int = 0,
+        scope: list[StudyRuleModel] | None = None,
     ) -> list[dict[str, Any]]:
-        """One page of C-FIND matches (in the catalog's result order) as DICOM JSON datasets;
-        ApiRefused for a bad identifier."""
+        """One page of C-FIND matches (in the catalog's result order) as DICOM JSON datasets,
+        of the studies `scope` admits when given; ApiRefused for a bad identifier."""
         payload = {
             "level": level,
             "filters": filters,
             "return_keys": keys,
             "limit": limit,
             "offset": offset,
+            "scope": None if scope is None else [rule.model_dump() for rule in scope],
         }
         matches: list[dict[str, Any]] = json.loads(
             self._request("POST", "/api/internal/find", json.dumps(payload).encode())
@@ -88,6 +96,17 @@ class InternalApi:
         return _WORKLIST_ITEMS.validate_json(
             self._request("GET", "/api/worklist?" + urlencode(params))
         )
+
+    def identify(self, kind: int, primary: bytes, secondary: bytes) -> DimseIdentity | None:
+        """The user a DIMSE User Identity Negotiation item names, verified by the API (a
+        password, or a token / API key); None when it does not verify."""
+        payload = {
+            "kind": kind,
+            "primary": primary.decode("utf-8", "replace"),
+            "secondary": secondary.decode("utf-8", "replace"),
+        }
+        body = self._request("POST", "/api/internal/identify", json.dumps(payload).encode())
+        return None if body.strip() == b"null" else DimseIdentity.model_validate_json(body)
 
     def nodes(self) -> list[Node]:
         """The node registry."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from schemas.security import StudyRuleModel
+
 
 class CatalogInstance(BaseModel):
     """One instance as the read model holds it; bytes live in landing or the archive."""
@@ -41,3 +43,6 @@ class InstanceQuery(BaseModel):
     # the end of the log.
     caught_up: bool = False
     log_positions: dict[int, int] = {}
+    # A retrieve on behalf of a scoped user (DIMSE user identity): only the studies these
+    # rules admit are listed (infra/auth/scope.py). None: no such limit.
+    scope: list[StudyRuleModel] | None = None

@@ -50,3 +50,20 @@ class ApiKey(BaseModel):
     roles: list[str] = Field(default_factory=list)
     expires_at: datetime | None = None
     revoked: bool = False
+
+
+class StudyRuleModel(BaseModel):
+    """One rule of a caller's study scope, as our processes pass it to each other."""
+
+    institutions: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    deidentified: bool = False
+
+
+class DimseIdentity(BaseModel):
+    """A DIMSE user identity (PS3.7 D.3.3.7) the API verified: who, what they may do, and
+    which studies they may read (None: every study)."""
+
+    name: str
+    permissions: list[str]
+    scope: list[StudyRuleModel] | None = None

@@ -11,13 +11,17 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import CatalogDep, ServicesDep, nodes_of, require
+from api.deps import CatalogDep, Services, ServicesDep, nodes_of, read_model_unavailable, require
+from api.identity import Caller, Unauthenticated, user_caller
 from infra.auth.permissions import Permission
+from infra.auth.scope import scope_from_models, scope_models
 from infra.readmodels.catalog.attributes import Level
+from infra.readmodels.catalog.scope import Visible
 from infra.readmodels.catalog.search import MAX_RESULTS, Search
 from infra.readmodels.matching import QueryError
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.nodes import Node
+from schemas.security import DimseIdentity, StudyRuleModel
 
 router = APIRouter(
     prefix="/api/internal",
@@ -38,6 +42,16 @@ class FindRequest(BaseModel):
     return_keys: list[str] = []
     limit: int = Field(default=MAX_RESULTS, ge=0, le=MAX_RESULTS)
     offset: int = Field(default=0, ge=0)
+    # On behalf of a scoped DIMSE user: only the studies these rules admit match.
+    scope: list[StudyRuleModel] | None = None
+
+
+class IdentifyRequest(BaseModel):
+    """A User Identity Negotiation item (PS3.7 D.3.3.7.1): its type and fields."""
+
+    kind: int = Field(ge=1, le=5)
+    primary: str = Field(max_length=65_535)
+    secondary: str = Field(default="", max_length=65_535)
 
 
 @router.post("/instances", response_model=list[CatalogInstance])
@@ -53,13 +67,26 @@ async def list_instances(
     ):
         raise HTTPException(503, "the catalog has not caught up with the event log yet")
     try:
-        return await asyncio.to_thread(catalog.instances, query)
+        found = await asyncio.to_thread(catalog.instances, query)
     except QueryError as exc:
         raise HTTPException(400, str(exc)) from exc
+    visible = await _visible(services, query.scope)
+    if visible is not None:
+        found = [item for item in found if item.study_instance_uid in visible.studies]
+    return found
+
+
+async def _visible(services: Services, scope: list[StudyRuleModel] | None) -> Visible | None:
+    if scope is None:
+        return None
+    visible = services.visible
+    if visible is None:
+        read_model_unavailable("catalog")
+    return await asyncio.to_thread(visible.of, scope_from_models(scope) or ())
 
 
 @router.post("/find")
-async def find(request: FindRequest, catalog: CatalogDep) -> JSONResponse:
+async def find(request: FindRequest, catalog: CatalogDep, services: ServicesDep) -> JSONResponse:
     """Matches as DICOM JSON datasets, one per entity at the requested level."""
     try:
         level = Level.parse(request.level)
@@ -70,12 +97,38 @@ async def find(request: FindRequest, catalog: CatalogDep) -> JSONResponse:
             request.limit,
             request.offset,
             defaults=False,
+            within=await _visible(services, request.scope),
         )
         result = await catalog.search_soon(search)
     except (QueryError, ValueError) as exc:
         raise HTTPException(400, str(exc)) from exc
     # Straight to JSON: C-FIND latency is what this endpoint exists for.
     return JSONResponse(result.rows)
+
+
+@router.post("/identify", response_model=DimseIdentity | None)
+async def identify(body: IdentifyRequest, services: ServicesDep) -> DimseIdentity | None:
+    """Verify a DIMSE user identity: type 2 (user name and password) against the local
+    users, type 5 (a JWT — or an API key — as primary field) like a bearer credential. Type 1
+    (a user name without proof), 3 (Kerberos) and 4 (SAML) are not accepted. null when it
+    does not verify (the gateway then rejects the association)."""
+    authenticator = services.authenticator
+    caller: Caller | None = None
+    if body.kind == 2:
+        user = await authenticator.password_user(body.primary, body.secondary)
+        caller = None if user is None else user_caller(user, "dimse", "")
+    elif body.kind == 5:
+        try:
+            caller = await authenticator.bearer(body.primary, "")
+        except Unauthenticated:
+            caller = None
+    if caller is None:
+        return None
+    return DimseIdentity(
+        name=caller.name,
+        permissions=sorted(p.value for p in caller.permissions),
+        scope=scope_models(caller.scope),
+    )
 
 
 @router.get("/nodes", response_model=list[Node])

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from infra.auth.permissions import ROLE_PERMISSIONS, Permission, Role
-from schemas.security import RoleBinding
+from schemas.security import RoleBinding, StudyRuleModel
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,30 @@ def study_scope(roles: Iterable[str], bindings: Iterable[RoleBinding] = ()) -> S
             continue  # a binding to no study reaches none
         rules.append(StudyRule(institutions, labels, binding.role == Role.RESEARCHER))
     return tuple(dict.fromkeys(rules))
+
+
+def scope_models(scope: StudyScope) -> list[StudyRuleModel] | None:
+    """A scope as our processes pass it to each other (the gateway to the API)."""
+    if scope is None:
+        return None
+    return [
+        StudyRuleModel(
+            institutions=sorted(rule.institutions),
+            labels=sorted(rule.labels),
+            deidentified=rule.deidentified,
+        )
+        for rule in scope
+    ]
+
+
+def scope_from_models(models: list[StudyRuleModel] | None) -> StudyScope:
+    if models is None:
+        return None
+    return tuple(
+        StudyRule(
+            frozenset(i.strip().casefold() for i in model.institutions),
+            frozenset(model.labels),
+            model.deidentified,
+        )
+        for model in models
+    )

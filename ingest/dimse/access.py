@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -28,7 +28,9 @@ from infra.audit_recorder import AuditRecorder, dimse_entry
 from infra.dicom.statuses import status_dataset
 from infra.internal_api import ApiRefused, ApiUnavailable
 from infra.settings import RemoteAE, UnknownAePolicy
+from schemas.audit import Outcome
 from schemas.nodes import ALL_SERVICES, DimseService, Node
+from schemas.security import DimseIdentity, StudyRuleModel
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ class Grant:
     calling_ae: str
     node: Node | None  # None: an unregistered AE let in by the policy
     services: frozenset[str] = field(default_factory=frozenset)
+    # The user the association identified (User Identity Negotiation), if any: the node's
+    # services narrowed to what the user's roles permit, reads to the studies in `scope`.
+    user: DimseIdentity | None = None
 
     def may_move_to(self, destination: str) -> bool:
         # An unregistered AE let in (local/allow) may name any destination we know.
@@ -191,6 +196,86 @@ class AcceptanceHook:
         event.assoc.acse = GatedACSE(event.assoc, self.policy, address)
 
 
+# The permission each DIMSE service needs from an identified user (infra/auth/permissions.py).
+SERVICE_PERMISSIONS: dict[str, str | None] = {
+    "echo": None,
+    "store": "studies:store",
+    "commitment": "studies:store",
+    "find": "studies:read",
+    "move": "studies:read",
+    "get": "studies:read",
+    "worklist": "worklist:read",
+    "mpps": "worklist:write",
+}
+# PS3.7 D.3.3.7.1 User-Identity-Type: 2 user name and passcode, 5 JWT.
+_KINDS = {1: "user name", 2: "user name and passcode", 3: "Kerberos", 4: "SAML", 5: "JWT"}
+
+
+class UserIdentityCheck:
+    """EVT_USER_ID: the user named in the A-ASSOCIATE-RQ is verified by the API (one place
+    resolves every credential); the association then acts as that user. A user identity
+    that does not verify rejects the association (pynetdicom answers A-ASSOCIATE-RJ
+    rejected-transient, ACSE, no reason given), and is an audit entry either way."""
+
+    def __init__(
+        self,
+        identify: Callable[[int, bytes, bytes], DimseIdentity | None],
+        recorder: AuditRecorder | None = None,
+    ) -> None:
+        self.identify = identify
+        self.recorder = recorder
+
+    def __call__(self, event: Any) -> tuple[bool, bytes | None]:
+        assoc = event.assoc
+        kind = int(event.user_id_type)
+        calling = assoc.requestor.ae_title.strip()
+        address = str(assoc.requestor.address)
+        try:
+            identity = self.identify(kind, event.primary_field or b"", event.secondary_field or b"")
+        except (ApiUnavailable, ApiRefused) as exc:
+            log.warning("user identity of %s not verified: %r", calling, exc)
+            identity = None
+        grant = grant_of(assoc)
+        if identity is None or grant is None:
+            self._audit("failure", calling, address, f"{_KINDS.get(kind, kind)} not verified")
+            return False, None
+        allowed = set(identity.permissions)
+        services = frozenset(
+            s
+            for s in grant.services
+            if (need := SERVICE_PERMISSIONS.get(s)) is None or need in allowed
+        )
+        setattr(assoc, "pacs_grant", replace(grant, services=services, user=identity))  # noqa: B010
+        self._audit("success", calling, address, _KINDS.get(kind, str(kind)), identity.name)
+        # No positive response item: we have no server token to give (PS3.7 D.3.3.7.2
+        # lets an acceptor accept without one).
+        return True, None
+
+    def _audit(
+        self, outcome: Outcome, calling: str, address: str, detail: str, user: str = ""
+    ) -> None:
+        if self.recorder is not None:
+            self.recorder.record(
+                dimse_entry("login", outcome, calling, address, f"DIMSE {detail}", user)
+            )
+
+
+def user_of(assoc: Any) -> DimseIdentity | None:
+    grant = grant_of(assoc)
+    return grant.user if grant is not None else None
+
+
+def user_name(assoc: Any) -> str:
+    user = user_of(assoc)
+    return user.name if user is not None else ""
+
+
+def scope_of(assoc: Any) -> list[StudyRuleModel] | None:
+    """The studies this association may read (None: every one)."""
+    user = user_of(assoc)
+    return user.scope if user is not None else None
+
+
 def grant_of(assoc: Any) -> Grant | None:
     grant: Grant | None = getattr(assoc, "pacs_grant", None)
     return grant
@@ -208,7 +293,8 @@ def refused(service: str, assoc: Any) -> Dataset:
     recorder: AuditRecorder | None = getattr(assoc, "pacs_audit", None)
     if recorder is not None:
         address = str(assoc.requestor.address)
-        recorder.record(dimse_entry("denied", "denied", title, address, f"{service} not permitted"))
+        why = f"{service} not permitted"
+        recorder.record(dimse_entry("denied", "denied", title, address, why, user_name(assoc)))
     return status_dataset(NOT_AUTHORISED, f"{service} is not permitted for AE {title}")
 
 

@@ -28,8 +28,10 @@ from infra.dicom.statuses import (
     status_dataset,
 )
 from infra.internal_api import ApiRefused, ApiUnavailable, InternalApi
+from ingest.dimse.access import scope_of, user_name
 from ingest.dimse.identifier_bytes import match_values
 from schemas.audit import Outcome
+from schemas.security import StudyRuleModel
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,8 @@ class FindHandler:
         sent: list[dict[str, str]] = []
         outcome: Outcome = "success"
         try:
-            for status, match, level in self._answer(identifier, sop_class, cancelled):
+            scope = scope_of(assoc)
+            for status, match, level in self._answer(identifier, sop_class, cancelled, scope):
                 if match is not None:
                     sent.append(subject_of(match))
                 elif status is not PENDING and getattr(status, "Status", 0) not in (0, 0xFE00):
@@ -145,17 +148,22 @@ class FindHandler:
             return
         calling = assoc.requestor.ae_title.strip()
         address = str(assoc.requestor.address)
+        user = user_name(assoc)
         level = str(identifier.get("QueryRetrieveLevel", ""))
         detail = f"level {level}, {len(sent)} match(es)"
         if not sent:
-            self.recorder.record(dimse_entry("c-find", outcome, calling, address, detail))
+            self.recorder.record(dimse_entry("c-find", outcome, calling, address, detail, user))
         for subject in sent:
             self.recorder.record(
-                dimse_entry("c-find", outcome, calling, address, detail, **subject)
+                dimse_entry("c-find", outcome, calling, address, detail, user, **subject)
             )
 
     def _answer(
-        self, identifier: Dataset, sop_class: str, cancelled: Callable[[], bool]
+        self,
+        identifier: Dataset,
+        sop_class: str,
+        cancelled: Callable[[], bool],
+        scope: list[StudyRuleModel] | None = None,
     ) -> Iterator[tuple[Any, dict[str, Any] | None, str]]:
         level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
         allowed = LEVELS.get(sop_class, ())
@@ -164,12 +172,16 @@ class FindHandler:
             yield status_dataset(IDENTIFIER_MISMATCH, reason), None, level
             return
         filters, keys = identifier_keys(identifier)
+        if scope is not None and level == "PATIENT":
+            # A patient's counts cover all their studies, some outside the scope: a scoped
+            # user gets them empty (unknown) rather than a number that reveals the others.
+            keys = [k for k in keys if not k.startswith("NumberOfPatientRelated")]
         sent = 0
         while True:
             # One more than the cap is asked for, to tell "exactly the cap" from "more".
             want = min(FIND_PAGE_SIZE, self.max_matches + 1 - sent)
             try:
-                page = self.catalog.find(level, filters, keys, limit=want, offset=sent)
+                page = self.catalog.find(level, filters, keys, want, sent, scope)
             except ApiRefused as exc:
                 log.info("C-FIND refused: %s", exc)
                 yield status_dataset(IDENTIFIER_MISMATCH, str(exc)), None, level

@@ -34,7 +34,9 @@ class GetHandler:
         calling_ae = assoc.requestor.ae_title.strip()
         identifier = request_identifier(event)
         try:
-            instances = find_instances(self.source, identifier, str(event.context.abstract_syntax))
+            instances = find_instances(
+                self.source, identifier, str(event.context.abstract_syntax), event.assoc
+            )
         except RetrieveError as error:
             log.warning(
                 "C-GET from %s refused with 0x%04X: %s", calling_ae, error.status, error.reason

@@ -34,6 +34,7 @@ from infra.dicom.statuses import (
 )
 from infra.dicom.transcode import TranscodeError
 from infra.dimse.sending import prepare
+from ingest.dimse.access import scope_of, user_name
 from schemas.catalog import CatalogInstance, InstanceQuery
 
 log = logging.getLogger(__name__)
@@ -149,12 +150,14 @@ def request_identifier(event: Any) -> Dataset | None:
 
 
 def find_instances(
-    source: RetrieveSource, identifier: Dataset | None, model: str
+    source: RetrieveSource, identifier: Dataset | None, model: str, assoc: Any = None
 ) -> list[CatalogInstance]:
-    """The stored instances an identifier asks for; RetrieveError when it cannot be answered."""
+    """The stored instances an identifier asks for (of the studies the association's user
+    may read); RetrieveError when it cannot be answered."""
     if identifier is None:
         raise RetrieveError(IDENTIFIER_MISMATCH, "the identifier cannot be decoded")
     query = instance_query(identifier, model)
+    query.scope = scope_of(assoc)
     try:
         return source.catalog.instances(query)
     except Exception as exc:
@@ -251,9 +254,10 @@ def audit_retrieve(
         return
     calling = assoc.requestor.ae_title.strip()
     address = str(assoc.requestor.address)
+    user = user_name(assoc)
     to = f" to {destination}" if destination else ""
     if failure:
-        recorder.record(dimse_entry(action, "failure", calling, address, failure + to))
+        recorder.record(dimse_entry(action, "failure", calling, address, failure + to, user))
         return
     series: dict[tuple[str, str], int] = {}
     for item in instances:
@@ -268,6 +272,7 @@ def audit_retrieve(
                 calling,
                 address,
                 detail,
+                user,
                 study_instance_uid=study,
                 series_instance_uid=one_series,
             )

@@ -66,20 +66,26 @@ def test_every_route_but_the_public_ones_answers_401_without_credentials(
             assert status == 401, (method, path, status)
 
 
-# What a researcher may use: de-identified results only.
+# What a researcher may use: de-identified results, and reads of studies (which its scope
+# narrows to de-identified ones: tests/integration/test_scoping.py).
 RESEARCHER_MAY = {("GET", "/api/deidentify/1.2.3"), ("GET", "/api/deidentify/1.2.3/zip")}
 
 
+def researcher_may(method: str, path: str) -> bool:
+    reads = method == "GET" and path.startswith(("/dicom-web/", "/wado", "/api/changes"))
+    return reads or (method, path) in RESEARCHER_MAY
+
+
 def test_a_role_without_the_permission_gets_403(client: TestClient) -> None:
-    # The researcher role holds no permission on identified data; the auditor none on
-    # de-identified results.
+    # The researcher role holds no permission beyond (scoped) reads; the auditor none on
+    # studies or de-identified results.
     for method, path in operations(client):
         if (method, path) in PUBLIC:
             continue
         status = client.request(method, path, headers=token("researcher")).status_code
         if (method, path) in ANY_CALLER:
             assert status == 200, (method, path, status)
-        elif (method, path) in RESEARCHER_MAY:
+        elif researcher_may(method, path):
             assert status not in (401, 403), (method, path, status)
             assert client.request(method, path, headers=token("auditor")).status_code == 403
         else:

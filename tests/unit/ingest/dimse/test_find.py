@@ -38,7 +38,13 @@ class StubCatalog:
         self.matches: list[dict[str, Any]] = []
 
     def find(
-        self, level: str, filters: dict[str, str], keys: list[str], limit: int, offset: int = 0
+        self,
+        level: str,
+        filters: dict[str, str],
+        keys: list[str],
+        limit: int,
+        offset: int = 0,
+        scope: object = None,
     ) -> list[dict[str, Any]]:
         return self.matches[offset : offset + limit]
 

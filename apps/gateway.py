@@ -12,6 +12,7 @@ from infra.internal_api import InternalApi, api_base_url
 from infra.settings import Settings
 from infra.storage.landing import SpoolLanding
 from infra.storage.locate import load_instance
+from infra.tls.contexts import server_context, server_credentials
 from ingest.dimse.access import (
     AccessPolicy,
     Destinations,
@@ -69,8 +70,14 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
         (evt.EVT_C_GET, guarded_get(GetHandler(retrieve, recorder))),
         *modality,
     ]
+    credentials = server_credentials(settings)
+    tls = (
+        server_context(credentials, settings.dicom.tls_client_certificates)
+        if credentials is not None
+        else None
+    )
     try:
-        await serve_until(stop, settings.dicom, handlers, policy, find)
+        await serve_until(stop, settings.dicom, handlers, policy, find, tls)
     finally:
         catalog.close()
         stop.set()

@@ -18,6 +18,7 @@ from infra.settings import Settings
 from infra.storage.archive import ArchiveStore, make_minio
 from infra.storage.landing import Landing, S3Landing, SpoolLanding
 from infra.temporal_client import connect_temporal
+from infra.tls.contexts import client_context, server_credentials
 from ingest.wiring import start_with_retry
 from workflows.mpps import MppsWorkflow
 from workflows.storage_commitment import StorageCommitmentWorkflow
@@ -45,7 +46,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     events = EventActivities(publisher)
     catalog = InternalApi(api_base_url(settings), service_token(settings, "worker"))
     mpps = MppsActivities(catalog)
-    commitment = CommitmentActivities(catalog, landing_areas.values(), archive, settings.dicom)
+    # Reports to requesters whose port speaks TLS go with our certificate, trusting our CA.
+    credentials = server_credentials(settings)
+    tls = (
+        client_context(credentials.ca_file, credentials.cert_file, credentials.key_file)
+        if credentials is not None
+        else None
+    )
+    commitment = CommitmentActivities(catalog, landing_areas.values(), archive, settings.dicom, tls)
     worker = Worker(
         client,
         task_queue=settings.temporal.ingest_task_queue,

@@ -42,6 +42,8 @@ class RemoteAE(BaseModel):
 
     host: str
     port: int = Field(ge=1, le=65535)
+    # The peer's port speaks TLS: we connect with TLS, showing our certificate.
+    tls: bool = False
 
 
 class ClientCertificates(StrEnum):

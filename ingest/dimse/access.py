@@ -98,7 +98,7 @@ class Destinations:
     def get(self, ae_title: str) -> RemoteAE | None:
         node = self.directory.by_ae_title(ae_title)
         if node is not None:
-            return RemoteAE(host=node.host, port=node.port)
+            return RemoteAE(host=node.host, port=node.port, tls=node.tls)
         return self.configured(ae_title)
 
 

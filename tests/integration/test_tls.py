@@ -13,18 +13,19 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pydicom
 import pytest
-from pynetdicom import AE
+from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 from typer.testing import CliRunner
 
 from apps.cli import app
-from infra.settings import get_settings
+from infra.settings import ClientCertificates, get_settings
 from infra.tls.authority import CertsLayout, init_authority, issue_client
-from infra.tls.contexts import client_context
+from infra.tls.contexts import ServerCredentials, client_context, server_context
 from tests.dicom_factory import ct_dataset, ct_series, write_series
 from tests.integration.conftest import (
     Platform,
@@ -239,3 +240,60 @@ def test_https_trusts_only_with_our_ca(tls_node: TlsNode) -> None:
         data={"username": "admin", "password": settings.auth.admin_password.get_secret_value()},
     )
     assert not any("Secure" in cookie for cookie in plain.headers.get_list("set-cookie"))
+
+
+async def test_c_move_to_a_tls_node_goes_over_tls(
+    tls_node: TlsNode, dcmtk: None, tmp_path: Path
+) -> None:
+    """A destination registered with `tls: true` is sent to over TLS, the gateway showing its
+    own certificate: here a pynetdicom storage SCP that requires a client certificate."""
+    certs = tls_node.certs
+    received: list[tuple[str, str]] = []  # (SOP Instance UID, the sender certificate's CN)
+
+    def on_store(event: Any) -> int:
+        subject = event.assoc.dul.socket.socket.getpeercert()["subject"]
+        common_name = dict(rdn[0] for rdn in subject)["commonName"]
+        received.append((str(event.dataset.SOPInstanceUID), common_name))
+        return 0x0000
+
+    scp = AE(ae_title="TLSSCP")
+    scp.supported_contexts = StoragePresentationContexts
+    credentials = ServerCredentials(certs.server_cert, certs.server_key, certs.ca_cert)
+    port = tls_node.node.settings.dicom.port + 5
+    server = scp.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        ssl_context=server_context(credentials, ClientCertificates.REQUIRED),
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
+    try:
+        body = {"ae_title": "TLSSCP", "host": "127.0.0.1", "port": port, "tls": True}
+        response = tls_node.node.client().put("/api/nodes/tls-scp", json=body)
+        assert response.status_code == 200, response.text
+        files = write_series(tmp_path, ct_series(3))
+        stored = tool("storescu", "CT1", tls_node.tls_port, *tls_node.mutual("CT1"), files=files)
+        assert stored.returncode == 0, stored.stderr
+        study = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+        sent = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
+        # `pacs move` over TLS (DCMTK 3.6.7's movescu has no TLS options).
+        move = [
+            "move", "--dest", "TLSSCP", "-k", f"StudyInstanceUID={study}",
+            "--port", str(tls_node.tls_port), "--calling-aet", "CT1",
+            "--tls-ca", str(certs.ca_cert), "--tls-cert", str(certs.client_cert("CT1")),
+            "--tls-key", str(certs.client_key("CT1")),
+        ]  # fmt: skip
+
+        async def moved() -> bool:
+            result = await asyncio.to_thread(CliRunner().invoke, app, move)
+            last[:] = [result.output]
+            return result.exit_code == 0 and {uid for uid, _ in received} >= sent
+
+        last: list[str] = []
+        # The study must be in the catalog, and the gateway must have seen the new node.
+        try:
+            await eventually(moved, timeout=60, interval=2)
+        except AssertionError as exc:
+            raise AssertionError(f"movescu: {last}") from exc
+        assert {name for _, name in received} == {"PACS"}  # the gateway's own certificate
+    finally:
+        server.shutdown()

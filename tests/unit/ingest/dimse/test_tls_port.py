@@ -25,7 +25,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
     Verification,
 )
+from typer.testing import CliRunner
 
+from apps.cli import app
 from infra.settings import ClientCertificates, DicomSettings, UnknownAePolicy
 from infra.tls.authority import CertsLayout, init_authority, issue_client
 from infra.tls.contexts import ServerCredentials, client_context, server_context
@@ -327,3 +329,23 @@ def test_pdus_sharing_one_tls_record_are_all_served(pki: Pki, gateway: TlsGatewa
         took = time.monotonic() - started
     assert answered == [0x04, 0x04]
     assert took < 1, f"the second C-ECHO waited {took:.1f}s"
+
+
+def test_pacs_scu_commands_speak_tls(pki: Pki, gateway: TlsGateway, tmp_path: Path) -> None:
+    key, cert = pki.ct1
+    tls = ["--tls-ca", str(pki.layout.ca_cert), "--tls-cert", str(cert), "--tls-key", str(key)]
+    where = ["--aet", "PACS", "--host", "127.0.0.1", "--port", str(gateway.port)]
+    runner = CliRunner()
+    echoed = runner.invoke(app, ["echo", *where, "--calling-aet", "CT1", *tls])
+    assert echoed.exit_code == 0, echoed.output
+    files = write_series(
+        tmp_path, (ct_dataset("1.2.826.0.1.9.3", "1.2.826.0.1.9.3.1", n) for n in (1, 2))
+    )
+    stored = runner.invoke(app, ["store", *where, "--calling-aet", "CT1", *tls, *map(str, files)])
+    assert stored.exit_code == 0, stored.output
+    sent = {str(dcmread(path, stop_before_pixels=True).SOPInstanceUID) for path in files}
+    assert sent <= set(gateway.received.sop_uids)
+    # Trusting only the system store, our local CA's certificate is refused: no association.
+    untrusting = runner.invoke(app, ["echo", *where, "--calling-aet", "CT1", "--tls"])
+    assert untrusting.exit_code == 2
+    assert "no TLS connection" in untrusting.output

@@ -12,6 +12,7 @@ import typer
 from infra.settings import get_settings
 from infra.tls.authority import CertificateError, CertsLayout, Issued, init_authority, issue_client
 
+_WILDCARDS = ("0.0.0.0", "::", "")
 certs_app = typer.Typer(help="TLS certificates: a local CA, the server's and clients'.")
 
 HOSTS = typer.Option(
@@ -39,8 +40,12 @@ def init(
     """Create the local CA and the server certificate (kept if they exist, unless --force)."""
     settings = get_settings()
     layout = CertsLayout(settings.certs_dir)
+    # The addresses the listeners are configured on are names peers connect to, as well.
+    listening = [settings.dicom.host, settings.dicom.tls_host, settings.http.host]
+    listening += [settings.http.tls_host]
+    hosts = [*host, *(name for name in listening if name and name not in _WILDCARDS)]
     try:
-        ca, server = init_authority(layout, settings.dicom.ae_title, host, force)
+        ca, server = init_authority(layout, settings.dicom.ae_title, hosts, force)
         clients = [(title, issue_client(layout, title, force)) for title in client]
     except CertificateError as exc:
         typer.echo(str(exc), err=True)

@@ -108,3 +108,25 @@ def test_the_cli_writes_under_the_data_dir(tmp_path: Path, monkeypatch: pytest.M
         assert "not an AE title" in bad.output
     finally:
         get_settings.cache_clear()
+
+
+def test_the_cli_adds_the_configured_listening_addresses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PACS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PACS_DICOM__TLS_HOST", "10.0.4.2")
+    monkeypatch.setenv("PACS_HTTP__TLS_HOST", "0.0.0.0")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["certs", "init", "--host", "pacs.example"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    names = (
+        _cert(tmp_path / "certs" / "server.pem")
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
+    assert "pacs.example" in names.get_values_for_type(x509.DNSName)
+    ips = {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    assert "10.0.4.2" in ips and "0.0.0.0" not in ips

@@ -210,3 +210,8 @@ def test_s3_over_https_trusts_the_configured_ca(layout: CertsLayout, https_s3: i
         minio_client(untrusting).list_buckets()
     trusting = minio_client(S3Settings(endpoint=f"localhost:{https_s3}", tls=_remote(layout)))
     assert trusting.list_buckets() == []
+    # verify=false (a lab): any certificate is accepted, no CA needed, and urllib3 says so.
+    lab = RemoteTlsSettings(enabled=True, verify=False)
+    with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
+        insecure = minio_client(S3Settings(endpoint=f"127.0.0.1:{https_s3}", tls=lab))
+        assert insecure.list_buckets() == []

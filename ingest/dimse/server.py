@@ -24,6 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from infra.audit_recorder import AuditRecorder, dimse_entry
 from infra.dicom.statuses import IDENTIFIER_MISMATCH, status_dataset
 from infra.dicom.transfer_syntaxes import NATIVE_SYNTAXES
 from infra.dimse.nodelay import set_nodelay
@@ -174,7 +175,11 @@ class TlsPortServer(SharedPortServer):
     where the handshake would run too: one peer that connects and says nothing would hold up
     every other connection. Here the handshake runs in the connection's own thread, bounded
     by HANDSHAKE_SECONDS; a peer that fails it (an untrusted or missing certificate) is
-    logged and closed before any association exists."""
+    logged, audited (action `association`, outcome `denied`) and closed before any
+    association exists."""
+
+    # Set by start_gateway: where refused handshakes are recorded.
+    recorder: AuditRecorder | None = None
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None and self.ssl_context is not None
@@ -191,7 +196,14 @@ class TlsPortServer(SharedPortServer):
             request.do_handshake()
             request.settimeout(timeout)
         except (OSError, ssl.SSLError) as exc:
-            log.warning("TLS handshake with %s failed: %s", client_address[0], exc)
+            address = str(client_address[0])
+            log.warning("TLS handshake with %s failed: %s", address, exc)
+            if self.recorder is not None:
+                reason = getattr(exc, "reason", None) or type(exc).__name__
+                entry = dimse_entry(
+                    "association", "denied", "", address, f"TLS handshake failed: {reason}"
+                )
+                self.recorder.record(entry)
             self.shutdown_request(request)
             return
         super().process_request_thread(request, client_address)
@@ -244,6 +256,8 @@ def start_gateway(
         address, evt_handlers=handlers, server_class=server_class, ssl_context=tls
     )
     server.contexts = [SharedSyntaxContext.of(context) for context in server.contexts]
+    if isinstance(server, TlsPortServer):
+        server.recorder = policy.recorder
     # pynetdicom runs a full gc.collect() every 60 passes of its accept loop (each accepted
     # association, or every 30 s idle): ~85 ms holding the GIL, stalling every association.
     # Everything loaded so far lives as long as the process; freezing it leaves those

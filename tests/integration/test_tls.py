@@ -172,6 +172,17 @@ async def test_handshakes_that_must_fail(tls_node: TlsNode) -> None:
     assert "Association Rejected" not in stranger.stderr
     log = (tls_node.node.settings.log_dir / "gateway.log").read_text()
     assert "TLS handshake with 127.0.0.1 failed" in log
+
+    # Each refused handshake is in the audit trail, as a denied association.
+    def refused_handshakes() -> list[str]:
+        params = {"action": "association", "outcome": "denied", "limit": 1000}
+        response = tls_node.node.get("/api/audit/access", params=params)
+        response.raise_for_status()
+        details = [entry["detail"] for entry in response.json()["entries"]]
+        return [d for d in details if d.startswith("TLS handshake failed")]
+
+    await eventually(lambda: len(refused_handshakes()) >= 2, timeout=30)
+    assert any("UNKNOWN_CA" in d or "CERTIFICATE" in d for d in refused_handshakes())
     # Plain DIMSE to the TLS port is no association either.
     plain = tool("echoscu", "CT1", tls_node.tls_port)
     assert plain.returncode != 0

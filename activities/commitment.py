@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Iterable
 
 from temporalio import activity
@@ -36,11 +37,14 @@ class CommitmentActivities:
         landings: Iterable[Landing],
         archive: ArchiveStore,
         dicom: DicomSettings,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.catalog = catalog
         self.landings = list(landings)
         self.archive = archive
         self.dicom = dicom
+        # How we connect to a requester whose port speaks TLS (RemoteAE.tls).
+        self.tls = tls
 
     def _lookup(
         self, refs: list[CommitmentRef], caught_up: bool, positions: dict[int, int] | None = None
@@ -120,6 +124,12 @@ class CommitmentActivities:
                 "(PACS_DICOM__REMOTE_AES): cannot open an association to report",
                 non_retryable=True,
             )
+        if peer.tls and self.tls is None:
+            raise ApplicationError(
+                f"AE {delivery.calling_ae!r} needs TLS and this node has no certificate "
+                "(pacs certs init): the report is not sent in clear text",
+                non_retryable=True,
+            )
         ok, detail = await asyncio.to_thread(
             send_on_new_association,
             delivery.report,
@@ -128,6 +138,7 @@ class CommitmentActivities:
             peer.host,
             peer.port,
             30.0,
+            self.tls if peer.tls else None,
         )
         if not ok:
             raise ApplicationError(f"report to {delivery.calling_ae} failed: {detail}")

@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         services.recorder = AuditRecorder(clients.publisher, "api")
         recorder = asyncio.create_task(services.recorder.run(stop))
         if run_projectors:
-            clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn)
+            clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn, cfg.clickhouse.tls)
             max_rows = cfg.clickhouse.resident_max_rows
             resident = ResidentCatalog(clickhouse, max_rows) if max_rows > 0 else None
             services.catalog = CatalogReader(clickhouse, resident)

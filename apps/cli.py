@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from apps.commands import certs as certs_commands
 from apps.commands import modality as modality_scu
 from apps.commands import scu as scu_commands
 from infra.settings import Settings, get_settings
@@ -18,6 +19,7 @@ app = typer.Typer(help="An event-sourced PACS.", no_args_is_help=True)
 projections = typer.Typer(help="Read models built from the event log.")
 app.add_typer(projections, name="projections")
 modality_scu.register(app)
+certs_commands.register(app)
 
 
 def _logging() -> None:
@@ -66,19 +68,12 @@ def gateway() -> None:
 @app.command()
 def api() -> None:
     """HTTP API: DICOMweb, admin, health; owns the embedded ClickHouse and its projectors."""
-    import uvicorn
-
     from api.app import create_app
+    from apps.http_server import serve_api
 
     _logging()
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http.host,
-        port=settings.http.port,
-        log_level="warning",
-        timeout_graceful_shutdown=10,
-    )
+    asyncio.run(serve_api(create_app(settings), settings))
 
 
 @app.command()

@@ -12,6 +12,7 @@ from infra.internal_api import InternalApi, api_base_url
 from infra.settings import Settings
 from infra.storage.landing import SpoolLanding
 from infra.storage.locate import load_instance
+from infra.tls.contexts import client_context, server_context, server_credentials
 from ingest.dimse.access import (
     AccessPolicy,
     Destinations,
@@ -59,6 +60,15 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     modality = modality_handlers(
         settings, asyncio.get_running_loop(), find, catalog, lambda: dict(publisher.acknowledged)
     )
+    # TLS: the TLS port's context, and how we connect to destinations that speak TLS (with
+    # our own certificate, trusting our CA file).
+    credentials = server_credentials(settings)
+    tls = tls_client = None
+    if credentials is not None:
+        tls = server_context(credentials, settings.dicom.tls_client_certificates)
+        tls_client = client_context(
+            credentials.ca_file, credentials.cert_file, credentials.key_file
+        )
     # The DIMSE door: every association is checked against the node registry.
     directory = NodeDirectory(catalog.nodes)
     policy = AccessPolicy(settings.dicom.ae_title, directory, settings.dicom.unknown_aes, recorder)
@@ -68,12 +78,12 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
         (evt.EVT_USER_ID, UserIdentityCheck(catalog.identify, recorder)),
         (evt.EVT_C_ECHO, guarded("echo", lambda event: 0x0000)),
         (evt.EVT_C_STORE, guarded("store", StoreHandler(clients.acceptor))),
-        (evt.EVT_C_MOVE, guarded_move(MoveHandler(destinations, retrieve, recorder))),
+        (evt.EVT_C_MOVE, guarded_move(MoveHandler(destinations, retrieve, recorder, tls_client))),
         (evt.EVT_C_GET, guarded_get(GetHandler(retrieve, recorder))),
         *modality,
     ]
     try:
-        await serve_until(stop, settings.dicom, handlers, policy, find)
+        await serve_until(stop, settings.dicom, handlers, policy, find, tls)
     finally:
         catalog.close()
         stop.set()

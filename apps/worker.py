@@ -21,6 +21,7 @@ from infra.settings import Settings
 from infra.storage.archive import ArchiveStore, make_minio
 from infra.storage.landing import Landing, S3Landing, SpoolLanding
 from infra.temporal_client import connect_temporal
+from infra.tls.contexts import client_context, server_credentials
 from ingest.wiring import start_with_retry
 from workflows.deidentify import DeidentificationWorkflow
 from workflows.mpps import MppsWorkflow
@@ -58,7 +59,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     events = EventActivities(publisher)
     catalog = InternalApi(api_base_url(settings), service_token(settings, "worker"))
     mpps = MppsActivities(catalog)
-    commitment = CommitmentActivities(catalog, landing_areas.values(), archive, settings.dicom)
+    # Reports to requesters whose port speaks TLS go with our certificate, trusting our CA.
+    credentials = server_credentials(settings)
+    tls = (
+        client_context(credentials.ca_file, credentials.cert_file, credentials.key_file)
+        if credentials is not None
+        else None
+    )
+    commitment = CommitmentActivities(catalog, landing_areas.values(), archive, settings.dicom, tls)
     # A client of its own for STOW-RS: large bodies, not the catalog's short reads.
     writer = InternalApi(api_base_url(settings), service_token(settings, "worker"), timeout=300)
     deid = DeidentificationActivities(

@@ -13,13 +13,17 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from infra.settings import RemoteTlsSettings
+from infra.tls.remote import clickhouse_options
+
 
 class ClickHouse:
     """A thread-safe wrapper: chDB sessions must not be used from two threads at once."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, tls: RemoteTlsSettings | None = None) -> None:
         self.dsn = dsn
-        self._client: Client = clickhouse_connect.get_client(dsn=dsn)
+        options = clickhouse_options(dsn, tls) if tls is not None else {}
+        self._client: Client = clickhouse_connect.get_client(dsn=dsn, **options)
         self._lock = threading.Lock()
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from infra.settings import KafkaSettings
+from infra.tls.remote import kafka_options
 from schemas.events import Event, event_key
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class EventPublisher:
             linger_ms=settings.linger_ms,
             request_timeout_ms=settings.request_timeout_ms,
             max_request_size=4 * 1024 * 1024,
+            **kafka_options(settings.tls),
         )
         # The highest offset acknowledged per partition: everything this publisher announced
         # is on the log up to here (a read model that has applied it has seen it all).
@@ -89,12 +91,15 @@ def make_consumer(settings: KafkaSettings, group_id: str) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=500,
+        **kafka_options(settings.tls),
     )
 
 
 async def ensure_topic(settings: KafkaSettings) -> None:
     """Create the event topic if it does not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **kafka_options(settings.tls)
+    )
     await admin.start()
     try:
         if settings.topic in await admin.list_topics():
@@ -110,7 +115,9 @@ async def ensure_topic(settings: KafkaSettings) -> None:
 async def broker_answers(settings: KafkaSettings) -> bool:
     """True when the broker answers a metadata request."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=3000
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=3000,
+        **kafka_options(settings.tls),
     )
     try:
         await asyncio.wait_for(admin.start(), 5)

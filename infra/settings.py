@@ -42,6 +42,15 @@ class RemoteAE(BaseModel):
 
     host: str
     port: int = Field(ge=1, le=65535)
+    # The peer's port speaks TLS: we connect with TLS, showing our certificate.
+    tls: bool = False
+
+
+class ClientCertificates(StrEnum):
+    """Whether a DIMSE TLS peer must present a certificate signed by a CA we trust."""
+
+    OPTIONAL = "optional"  # asked for; one presented must verify; none: server-only TLS
+    REQUIRED = "required"  # mutual TLS for every peer: no certificate, no handshake
 
 
 class DicomSettings(BaseModel):
@@ -50,6 +59,11 @@ class DicomSettings(BaseModel):
     unknown_aes: UnknownAePolicy = UnknownAePolicy.LOCAL
     host: str = "127.0.0.1"
     port: int = 11112
+    # DIMSE over TLS (PS3.15 B.9) on its own port, served once a certificate exists (see
+    # TlsSettings); 2762 is IANA's dicom-tls. 0 = no TLS listener. Host empty = `host`.
+    tls_port: int = Field(default=2762, ge=0, le=65535)
+    tls_host: str = ""
+    tls_client_certificates: ClientCertificates = ClientCertificates.OPTIONAL
     max_associations: int = 64
     # Gateway processes sharing the port; the kernel spreads associations over them.
     processes: int = 1
@@ -93,6 +107,11 @@ class DicomSettings(BaseModel):
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
+    # HTTPS on its own port, served by the API once a certificate exists (see TlsSettings);
+    # plain HTTP stays on `host`:`port` for our own processes. 0 = no HTTPS listener.
+    # Host empty = `host`.
+    tls_port: int = Field(default=8443, ge=0, le=65535)
+    tls_host: str = ""
     # Browser viewers (OHIF on another port, a dev server) read DICOMweb cross-origin.
     # Origins listed here, plus any matching the pattern (default: this machine, any port).
     # PACS_HTTP__CORS_ORIGIN_REGEX="" turns the pattern off.
@@ -104,6 +123,20 @@ class HttpSettings(BaseModel):
     # answers 413 too: one part at a time is held in memory while it is accepted.
     stow_max_request_bytes: int = Field(default=4 * 1024**3, gt=0)
     stow_max_part_bytes: int = Field(default=1024**3, gt=0)
+
+
+class RemoteTlsSettings(BaseModel):
+    """TLS towards a remote server (Kafka, Temporal, ClickHouse, S3): whom to trust and
+    which client certificate to show. Paths are PEM files."""
+
+    enabled: bool = False
+    # CA bundle the server's certificate must chain to; empty = the system's trust store.
+    ca_file: Path | None = None
+    # A client certificate and its key, for servers that require mutual TLS.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # False accepts any server certificate: for a lab only, never in production.
+    verify: bool = True
 
 
 class KafkaSettings(BaseModel):
@@ -122,6 +155,8 @@ class KafkaSettings(BaseModel):
     consumer_poll_interval_seconds: float = 1.0
     # The projector polls more often: a stored instance should be searchable within a second.
     projection_poll_interval_seconds: float = 0.25
+    # tls.enabled: security_protocol SSL (PACS_KAFKA__TLS__ENABLED=true, __CA_FILE=...).
+    tls: RemoteTlsSettings = Field(default_factory=RemoteTlsSettings)
 
 
 class S3Settings(BaseModel):
@@ -136,6 +171,8 @@ class S3Settings(BaseModel):
     metadata_bucket: str = "pacs-metadata"
     # Tansu keeps its log segments here when it runs on the local SeaweedFS.
     broker_bucket: str = "tansu"
+    # HTTPS when `secure` (or tls.enabled); tls.ca_file, client certificate and verify apply.
+    tls: RemoteTlsSettings = Field(default_factory=RemoteTlsSettings)
 
 
 class ClickHouseSettings(BaseModel):
@@ -144,6 +181,8 @@ class ClickHouseSettings(BaseModel):
     # Patient, study and series rows kept in memory for fast searches, per level; a level
     # with more rows is searched in ClickHouse. 0 keeps none. (~1.3 KB per row.)
     resident_max_rows: int = 500_000
+    # An https:// DSN (or tls.enabled) speaks HTTPS; tls.ca_file, client cert, verify apply.
+    tls: RemoteTlsSettings = Field(default_factory=RemoteTlsSettings)
 
 
 class TemporalSettings(BaseModel):
@@ -151,6 +190,8 @@ class TemporalSettings(BaseModel):
     namespace: str = "default"
     ingest_task_queue: str = "pacs-ingest"
     ui_port: int = 8233
+    # tls.enabled: TLS to the frontend (Temporal Cloud needs the client certificate).
+    tls: RemoteTlsSettings = Field(default_factory=RemoteTlsSettings)
 
 
 class IngestSettings(BaseModel):
@@ -269,6 +310,17 @@ def syslog_endpoint(url: str) -> tuple[str, str, int]:
     return scheme, host, int(port)
 
 
+class TlsSettings(BaseModel):
+    """The certificate this node serves DIMSE over TLS and HTTPS with, and the CA whose
+    client certificates it trusts. Empty paths = the files `pacs certs init` writes under
+    <data_dir>/certs; point them at hospital-issued PEM files instead. No certificate, no
+    TLS listener."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+
+
 class Settings(BaseSettings):
     """All configuration of a PACS node."""
 
@@ -288,6 +340,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     atna: AtnaSettings = Field(default_factory=AtnaSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
     # The built OHIF viewer (npm @ohif/app) served at /viewer; absent = /viewer answers 503.
     viewer_dir: Path = Field(default_factory=default_viewer_dir)
 
@@ -298,6 +351,10 @@ class Settings(BaseSettings):
     @property
     def secrets_dir(self) -> Path:
         return self.data_dir / "secrets"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.data_dir / "certs"
 
     @property
     def log_dir(self) -> Path:

@@ -9,6 +9,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from infra.settings import TemporalSettings
+from infra.tls.remote import temporal_tls
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ async def connect_temporal(settings: TemporalSettings, attempts: int = 60) -> Cl
                 settings.address,
                 namespace=settings.namespace,
                 data_converter=pydantic_data_converter,
+                tls=temporal_tls(settings.tls),
             )
         except Exception as exc:
             if attempt == attempts:

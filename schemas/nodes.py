@@ -20,6 +20,8 @@ class NodeBody(BaseModel):
     ae_title: str = Field(min_length=1, max_length=16, pattern=r"^[^\\]*[^ \\][^\\]*$")
     host: str
     port: int = Field(ge=1, le=65535)
+    # Its `port` speaks TLS (we connect with TLS), and it must call us over TLS with a
+    # client certificate whose Common Name is its AE title.
     tls: bool = False
     dicomweb_url: str | None = None
     # The DIMSE services it may ask of us.

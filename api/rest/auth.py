@@ -146,7 +146,8 @@ async def submit_login(
         return login_page(next, "Incorrect user name or password.", status=401)
     session, ttl, csrf = _issue(services, username, roles, "session")
     response = RedirectResponse(safe_next(next), status_code=303)
-    secure = services.settings.auth.secure_cookies
+    # Over HTTPS the cookies never travel in clear text again, whatever the setting says.
+    secure = services.settings.auth.secure_cookies or request.url.scheme == "https"
     response.set_cookie(
         SESSION_COOKIE, session, max_age=ttl, httponly=True, samesite="strict", secure=secure
     )

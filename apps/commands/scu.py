@@ -7,6 +7,7 @@ Exit status: 0 success, 1 the peer answered with a failure (or some files failed
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from collections import Counter
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from infra.scu.identifier import Level, Root
 from infra.scu.peer import AssociationError, Peer, ScuError
+from infra.tls.contexts import client_context
 
 # Piped output is not cut at 80 columns: UIDs and paths stay whole.
 console = Console(width=None if sys.stdout.isatty() else 250)
@@ -38,10 +40,41 @@ Keys = Annotated[
 ]
 LevelOption = Annotated[Level, typer.Option(case_sensitive=False, help="Query/retrieve level.")]
 RootOption = Annotated[Root, typer.Option(case_sensitive=False, help="Information model.")]
+TlsOn = Annotated[bool, typer.Option("--tls", help="Connect with TLS (the peer's TLS port).")]
+TlsCa = Annotated[
+    Path | None,
+    typer.Option("--tls-ca", help="CA file to trust (implies --tls; default: system store)."),
+]
+TlsCert = Annotated[
+    Path | None, typer.Option("--tls-cert", help="Our client certificate (implies --tls).")
+]
+TlsKey = Annotated[Path | None, typer.Option("--tls-key", help="The client certificate's key.")]
 
 
-def _peer(aet: str, host: str, port: int, calling_aet: str, timeout: float) -> Peer:
-    return Peer(host=host, port=port, ae_title=aet, calling_ae_title=calling_aet, timeout=timeout)
+def _peer(
+    aet: str,
+    host: str,
+    port: int,
+    calling_aet: str,
+    timeout: float,
+    tls: tuple[bool, Path | None, Path | None, Path | None] = (False, None, None, None),
+) -> Peer:
+    on, ca, cert, key = tls
+    context = None
+    if on or ca is not None or cert is not None:
+        try:
+            context = client_context(ca, cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            errors.print(f"[red]error:[/red] TLS files: {exc}", highlight=False)
+            raise typer.Exit(2) from exc
+    return Peer(
+        host=host,
+        port=port,
+        ae_title=aet,
+        calling_ae_title=calling_aet,
+        timeout=timeout,
+        tls=context,
+    )
 
 
 def _fail(exc: ScuError) -> NoReturn:
@@ -63,11 +96,15 @@ def echo(
     port: Port = 11112,
     calling_aet: CallingAe = "PACS-CLI",
     timeout: Timeout = 30.0,
+    tls: TlsOn = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
     """C-ECHO: check that the peer answers DICOM."""
     from infra.scu.echo import echo as send_echo
 
-    peer = _peer(aet, host, port, calling_aet, timeout)
+    peer = _peer(aet, host, port, calling_aet, timeout, (tls, tls_ca, tls_cert, tls_key))
     try:
         elapsed = send_echo(peer)
     except ScuError as exc:
@@ -82,6 +119,10 @@ def store(
     port: Port = 11112,
     calling_aet: CallingAe = "PACS-CLI",
     timeout: Timeout = 30.0,
+    tls: TlsOn = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Associations.")] = 1,
     show_all: Annotated[bool, typer.Option("--all", help="List every file.")] = False,
 ) -> None:
@@ -90,7 +131,7 @@ def store(
 
     from infra.scu.store import FileResult, collect_files, store_files
 
-    peer = _peer(aet, host, port, calling_aet, timeout)
+    peer = _peer(aet, host, port, calling_aet, timeout, (tls, tls_ca, tls_cert, tls_key))
     try:
         files = collect_files(paths)
     except ScuError as exc:
@@ -148,12 +189,16 @@ def find(
     port: Port = 11112,
     calling_aet: CallingAe = "PACS-CLI",
     timeout: Timeout = 30.0,
+    tls: TlsOn = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
     as_json: Annotated[bool, typer.Option("--json", help="DICOM JSON instead of a table.")] = False,
 ) -> None:
     """C-FIND: list what matches, as a table or DICOM JSON."""
     from infra.scu.find import find as send_find
 
-    peer = _peer(aet, host, port, calling_aet, timeout)
+    peer = _peer(aet, host, port, calling_aet, timeout, (tls, tls_ca, tls_cert, tls_key))
     try:
         matches = send_find(peer, root, level, keys or [])
     except ScuError as exc:
@@ -191,6 +236,10 @@ def move(
     port: Port = 11112,
     calling_aet: CallingAe = "PACS-CLI",
     timeout: Timeout = 30.0,
+    tls: TlsOn = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
     receive_port: Annotated[
         int | None,
         typer.Option(help="Also receive them here: a Storage SCP on this port while moving."),
@@ -203,7 +252,7 @@ def move(
     from infra.scu.retrieve import move as send_move
     from infra.scu.retrieve import storage_receiver
 
-    peer = _peer(aet, host, port, calling_aet, timeout)
+    peer = _peer(aet, host, port, calling_aet, timeout, (tls, tls_ca, tls_cert, tls_key))
     receiver = (
         storage_receiver(dest, receive_port, out, lambda _: None)
         if receive_port is not None
@@ -234,11 +283,15 @@ def get(
     port: Port = 11112,
     calling_aet: CallingAe = "PACS-CLI",
     timeout: Timeout = 30.0,
+    tls: TlsOn = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
     """C-GET: fetch the matches over the same association into --out."""
     from infra.scu.retrieve import get as send_get
 
-    peer = _peer(aet, host, port, calling_aet, timeout)
+    peer = _peer(aet, host, port, calling_aet, timeout, (tls, tls_ca, tls_cert, tls_key))
     try:
         outcome = send_get(peer, root, level, keys or [], out, lambda _: None)
     except ScuError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -60,17 +61,29 @@ def send_on(assoc: Any, report: CommitmentReport) -> tuple[bool, str]:
 
 
 def send_on_new_association(
-    report: CommitmentReport, our_ae: str, peer_ae: str, host: str, port: int, timeout: float
+    report: CommitmentReport,
+    our_ae: str,
+    peer_ae: str,
+    host: str,
+    port: int,
+    timeout: float,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[bool, str]:
-    """Open an association to the requester (we propose the commitment SOP class) and send."""
+    """Open an association to the requester (we propose the commitment SOP class) and send;
+    over TLS with `tls` (the requester's port speaks TLS)."""
     ae = AE(ae_title=our_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.add_requested_context(StorageCommitmentPushModel)
     assoc = ae.associate(
-        host, port, ae_title=peer_ae, evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)]
+        host,
+        port,
+        ae_title=peer_ae,
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)],
+        tls_args=(tls, host) if tls is not None else None,
     )
     if not assoc.is_established:
-        return False, f"could not associate with {peer_ae} at {host}:{port}"
+        over = " over TLS" if tls is not None else ""
+        return False, f"could not associate with {peer_ae} at {host}:{port}{over}"
     guard_reactor(assoc)
     try:
         return send_on(assoc, report)

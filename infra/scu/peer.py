@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ class Peer:
     ae_title: str = "ANY-SCP"
     calling_ae_title: str = "PACS-CLI"
     timeout: float = 30.0
+    # TLS (the peer's TLS port): the context to connect with; None = plain TCP.
+    tls: ssl.SSLContext | None = None
 
     def __str__(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
@@ -80,6 +83,7 @@ def associate(
         contexts=list(contexts),
         ae_title=peer.ae_title,
         ext_neg=ext_neg,
+        tls_args=(peer.tls, peer.host) if peer.tls is not None else None,
         evt_handlers=[
             (evt.EVT_CONN_OPEN, negotiation.on_open),
             (evt.EVT_ACSE_RECV, negotiation.on_acse),
@@ -92,6 +96,11 @@ def associate(
             assoc.abort()
             raise AssociationError(f"{peer} accepted none of the proposed presentation contexts")
         return assoc
+    if not negotiation.connected and peer.tls is not None:
+        raise AssociationError(
+            f"no TLS connection to {peer.host}:{peer.port} (refused, unreachable, or the "
+            "handshake failed: is it a TLS port, and do we trust its certificate?)"
+        )
     if not negotiation.connected:
         raise AssociationError(
             f"cannot connect to {peer.host}:{peer.port} (refused or unreachable)"

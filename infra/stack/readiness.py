@@ -22,6 +22,7 @@ from temporalio.client import Client
 from infra.settings import KafkaSettings, S3Settings, TemporalSettings
 from infra.stack.errors import StackError
 from infra.stack.processes import ManagedProcess
+from infra.tls.remote import kafka_options, s3_http_client, temporal_tls
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,19 @@ HEALTH_POLL_SECONDS = 0.25
 
 def minio_client(s3: S3Settings) -> Minio:
     # Fail fast: the default client retries a refused connection for many seconds.
-    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=10.0), retries=False)
+    timeout = urllib3.Timeout(connect=2.0, read=10.0)
+    secure = s3.secure or s3.tls.enabled
+    http = (
+        s3_http_client(s3.tls, timeout, retries=False)
+        if secure
+        else urllib3.PoolManager(timeout=timeout, retries=False)
+    )
     return Minio(
         s3.endpoint.split("://", 1)[-1],
         access_key=s3.access_key,
         secret_key=s3.secret_key,
         region=s3.region,
-        secure=s3.secure,
+        secure=secure,
         http_client=http,
     )
 
@@ -56,7 +63,11 @@ async def check_kafka(kafka: KafkaSettings, host: str, port: int) -> None:
     _, writer = await asyncio.open_connection(host, port)
     writer.close()
     await writer.wait_closed()
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers,
+        request_timeout_ms=5000,
+        **kafka_options(kafka.tls),
+    )
     await admin.start()
     try:
         await admin.list_topics()
@@ -65,7 +76,9 @@ async def check_kafka(kafka: KafkaSettings, host: str, port: int) -> None:
 
 
 async def check_temporal(temporal: TemporalSettings) -> None:
-    client = await Client.connect(temporal.address, namespace=temporal.namespace)
+    client = await Client.connect(
+        temporal.address, namespace=temporal.namespace, tls=temporal_tls(temporal.tls)
+    )
     await client.workflow_service.get_system_info(
         GetSystemInfoRequest(), timeout=timedelta(seconds=5)
     )
@@ -117,7 +130,9 @@ async def ensure_buckets(s3: S3Settings) -> None:
 
 
 async def ensure_topic(k: KafkaSettings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=k.bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=k.bootstrap_servers, request_timeout_ms=10_000, **kafka_options(k.tls)
+    )
     await admin.start()
     try:
         if k.topic in await admin.list_topics():

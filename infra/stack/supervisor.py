@@ -25,6 +25,7 @@ from infra.stack import readiness, servers
 from infra.stack.env import settings_to_env, split_host_port
 from infra.stack.errors import StackError
 from infra.stack.processes import ManagedProcess, ProcessStartError
+from infra.tls.contexts import TlsConfigError, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,21 @@ class LocalStack:
             "Temporal": s.temporal.address,
             "S3": f"{'https' if s.s3.secure else 'http'}://{s.s3.endpoint.split('://', 1)[-1]}",
             "Kafka": s.kafka.bootstrap_servers,
+            **self.tls_urls(),
         }
+
+    def tls_urls(self) -> dict[str, str]:
+        """The TLS listeners the gateway and API open, when the node has a certificate."""
+        s = self.settings
+        if server_credentials(s) is None:
+            return {}
+        urls = {}
+        if s.dicom.tls_port:
+            host = s.dicom.tls_host or s.dicom.host
+            urls["DICOM TLS"] = f"{s.dicom.ae_title}@{host}:{s.dicom.tls_port}"
+        if s.http.tls_port:
+            urls["HTTPS"] = f"https://{s.http.tls_host or s.http.host}:{s.http.tls_port}"
+        return urls
 
 
 class _Restarter:
@@ -268,6 +283,7 @@ async def run_foreground(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     async def startup() -> None:
+        server_credentials(settings)  # a configured certificate that is missing: stop here
         if not settings.external:
             await stack.start_servers()
         stack.start_apps()
@@ -285,7 +301,7 @@ async def run_foreground(settings: Settings) -> int:
         stop_task.cancel()
         try:
             startup_task.result()
-        except (StackError, ProcessStartError) as exc:
+        except (StackError, ProcessStartError, TlsConfigError) as exc:
             log.error("startup failed: %s", exc)
             return 1
 

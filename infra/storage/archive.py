@@ -7,11 +7,13 @@ import logging
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, cast
 
+import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
 from minio.error import S3Error
 
 from infra.settings import S3Settings
+from infra.tls.remote import s3_http_client
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +80,25 @@ def content_digest(stream: Readable, part_size: int = ARCHIVE_PART_SIZE) -> Cont
 
 def make_minio(settings: S3Settings) -> Minio:
     """A MinIO SDK client; it works unchanged against SeaweedFS, MinIO and AWS."""
+    secure = settings.secure or settings.tls.enabled
+    # Over TLS, our urllib3 client carries the CA and client certificate; the timeouts and
+    # retries are the SDK's own defaults.
+    http = (
+        s3_http_client(
+            settings.tls,
+            urllib3.Timeout(connect=300, read=300),
+            urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        )
+        if secure
+        else None
+    )
     return Minio(
         settings.endpoint,
         access_key=settings.access_key,
         secret_key=settings.secret_key,
-        secure=settings.secure,
+        secure=secure,
         region=settings.region,
+        http_client=http,
     )
 
 

@@ -8,6 +8,11 @@ connecting from an address it may use — or, for an unregistered AE, the policy
 A-ASSOCIATE-RJ with its reason (PS3.8 9.3.4: 0x03 calling AE not recognised, 0x07 called AE
 not recognised). The accepted association carries its `Grant`; each service handler asks
 `permitted` before it does anything, and answers 0x0124 (Refused: not authorised) otherwise.
+
+Over TLS (the TLS port, PS3.15 B.9) a client certificate verified by the handshake names the
+AE it speaks for by its subject Common Name: a calling AE title that is not among them is
+refused, whatever the registry says. A node registered with `tls: true` is accepted only
+that way: over TLS, with a certificate naming it; on the plain port it is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
@@ -28,6 +33,7 @@ from infra.audit_recorder import AuditRecorder, dimse_entry
 from infra.dicom.statuses import status_dataset
 from infra.internal_api import ApiRefused, ApiUnavailable
 from infra.settings import RemoteAE, UnknownAePolicy
+from infra.tls.peer import PLAIN, TlsPeer, peer_of
 from schemas.audit import Outcome
 from schemas.nodes import ALL_SERVICES, DimseService, Node
 from schemas.security import DimseIdentity, StudyRuleModel
@@ -97,7 +103,7 @@ class Destinations:
     def get(self, ae_title: str) -> RemoteAE | None:
         node = self.directory.by_ae_title(ae_title)
         if node is not None:
-            return RemoteAE(host=node.host, port=node.port)
+            return RemoteAE(host=node.host, port=node.port, tls=node.tls)
         return self.configured(ae_title)
 
 
@@ -106,6 +112,14 @@ def _is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+class Admission(NamedTuple):
+    """The door's answer: `reason` None and a grant, or an A-ASSOCIATE-RJ reason and why."""
+
+    reason: tuple[int, int, int] | None
+    grant: Grant | None
+    why: str
 
 
 class AccessPolicy:
@@ -123,22 +137,29 @@ class AccessPolicy:
         self.recorder = recorder
 
     def admit(
-        self, calling_ae: str, called_ae: str, address: str
-    ) -> tuple[tuple[int, int, int] | None, Grant | None]:
-        """(A-ASSOCIATE-RJ reason, None) to refuse, or (None, the association's grant)."""
+        self, calling_ae: str, called_ae: str, address: str, peer: TlsPeer = PLAIN
+    ) -> Admission:
+        """Refused (an A-ASSOCIATE-RJ reason and why), or admitted with its grant."""
         calling_ae, called_ae = calling_ae.strip(), called_ae.strip()
         if called_ae != self.our_ae_title:
-            return CALLED_AE_NOT_RECOGNISED, None
+            return Admission(CALLED_AE_NOT_RECOGNISED, None, "called AE not recognised")
+        if peer.certified and calling_ae not in peer.common_names:
+            names = ", ".join(sorted(peer.common_names)) or "no common name"
+            why = f"client certificate names {names}, not the calling AE"
+            return Admission(CALLING_AE_NOT_RECOGNISED, None, why)
         node = self.directory.by_ae_title(calling_ae)
         if node is not None:
+            if node.tls and not peer.certified:
+                why = "node requires TLS with its client certificate"
+                return Admission(CALLING_AE_NOT_RECOGNISED, None, why)
             if not node.connects_from(address):
-                return CALLING_AE_NOT_RECOGNISED, None
-            return None, Grant(calling_ae, node, frozenset(node.services))
+                return Admission(CALLING_AE_NOT_RECOGNISED, None, "calling AE not recognised")
+            return Admission(None, Grant(calling_ae, node, frozenset(node.services)), "")
         if self.unknown == UnknownAePolicy.ALLOW or (
             self.unknown == UnknownAePolicy.LOCAL and _is_loopback(address)
         ):
-            return None, Grant(calling_ae, None, frozenset(ALL_SERVICES))
-        return CALLING_AE_NOT_RECOGNISED, None
+            return Admission(None, Grant(calling_ae, None, frozenset(ALL_SERVICES)), "")
+        return Admission(CALLING_AE_NOT_RECOGNISED, None, "calling AE not recognised")
 
 
 class GatedACSE(ACSE):
@@ -152,26 +173,26 @@ class GatedACSE(ACSE):
     def _negotiate_as_acceptor(self) -> None:
         request: Any = self.requestor.primitive
         calling, called = str(request.calling_ae_title), str(request.called_ae_title)
-        reason, grant = self._policy.admit(calling, called, self._address)
+        sock = self.assoc.dul.socket
+        peer = peer_of(sock.socket if sock is not None else None)
+        reason, grant, why = self._policy.admit(calling, called, self._address, peer)
         if reason is not None:
             log.warning(
-                "association from %s (%s) to %s rejected: %s",
+                "association from %s (%s%s) to %s rejected: %s",
                 calling.strip(),
                 self._address,
+                ", TLS" if peer.tls else "",
                 called.strip(),
-                "called AE not recognised"
-                if reason == CALLED_AE_NOT_RECOGNISED
-                else "calling AE not recognised",
+                why,
             )
             if self._policy.recorder is not None:
-                why = "called AE" if reason == CALLED_AE_NOT_RECOGNISED else "calling AE"
                 self._policy.recorder.record(
                     dimse_entry(
                         "association",
                         "denied",
                         calling.strip(),
                         self._address,
-                        f"rejected: {why} not recognised (called {called.strip()})",
+                        f"rejected: {why} (called {called.strip()})",
                     )
                 )
             self.requestor.ae_title = request.calling_ae_title

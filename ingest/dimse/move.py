@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -79,10 +80,16 @@ class MoveHandler:
         remote_aes: DestinationLookup,
         source: RetrieveSource,
         recorder: AuditRecorder | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.remote_aes = remote_aes
         self.source = source
         self.recorder = recorder
+        # How we connect to a destination whose port speaks TLS (RemoteAE.tls).
+        self.tls = tls
+
+    def _connect_options(self, remote: RemoteAE) -> dict[str, Any]:
+        return {"tls_args": (self.tls, remote.host)} if remote.tls else {}
 
     def __call__(self, event: Any) -> Iterator[Any]:
         destination = str(event.move_destination or "").strip()
@@ -91,6 +98,16 @@ class MoveHandler:
         if remote is None:
             log.warning("C-MOVE from %s to unknown AE %r refused", calling_ae, destination)
             yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
+            return
+        if remote.tls and self.tls is None:
+            # Never in clear text to a TLS port; without a certificate there is no other way.
+            log.warning(
+                "C-MOVE from %s to %s refused: the destination needs TLS and this node has "
+                "no certificate (pacs certs init)",
+                calling_ae,
+                destination,
+            )
+            yield None, None
             return
         identifier = request_identifier(event)
         try:
@@ -105,7 +122,8 @@ class MoveHandler:
             audit_retrieve(self.recorder, "c-move", event.assoc, [], reason, destination)
             # pynetdicom takes a status only after the destination and a count: the
             # association it opens meanwhile is released unused.
-            yield remote.host, remote.port, {"contexts": _PROBE_CONTEXTS}
+            probe = {"contexts": _PROBE_CONTEXTS, **self._connect_options(remote)}
+            yield remote.host, remote.port, probe
             yield 1
             yield status_dataset(error.status, error.reason), None
             return
@@ -130,6 +148,7 @@ class MoveHandler:
                     (evt.EVT_CONN_OPEN, set_nodelay),
                     (evt.EVT_ACCEPTED, link.accepted),
                 ],
+                **self._connect_options(remote),
             },
         )
         yield len(instances)

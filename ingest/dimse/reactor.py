@@ -22,7 +22,9 @@ next, so a C-CANCEL is not stuck behind a long run of C-FIND responses.
 Requestor associations (ours, from C-MOVE or forwarding) keep pynetdicom's own loop: their
 DUL thread is already running when EVT_CONN_OPEN fires.
 
-The DUL also refuses a PDU longer than we accept before reading its body: pynetdicom reads
+Over TLS, decrypted bytes can wait inside the SSL object where select() does not see them:
+the DUL looks at `pending()` before it blocks. The DUL also refuses a PDU longer than we
+accept before reading its body (over TLS too): pynetdicom reads
 whatever length a PDU header claims, so a peer could otherwise make the gateway hold
 gigabytes for one PDU. Such a PDU is treated as invalid (Evt19): the association is aborted.
 """
@@ -35,6 +37,7 @@ import os
 import queue
 import select
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -151,17 +154,41 @@ class EventDrivenDUL(DULServiceProvider):
             return
         super()._read_pdu_data()
 
-    def _pdu_too_long(self) -> bool:
-        """Whether the waiting PDU's header claims more than we accept (peeked, not read)."""
-        limit = self.max_pdu_received
-        sock = self.socket.socket if self.socket is not None else None
-        if not limit or sock is None or sock.__class__ is not socket.socket:
-            return False  # TLS cannot peek: its records are bounded by the TLS layer anyway
+    def _peek_header(self) -> bytes | None:
+        """The next PDU's header, left for pynetdicom's read; None when it cannot be had."""
+        assoc_sock = self.socket
+        sock = assoc_sock.socket if assoc_sock is not None else None
+        if sock is None:
+            return None
+        if sock.__class__ is socket.socket:
+            try:
+                return sock.recv(_PDU_HEADER.size, socket.MSG_PEEK | socket.MSG_WAITALL)
+            except OSError:
+                return None  # pynetdicom's own read reports the broken connection
+        if not isinstance(sock, ssl.SSLSocket) or assoc_sock is None:
+            return None
+        # TLS cannot peek: read the header, and hand it to pynetdicom's first recv() (its
+        # read of a PDU starts with exactly these 6 bytes), which then reads on as usual.
         try:
-            header = sock.recv(_PDU_HEADER.size, socket.MSG_PEEK | socket.MSG_WAITALL)
+            header = bytes(assoc_sock.recv(_PDU_HEADER.size))
         except OSError:
-            return False  # pynetdicom's own read reports the broken connection
-        if len(header) < _PDU_HEADER.size:
+            header = b""
+
+        def replay(nr_bytes: int) -> bytearray:
+            del assoc_sock.recv  # the class's method again from the next call on
+            return bytearray(header)
+
+        assoc_sock.recv = replay  # type: ignore[method-assign]
+        return header
+
+    def _pdu_too_long(self) -> bool:
+        """Whether the waiting PDU's header claims more than we accept (before its body is
+        read)."""
+        limit = self.max_pdu_received
+        if not limit:
+            return False
+        header = self._peek_header()
+        if header is None or len(header) < _PDU_HEADER.size:
             return False
         pdu_type, _, length = _PDU_HEADER.unpack(header)
         allowed = limit if pdu_type == P_DATA_TF else max(limit, MIN_CONTROL_PDU_LIMIT)

@@ -9,6 +9,7 @@ import contextlib
 import gc
 import logging
 import socket
+import ssl
 import threading
 from typing import Any
 
@@ -23,6 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from infra.audit_recorder import AuditRecorder, dimse_entry
 from infra.dicom.statuses import IDENTIFIER_MISMATCH, status_dataset
 from infra.dicom.transfer_syntaxes import NATIVE_SYNTAXES
 from infra.dimse.nodelay import set_nodelay
@@ -37,6 +39,9 @@ from ingest.dimse.retrieve import GET_MODELS, MOVE_MODELS
 from schemas.nodes import DimseService
 
 log = logging.getLogger(__name__)
+
+# A TLS peer gets this long to finish its handshake.
+HANDSHAKE_SECONDS = 30.0
 
 # Newer syntaxes pydicom does not list yet; we store bytes as sent, so we need no codec.
 _NEWER_SYNTAXES = [
@@ -165,6 +170,45 @@ class SharedPortServer(ThreadedAssociationServer):
         super().server_bind()
 
 
+class TlsPortServer(SharedPortServer):
+    """The TLS port (PS3.15 B.9). pynetdicom wraps an accepted socket in its acceptor thread,
+    where the handshake would run too: one peer that connects and says nothing would hold up
+    every other connection. Here the handshake runs in the connection's own thread, bounded
+    by HANDSHAKE_SECONDS; a peer that fails it (an untrusted or missing certificate) is
+    logged, audited (action `association`, outcome `denied`) and closed before any
+    association exists."""
+
+    # Set by start_gateway: where refused handshakes are recorded.
+    recorder: AuditRecorder | None = None
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None and self.ssl_context is not None
+        client, address = self.socket.accept()
+        wrapped = self.ssl_context.wrap_socket(
+            client, server_side=True, do_handshake_on_connect=False
+        )
+        return wrapped, address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        timeout = request.gettimeout()
+        try:
+            request.settimeout(HANDSHAKE_SECONDS)
+            request.do_handshake()
+            request.settimeout(timeout)
+        except (OSError, ssl.SSLError) as exc:
+            address = str(client_address[0])
+            log.warning("TLS handshake with %s failed: %s", address, exc)
+            if self.recorder is not None:
+                reason = getattr(exc, "reason", None) or type(exc).__name__
+                entry = dimse_entry(
+                    "association", "denied", "", address, f"TLS handshake failed: {reason}"
+                )
+                self.recorder.record(entry)
+            self.shutdown_request(request)
+            return
+        super().process_request_thread(request, client_address)
+
+
 def skip_unlogged_formatting() -> None:
     """pynetdicom decodes and pretty-prints every C-FIND/C-MOVE/C-GET identifier and formats
     every PDU for its standard log handlers even when its logger discards INFO (as the
@@ -180,12 +224,14 @@ def start_gateway(
     handlers: list[Any],
     policy: AccessPolicy,
     find: FindRouter | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> ThreadedAssociationServer:
     """Start listening with `handlers` (plus TCP_NODELAY); associations get their own threads.
     Every association passes `policy` first (ingest/dimse/access.py): there is no gateway
     without its door.
     Query/Retrieve C-FIND requests routed by `find` are answered directly (see
-    ingest/dimse/find_responder.py) on event-driven associations."""
+    ingest/dimse/find_responder.py) on event-driven associations.
+    With `tls`, the listener is the TLS port (`tls_host`:`tls_port`) serving that context."""
     skip_unlogged_formatting()
     ae = build_ae(settings)
     # The gate matters where another thread sends on an association we accepted (e.g. a
@@ -201,10 +247,17 @@ def start_gateway(
         (evt.EVT_ACCEPTED, _guard),
         *handlers,
     ]
+    if tls is None:
+        address, server_class, kind = (settings.host, settings.port), SharedPortServer, "DICOM"
+    else:
+        address = (settings.tls_host or settings.host, settings.tls_port)
+        server_class, kind = TlsPortServer, "DICOM TLS"
     server = ae.make_server(
-        (settings.host, settings.port), evt_handlers=handlers, server_class=SharedPortServer
+        address, evt_handlers=handlers, server_class=server_class, ssl_context=tls
     )
     server.contexts = [SharedSyntaxContext.of(context) for context in server.contexts]
+    if isinstance(server, TlsPortServer):
+        server.recorder = policy.recorder
     # pynetdicom runs a full gc.collect() every 60 passes of its accept loop (each accepted
     # association, or every 30 s idle): ~85 ms holding the GIL, stalling every association.
     # Everything loaded so far lives as long as the process; freezing it leaves those
@@ -212,7 +265,8 @@ def start_gateway(
     gc.collect()  # start-up garbage first: frozen objects are never collected
     gc.freeze()
     threading.Thread(target=server.serve_forever, name="dimse-acceptor", daemon=True).start()
-    log.info("DICOM %s listening on %s:%d", settings.ae_title, settings.host, settings.port)
+    host, port = server.server_address[:2]
+    log.info("%s %s listening on %s:%d", kind, settings.ae_title, host, port)
     return server
 
 
@@ -222,12 +276,18 @@ async def serve_until(
     handlers: list[Any],
     policy: AccessPolicy,
     find: FindRouter | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    server = start_gateway(settings, handlers, policy, find)
+    """The plain port, and the TLS port too when a `tls` context is given (and its port is
+    not 0), until `stop` is set."""
+    servers = [start_gateway(settings, handlers, policy, find)]
     try:
+        if tls is not None and settings.tls_port:
+            servers.append(start_gateway(settings, handlers, policy, find, tls))
         await stop.wait()
     finally:
-        await asyncio.to_thread(_shutdown, server)
+        for server in servers:
+            await asyncio.to_thread(_shutdown, server)
 
 
 def _shutdown(server: ThreadedAssociationServer) -> None:

@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         )
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
-        services.recorder = AuditRecorder(clients.publisher, "api")
+        services.recorder = AuditRecorder(clients.publisher, "api", cfg.audit.flush_seconds)
         recorder = asyncio.create_task(services.recorder.run(stop))
         if run_projectors:
             clickhouse = services.clickhouse = ClickHouse(cfg.clickhouse_dsn, cfg.clickhouse.tls)

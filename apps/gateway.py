@@ -49,7 +49,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
         )
 
     # Who read what over DIMSE, published in batches (infra/audit_recorder.py).
-    recorder = AuditRecorder(clients.publisher, "gateway")
+    recorder = AuditRecorder(clients.publisher, "gateway", settings.audit.flush_seconds)
     flushing = asyncio.create_task(recorder.run(stop))
     retrieve = RetrieveSource(catalog=catalog, load=load)
     find = FindRouter()

@@ -2,9 +2,10 @@
 
 `record` appends to a queue (any thread, a few hundred nanoseconds); a task on the process's
 event loop publishes what has gathered as one `pacs.audit.recorded` event every
-FLUSH_SECONDS. A log outage keeps the entries (up to MAX_PENDING, then the oldest are
-dropped with an error in the process log) and publishes them once the log is back, so a
-query's latency never includes the audit trail's.
+`PACS_AUDIT__FLUSH_SECONDS` (or sooner, once MAX_BATCH entries wait). A log outage keeps
+the entries (up to MAX_PENDING, then the oldest are dropped with an error in the process
+log) and publishes them once the log is back, so a query's latency never includes the
+audit trail's.
 """
 
 from __future__ import annotations
@@ -22,17 +23,23 @@ from schemas.events import AccessAudited
 
 log = logging.getLogger(__name__)
 
-# Once a second: each batch is one event to publish and one insert into the read model,
-# work that competes with the queries being audited, so fewer and larger batches.
-FLUSH_SECONDS = 1.0
+# Each batch is one event to publish, one write of the broker to its object store and a
+# fetch by every consumer: on two cores that burst slows the queries being audited, so
+# fewer and larger batches (infra/settings.py AuditSettings has the measurements).
+FLUSH_SECONDS = 5.0
+# Checked this often between flushes, so a full batch goes at once.
+TICK_SECONDS = 0.5
 MAX_BATCH = 2_000
 MAX_PENDING = 200_000
 
 
 class AuditRecorder:
-    def __init__(self, publisher: EventPublisher, source: str) -> None:
+    def __init__(
+        self, publisher: EventPublisher, source: str, flush_seconds: float = FLUSH_SECONDS
+    ) -> None:
         self.publisher = publisher
         self.source = source
+        self.flush_seconds = flush_seconds
         # deque.append and popleft are atomic: handler threads append, the loop drains.
         self._pending: deque[AccessEntry] = deque(maxlen=MAX_PENDING)
 
@@ -42,11 +49,16 @@ class AuditRecorder:
         self._pending.append(entry)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Flush until `stop`, then once more."""
+        """Flush every `flush_seconds` (a full batch at once) until `stop`, then once more."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.flush_seconds
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), FLUSH_SECONDS)
-            await self.flush()
+                await asyncio.wait_for(stop.wait(), min(TICK_SECONDS, self.flush_seconds))
+            if loop.time() >= due or len(self._pending) >= MAX_BATCH:
+                await self.flush()
+                due = loop.time() + self.flush_seconds
+        await self.flush()
 
     async def flush(self) -> None:
         while self._pending:

@@ -321,6 +321,17 @@ class TlsSettings(BaseModel):
     ca_file: Path | None = None
 
 
+class AuditSettings(BaseModel):
+    """The audit trail of PHI reads and security decisions (infra/audit_recorder.py)."""
+
+    # Each process publishes what it recorded as one event this often. Every event is a
+    # broker write and a fetch by each consumer; measured on two cores (10k instances, 200
+    # C-FINDs by patient, P95): 5.46 ms before auditing, 8.5-10.6 ms flushing every second,
+    # 5.2-5.8 ms (one run in three 8.3) every 5 s. The cost of a longer interval: entries a
+    # process recorded in its last interval are lost if it is killed (SIGTERM flushes).
+    flush_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
 class Settings(BaseSettings):
     """All configuration of a PACS node."""
 
@@ -339,6 +350,7 @@ class Settings(BaseSettings):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     atna: AtnaSettings = Field(default_factory=AtnaSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
     # The built OHIF viewer (npm @ohif/app) served at /viewer; absent = /viewer answers 503.

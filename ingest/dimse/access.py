@@ -258,7 +258,10 @@ class UserIdentityCheck:
             identity = None
         grant = grant_of(assoc)
         if identity is None or grant is None:
-            self._audit("failure", calling, address, f"{_KINDS.get(kind, kind)} not verified")
+            # Like a failed login over HTTP, the entry names the user name tried.
+            tried = (event.primary_field or b"").decode("utf-8", "replace") if kind < 3 else ""
+            why = f"{_KINDS.get(kind, kind)} not verified"
+            self._audit("failure", calling, address, why, tried[:64])
             return False, None
         allowed = set(identity.permissions)
         services = frozenset(

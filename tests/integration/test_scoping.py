@@ -4,12 +4,23 @@ other study answers as if it were not stored (QIDO finds nothing, WADO 404, neve
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from typing import Any
 
 import httpx
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom import AE, build_role, evt
+from pynetdicom.pdu_primitives import UserIdentityNegotiation
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+)
 
+from infra.dimse.nodelay import set_nodelay
 from tests.dicom_factory import ct_series
 from tests.integration.conftest import Platform, eventually
 from tests.integration.dimse_client import send_all
@@ -121,4 +132,97 @@ async def test_scoped_users_see_only_their_studies(platform: Platform) -> None:
         ).json()["entries"]
         return any(e["outcome"] == "failure" and e["action"] == "wado-metadata" for e in entries)
 
-    await eventually(refused, 10)
+    await eventually(refused, 30)
+
+
+def _identity(kind: int, primary: str, secondary: str = "") -> UserIdentityNegotiation:
+    item = UserIdentityNegotiation()
+    item.user_identity_type = kind
+    item.primary_field = primary.encode()
+    if secondary:
+        item.secondary_field = secondary.encode()
+    return item
+
+
+def _associate(platform: Platform, identity: UserIdentityNegotiation | None) -> Any:
+    ae = AE(ae_title="SCOPESCU")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage)
+    roles = [build_role(CTImageStorage, scp_role=True)]
+    return ae.associate(
+        *platform.dicom,
+        ae_title="PACS",
+        ext_neg=[*roles, *([identity] if identity else [])],
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_C_STORE, lambda e: 0x0000)],
+    )
+
+
+def _cfind(assoc: Any, studies: list[str]) -> tuple[set[str], list[int]]:
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = "\\".join(studies)
+    found, statuses = set(), []
+    for status, match in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+        statuses.append(int(status.Status))
+        if match is not None and status.Status in (0xFF00, 0xFF01):
+            found.add(str(match.StudyInstanceUID))
+    return found, statuses
+
+
+def _cget(assoc: Any, study: str) -> int:
+    """How many instances a study-level C-GET delivered."""
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = study
+    completed = 0
+    for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
+        if status and "NumberOfCompletedSuboperations" in status:
+            completed = int(status.NumberOfCompletedSuboperations)
+    return completed
+
+
+async def test_a_dimse_user_identity_brings_the_users_roles_and_scope(platform: Platform) -> None:
+    mary, _ = _store(platform, "St. Mary")
+    general, _ = _store(platform, "General Hospital")
+    studies = [mary, general]
+    admin = platform.client()
+    await eventually(lambda: len(_found(admin, studies)) == 2, 30)
+    bound = {"bindings": [{"role": "radiologist", "scope": {"institutions": ["St. Mary"]}}]}
+    _user(platform, "dr.dimse", bound)
+    _user(platform, "tech.dimse", {"roles": ["technologist"]})
+    token = login(platform.http, "dr.dimse", PASSWORD)["Authorization"].split()[1]
+
+    # Without an identity the loopback AE reads everything (PACS_DICOM__UNKNOWN_AES=local).
+    plain = _associate(platform, None)
+    assert _cfind(plain, studies)[0] == {mary, general}
+    plain.release()
+    await asyncio.sleep(1.5)  # the scope snapshot of the new users' studies
+    for identity in (_identity(2, "dr.dimse", PASSWORD), _identity(5, token)):
+        assoc = _associate(platform, identity)
+        assert assoc.is_established
+        assert _cfind(assoc, studies)[0] == {mary}
+        assert _cget(assoc, mary) == 3
+        assert _cget(assoc, general) == 0, "a study outside the scope is not retrieved"
+        assoc.release()
+
+    wrong = _associate(platform, _identity(2, "dr.dimse", "not the password"))
+    assert wrong.is_rejected and not wrong.is_established
+    nameless = _associate(platform, _identity(1, "dr.dimse"))
+    assert nameless.is_rejected, "a user name without proof is not an identity"
+
+    tech = _associate(platform, _identity(2, "tech.dimse", PASSWORD))
+    assert tech.is_established
+    assert _cfind(tech, studies) == (set(), [0x0124]), "a technologist may not query"
+    tech.release()
+
+    def audited() -> bool:
+        entries = admin.get(
+            "/api/audit/access", params={"actor": "dr.dimse", "action": "c-find"}
+        ).json()["entries"]
+        logins = admin.get(
+            "/api/audit/access", params={"actor": "dr.dimse", "action": "login"}
+        ).json()["entries"]
+        return bool(entries) and {e["outcome"] for e in logins} >= {"success", "failure"}
+
+    await eventually(audited, 30)

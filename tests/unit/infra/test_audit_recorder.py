@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from infra.audit_recorder import AuditRecorder, dimse_entry, subject_of
+from infra.audit_recorder import MAX_BATCH, AuditRecorder, dimse_entry, subject_of
 from infra.eventlog import EventPublisher
 from schemas.events import AccessAudited
 
@@ -49,3 +49,20 @@ def test_subject_of_a_dicom_json_match() -> None:
         "0020000E": {"vr": "UI"},
     }
     assert subject_of(match) == {"patient_id": "P1", "study_instance_uid": "1.2.3"}
+
+
+async def test_entries_wait_for_the_interval_unless_a_batch_is_full() -> None:
+    log = FlakyLog()
+    recorder = AuditRecorder(cast(EventPublisher, log), "api", flush_seconds=30)
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    recorder.record(dimse_entry("c-find", "success", "WS1", "10.0.0.1"))
+    await asyncio.sleep(0.7)
+    assert log.published == [], "one entry waits for the interval"
+    for _ in range(MAX_BATCH):
+        recorder.record(dimse_entry("c-find", "success", "WS1", "10.0.0.1"))
+    await asyncio.sleep(0.7)
+    assert sum(len(e.entries) for e in log.published) >= MAX_BATCH, "a full batch goes at once"
+    stop.set()
+    await task
+    assert sum(len(e.entries) for e in log.published) == MAX_BATCH + 1, "stopping flushes the rest"

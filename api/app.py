@@ -19,6 +19,7 @@ from api.rest import (
     admin,
     audit,
     auth,
+    certificates,
     changes,
     deidentify,
     docs,
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         nodes,
         deidentify,
         studies,
+        certificates,
     ):
         app.include_router(module.router, dependencies=door)
     cfg = settings or get_settings()

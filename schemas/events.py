@@ -304,6 +304,18 @@ class StudyLabelsSet(EventBase):
     actor: str
 
 
+class CertificateIssued(EventBase):
+    """A client certificate for an AE title was issued by the local CA (POST
+    /api/certificates/clients/{ae_title}); its holder can now authenticate over TLS."""
+
+    type: Literal["pacs.certificate.issued"] = "pacs.certificate.issued"
+    version: Literal[1] = 1
+    ae_title: str
+    sha256: str  # fingerprint of the certificate (DER)
+    not_after: datetime
+    actor: str
+
+
 class AccessAudited(EventBase):
     """PHI accesses and security decisions of one process, batched (the recorder flushes a
     few times a second), so auditing never waits on the log."""
@@ -335,7 +347,15 @@ class StudyDeidentified(EventBase):
 WorklistEvent = WorklistItemScheduled | WorklistItemUpdated | WorklistItemCancelled
 MppsEvent = MppsCreated | MppsUpdated | MppsCompleted | MppsDiscontinued | MppsVerified
 CommitmentEvent = CommitmentRequested | CommitmentReported
-SecurityEvent = UserSaved | UserDeleted | ApiKeyCreated | ApiKeyRevoked | NodeSaved | NodeDeleted
+SecurityEvent = (
+    UserSaved
+    | UserDeleted
+    | ApiKeyCreated
+    | ApiKeyRevoked
+    | NodeSaved
+    | NodeDeleted
+    | CertificateIssued
+)
 
 Event = Annotated[
     InstanceReceived
@@ -392,4 +412,6 @@ def event_key(event: Event) -> str:
         return f"node:{event.node.name}"
     if isinstance(event, NodeDeleted):
         return f"node:{event.name}"
+    if isinstance(event, CertificateIssued):
+        return f"certificate:{event.ae_title}"
     return f"commitment:{event.transaction_uid}"

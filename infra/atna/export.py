@@ -21,8 +21,10 @@ from schemas.events import (
     AccessAudited,
     ApiKeyCreated,
     ApiKeyRevoked,
+    CertificateIssued,
     NodeDeleted,
     NodeSaved,
+    StudyLabelsSet,
     UserDeleted,
     UserSaved,
     parse_event,
@@ -30,7 +32,16 @@ from schemas.events import (
 
 log = logging.getLogger(__name__)
 
-SECURITY_EVENTS = (UserSaved, UserDeleted, ApiKeyCreated, ApiKeyRevoked, NodeSaved, NodeDeleted)
+SECURITY_EVENTS = (
+    UserSaved,
+    UserDeleted,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    NodeSaved,
+    NodeDeleted,
+    CertificateIssued,
+    StudyLabelsSet,
+)
 EXPORTED_TYPES = frozenset(
     {AccessAudited.model_fields["type"].default}
     | {kind.model_fields["type"].default for kind in SECURITY_EVENTS}

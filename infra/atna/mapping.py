@@ -24,9 +24,11 @@ from schemas.audit import AccessEntry
 from schemas.events import (
     ApiKeyCreated,
     ApiKeyRevoked,
+    CertificateIssued,
     NodeDeleted,
     NodeSaved,
     SecurityEvent,
+    StudyLabelsSet,
     UserDeleted,
     UserSaved,
 )
@@ -176,7 +178,7 @@ def access_message(entry: AccessEntry, source: AuditSource) -> AuditMessage:
 
 
 def _change(
-    event: SecurityEvent,
+    event: SecurityEvent | StudyLabelsSet,
     source: AuditSource,
     alert_type: Code,
     subject: ParticipantObject,
@@ -198,8 +200,17 @@ def _detail(what: str, **values: object) -> tuple[tuple[str, str], ...]:
     return (("Alert Description", f"{what}: {text}" if text else what),)
 
 
-def security_message(event: SecurityEvent, source: AuditSource) -> AuditMessage:
+def security_message(event: SecurityEvent | StudyLabelsSet, source: AuditSource) -> AuditMessage:
     """A Security Alert for a change of who may do what (no password hash, no key hash)."""
+    if isinstance(event, StudyLabelsSet):
+        subject = ParticipantObject(
+            event.study_instance_uid,
+            codes.STUDY_INSTANCE_UID,
+            type_code="2",
+            role="3",
+            details=_detail("access labels set", labels=",".join(event.labels)),
+        )
+        return _change(event, source, codes.SECURITY_CONFIGURATION, subject)
     if isinstance(event, UserSaved):
         user = event.user
         subject = ParticipantObject(
@@ -207,7 +218,15 @@ def security_message(event: SecurityEvent, source: AuditSource) -> AuditMessage:
             codes.USER_IDENTIFIER,
             type_code="1",
             role="11",
-            details=_detail("user saved", roles=",".join(user.roles), disabled=user.disabled),
+            details=_detail(
+                "user saved",
+                roles=",".join(user.roles),
+                bindings=";".join(
+                    f"{b.role}@{'|'.join(b.scope.institutions + b.scope.labels)}"
+                    for b in user.bindings
+                ),
+                disabled=user.disabled,
+            ),
         )
         return _change(event, source, codes.USER_SECURITY_ATTRIBUTES_CHANGED, subject)
     if isinstance(event, UserDeleted):
@@ -254,6 +273,17 @@ def security_message(event: SecurityEvent, source: AuditSource) -> AuditMessage:
             ),
         )
         return _change(event, source, codes.NETWORK_CONFIGURATION, subject)
+    if isinstance(event, CertificateIssued):
+        subject = ParticipantObject(
+            event.ae_title,
+            codes.NODE_ID,
+            type_code="2",
+            role="13",
+            details=_detail(
+                "client certificate issued", sha256=event.sha256, not_after=event.not_after
+            ),
+        )
+        return _change(event, source, codes.SECURITY_CONFIGURATION, subject)
     assert isinstance(event, NodeDeleted)
     subject = ParticipantObject(
         event.name, codes.NODE_ID, type_code="2", role="13", details=_detail("node deleted")

@@ -34,6 +34,7 @@ from tests.integration.conftest import (
     run,
     running_platform,
 )
+from tests.login import login
 
 pytestmark = pytest.mark.integration
 IMAGES = 20
@@ -308,3 +309,35 @@ async def test_c_move_to_a_tls_node_goes_over_tls(
         assert {name for _, name in received} == {"PACS"}  # the gateway's own certificate
     finally:
         server.shutdown()
+
+
+async def test_admin_issues_a_client_certificate_that_then_authenticates(
+    tls_node: TlsNode, dcmtk: None, tmp_path: Path
+) -> None:
+    node = tls_node.node
+    with node.client() as admin:
+        issued = admin.post("/api/certificates/clients/WS9")
+        assert issued.status_code == 201, issued.text
+        body = issued.json()
+        assert body["subject"] == "CN=WS9" and "PRIVATE KEY" in body["private_key_pem"]
+        listed = admin.get("/api/certificates").json()
+        assert listed["ca"]["subject"] and "WS9" in {c["name"] for c in listed["clients"]}
+        roles = admin.get("/api/roles").json()
+        assert roles["auditor"] == ["audit:read"]
+        assert admin.post("/api/certificates/clients/bad%5Ctitle").status_code in (400, 422)
+    # What the API handed out works for the AE's operator: DCMTK echoes with it.
+    (tmp_path / "ws9.pem").write_text(body["certificate_pem"])
+    (tmp_path / "ws9.key").write_text(body["private_key_pem"])
+    (tmp_path / "ca.pem").write_text(body["ca_pem"])
+    mutual = ["+tls", str(tmp_path / "ws9.key"), str(tmp_path / "ws9.pem")]
+    echo = tool("echoscu", "WS9", tls_node.tls_port, *mutual, "+cf", str(tmp_path / "ca.pem"))
+    assert echo.returncode == 0, echo.stderr
+    # Issuing is a security event on the log (and so in the ATNA export).
+    events = node.get("/api/audit/events", params={"type": "pacs.certificate.issued"}).json()
+    assert [e["sop_instance_uid"] for e in events] == ["certificate:WS9"]
+    radiologist = node.client().put(
+        "/api/users/dr.certs", json={"password": "a radiologist's pass", "roles": ["radiologist"]}
+    )
+    assert radiologist.status_code == 200
+    headers = login(node.http, "dr.certs", "a radiologist's pass")
+    assert httpx.get(f"{node.http}/api/certificates", headers=headers).status_code == 403

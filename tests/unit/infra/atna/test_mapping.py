@@ -15,14 +15,16 @@ from schemas.audit import AccessEntry
 from schemas.events import (
     ApiKeyCreated,
     ApiKeyRevoked,
+    CertificateIssued,
     NodeDeleted,
     NodeSaved,
     SecurityEvent,
+    StudyLabelsSet,
     UserDeleted,
     UserSaved,
 )
 from schemas.nodes import Node
-from schemas.security import ApiKey, User
+from schemas.security import ApiKey, RoleBinding, StudyScope, User
 from tests.atna_schema import schema_errors
 
 SOURCE = AuditSource("PACS", "HOSPITAL-1", "3")
@@ -190,7 +192,7 @@ def test_text_xml_cannot_carry_is_replaced_and_markup_escaped() -> None:
 
 NODE = Node(name="ct-1", ae_title="CT1", host="10.0.4.21", port=104, addresses=["10.0.4.21"])
 KEY = ApiKey(key_id="k1", name="RIS", owner="admin", secret_sha256="f" * 64, roles=["integration"])
-SECURITY_CASES: list[tuple[SecurityEvent, str, str]] = [
+SECURITY_CASES: list[tuple[SecurityEvent | StudyLabelsSet, str, str]] = [
     (
         UserSaved(
             user=User(username="dr.who", password_hash="$argon2id$secret", roles=["radiologist"]),
@@ -204,12 +206,41 @@ SECURITY_CASES: list[tuple[SecurityEvent, str, str]] = [
     (ApiKeyRevoked(key_id="k1", actor="admin"), "110129", "api-key:k1"),
     (NodeSaved(node=NODE, actor="admin"), "110128", "ct-1"),
     (NodeDeleted(name="ct-1", actor="admin"), "110128", "ct-1"),
+    (
+        UserSaved(
+            user=User(
+                username="dr.mary",
+                password_hash="$argon2id$secret",
+                bindings=[
+                    RoleBinding(role="radiologist", scope=StudyScope(institutions=["St. Mary"]))
+                ],
+            ),
+            actor="admin",
+        ),
+        "110137",
+        "dr.mary",
+    ),
+    (
+        CertificateIssued(
+            ae_title="WS7",
+            sha256="AB:CD",
+            not_after=datetime(2027, 12, 1, tzinfo=UTC),
+            actor="admin",
+        ),
+        "110129",
+        "WS7",
+    ),
+    (
+        StudyLabelsSet(study_instance_uid="1.2.3", labels=["trial-7"], actor="admin"),
+        "110129",
+        "1.2.3",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("event", "event_type", "subject"), SECURITY_CASES)
 def test_configuration_changes_are_security_alerts(
-    event: SecurityEvent, event_type: str, subject: str
+    event: SecurityEvent | StudyLabelsSet, event_type: str, subject: str
 ) -> None:
     xml = to_xml(security_message(event, SOURCE))
     root = parsed(xml)

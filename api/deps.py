@@ -249,6 +249,11 @@ def audited(action: str) -> Any:
     the outcome (success, or failure with the status and reason)."""
 
     async def record(request: Request, caller: CallerDep) -> AsyncIterator[None]:
+        if caller.via == "service":
+            # Our own processes read on someone's behalf and audit that at their edge (the
+            # gateway records the MWL C-FIND it answers from /api/worklist).
+            yield
+            return
         try:
             yield
         except HTTPException as exc:

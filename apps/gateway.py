@@ -58,7 +58,12 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
         find.add(str(sop_class), handler)
     publisher = clients.publisher
     modality = modality_handlers(
-        settings, asyncio.get_running_loop(), find, catalog, lambda: dict(publisher.acknowledged)
+        settings,
+        asyncio.get_running_loop(),
+        find,
+        catalog,
+        lambda: dict(publisher.acknowledged),
+        recorder,
     )
     # TLS: the TLS port's context, and how we connect to destinations that speak TLS (with
     # our own certificate, trusting our CA file).

@@ -8,12 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import AuditDep, require
+from api.deps import AuditDep, audited, require
 from infra.auth.permissions import Permission
 from schemas.audit import AccessPage, AuditEvent
 
 router = APIRouter(
-    prefix="/api/audit", tags=["audit"], dependencies=[require(Permission.AUDIT_READ)]
+    prefix="/api/audit",
+    tags=["audit"],
+    dependencies=[require(Permission.AUDIT_READ), audited("audit-read")],
 )
 
 

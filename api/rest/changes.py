@@ -13,11 +13,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import AuditDep, CallerDep, ServicesDep, require, visible_to
+from api.deps import AuditDep, CallerDep, ServicesDep, audited, require, visible_to
 from infra.auth.permissions import Permission
 from schemas.audit import ChangePage
 
-router = APIRouter(prefix="/api", tags=["changes"], dependencies=[require(Permission.STUDIES_READ)])
+router = APIRouter(
+    prefix="/api",
+    tags=["changes"],
+    dependencies=[require(Permission.STUDIES_READ), audited("changes")],
+)
 
 
 @router.get("/changes", response_model=ChangePage)

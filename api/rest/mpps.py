@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import ServicesDep, require
+from api.deps import ServicesDep, audited, require
 from infra.auth.permissions import Permission
 from schemas.mpps import MppsView
 from workflows.mpps import MppsWorkflow, workflow_id
 
-router = APIRouter(prefix="/api/mpps", tags=["mpps"], dependencies=[require(Permission.MPPS_READ)])
+router = APIRouter(
+    prefix="/api/mpps", tags=["mpps"], dependencies=[require(Permission.MPPS_READ), audited("mpps")]
+)
 
 
 @router.get("/{sop_instance_uid}", response_model=MppsView)

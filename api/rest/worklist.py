@@ -20,6 +20,7 @@ from api.deps import (
     Services,
     ServicesDep,
     WorklistDep,
+    audited,
     publish_visible,
     require,
     worklist_of,
@@ -140,18 +141,25 @@ async def cancel_item(
 
 
 @router.get(
-    "/{item_id}", response_model=WorklistItemView, dependencies=[require(Permission.WORKLIST_READ)]
+    "/{item_id}",
+    response_model=WorklistItemView,
+    dependencies=[require(Permission.WORKLIST_READ), audited("worklist")],
 )
-async def get_item(item_id: str, services: ServicesDep) -> WorklistItemView:
+async def get_item(item_id: str, request: Request, services: ServicesDep) -> WorklistItemView:
     """One item, cancelled or not, with the status of its step (SCHEDULED, STARTED,
     COMPLETED or DISCONTINUED) as the MPPS referencing it make it."""
-    return await _existing(services, item_id)
+    item = await _existing(services, item_id)
+    request.state.audit_subjects = [_subject(item)]
+    return item
 
 
 @router.get(
-    "", response_model=list[WorklistItemView], dependencies=[require(Permission.WORKLIST_READ)]
+    "",
+    response_model=list[WorklistItemView],
+    dependencies=[require(Permission.WORKLIST_READ), audited("worklist")],
 )
 async def list_items(
+    request: Request,
     services: ServicesDep,
     worklist: WorklistDep,
     station_ae_title: str | None = None,
@@ -192,4 +200,10 @@ async def list_items(
         finished_since=dt.datetime.now(dt.UTC) - keep if keep else None,
         limit=limit,
     )
-    return await asyncio.to_thread(worklist.find, query)
+    items = await asyncio.to_thread(worklist.find, query)
+    request.state.audit_subjects = [_subject(item) for item in items]
+    return items
+
+
+def _subject(item: WorklistItemView) -> dict[str, str]:
+    return {"patient_id": item.patient_id, "study_instance_uid": item.study_instance_uid}

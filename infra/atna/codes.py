@@ -23,6 +23,8 @@ def dcm(code: str, meaning: str) -> Code:
 INSTANCES_ACCESSED = dcm("110103", "DICOM Instances Accessed")
 INSTANCES_TRANSFERRED = dcm("110104", "DICOM Instances Transferred")
 QUERY = dcm("110112", "Query")
+AUDIT_LOG_USED = dcm("110101", "Audit Log Used")
+PROCEDURE_RECORD = dcm("110111", "Procedure Record")
 SECURITY_ALERT = dcm("110113", "Security Alert")
 USER_AUTHENTICATION = dcm("110114", "User Authentication")
 
@@ -51,3 +53,5 @@ NODE_ID = dcm("110182", "Node ID")
 
 # The query a C-FIND and a QIDO-RS search run (PS3.4 C.6.2: Study Root Q/R FIND).
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+# Worklist reads (MWL C-FIND, GET /api/worklist): the Modality Worklist FIND SOP class.
+WORKLIST_FIND = "1.2.840.10008.5.1.4.31"

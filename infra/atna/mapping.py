@@ -33,7 +33,13 @@ from schemas.events import (
     UserSaved,
 )
 
-QUERIES = {"qido": codes.STUDY_ROOT_FIND, "c-find": codes.STUDY_ROOT_FIND}
+QUERIES = {
+    "qido": codes.STUDY_ROOT_FIND,
+    "c-find": codes.STUDY_ROOT_FIND,
+    "changes": codes.STUDY_ROOT_FIND,
+    "mwl-find": codes.WORKLIST_FIND,
+    "worklist": codes.WORKLIST_FIND,
+}
 # Bytes of instances leave the archive: DICOM Instances Transferred (we are the source).
 TRANSFERS = {"wado", "wado-frames", "wado-bulkdata", "wado-uri", "c-get", "c-move"}
 # Headers or derived pictures only: DICOM Instances Accessed.
@@ -147,6 +153,19 @@ def access_message(entry: AccessEntry, source: AuditSource) -> AuditMessage:
         return _message(
             entry, source, codes.INSTANCES_ACCESSED, "R", participants, _subjects(entry)
         )
+    if action == "audit-read":  # A.5.3.2 Audit Log Used: the audit trail itself was read
+        log_object = ParticipantObject(
+            f"{source.source_id}/api/audit",
+            codes.URI,
+            type_code="2",
+            role="13",
+            details=(("Query", entry.detail),) if entry.detail else (),
+        )
+        participants = (_requestor(entry), _us(source))
+        return _message(entry, source, codes.AUDIT_LOG_USED, "R", participants, [log_object])
+    if action == "mpps":  # A.5.3.9 Procedure Record: a performed procedure step was read
+        participants = (_requestor(entry), _us(source))
+        return _message(entry, source, codes.PROCEDURE_RECORD, "R", participants, _subjects(entry))
     if action in LOGINS:
         participants = (_requestor(entry), _us(source))
         return _message(

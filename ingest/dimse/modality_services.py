@@ -9,6 +9,7 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
+from infra.audit_recorder import AuditRecorder
 from infra.internal_api import InternalApi
 from infra.settings import Settings
 from ingest.dimse.access import guarded
@@ -25,10 +26,11 @@ def modality_handlers(
     find: FindRouter,
     api: InternalApi,
     log_positions: Callable[[], dict[int, int]] = dict,
+    recorder: AuditRecorder | None = None,
 ) -> list[Any]:
     """Handler bindings for the gateway."""
     bridge = TemporalBridge(settings.temporal, loop)
-    find.add(str(ModalityWorklistInformationFind), WorklistFindHandler(api), "worklist")
+    find.add(str(ModalityWorklistInformationFind), WorklistFindHandler(api, recorder), "worklist")
     queue = settings.temporal.ingest_task_queue
     mpps = MppsHandlers(bridge, queue, settings.dicom.mpps_verify_timeout_seconds)
     commitment = CommitmentHandler(

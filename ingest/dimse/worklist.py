@@ -19,9 +19,11 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from infra.audit_recorder import AuditRecorder, dimse_entry
 from infra.dicom.statuses import CANCELLED, PENDING, SUCCESS, UNABLE_TO_PROCESS
 from infra.internal_api import ApiUnavailable, InternalApi
 from infra.readmodels.matching import is_universal, matches, response
+from ingest.dimse.access import user_name
 from schemas.worklist import StepStatus, WorklistItemView, WorklistQuery
 
 log = logging.getLogger(__name__)
@@ -116,8 +118,10 @@ def coarse_query(identifier: Dataset) -> WorklistQuery:
 class WorklistFindHandler:
     """EVT_C_FIND for the MWL information model: one pending response per matching item."""
 
-    def __init__(self, api: InternalApi) -> None:
+    def __init__(self, api: InternalApi, recorder: AuditRecorder | None = None) -> None:
         self.api = api
+        # Each item answered is an audit entry (its patient and study), like a C-FIND match.
+        self.recorder = recorder
 
     def __call__(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         try:
@@ -133,24 +137,50 @@ class WorklistFindHandler:
             log.error("MWL C-FIND: worklist read model unavailable: %r", exc)
             yield _failure(UNABLE_TO_PROCESS, "worklist temporarily unavailable"), None
             return
-        answered = 0
-        for item in items:
-            if event.is_cancelled:
-                yield CANCELLED, None
-                return
-            candidate = item_dataset(item)
-            if matches(identifier, candidate):
-                answered += 1
-                found = response(identifier, candidate)
-                found.SpecificCharacterSet = "ISO_IR 192"
-                yield PENDING, found
+        answered: list[WorklistItemView] = []
+        try:
+            for item in items:
+                if event.is_cancelled:
+                    yield CANCELLED, None
+                    return
+                candidate = item_dataset(item)
+                if matches(identifier, candidate):
+                    answered.append(item)
+                    found = response(identifier, candidate)
+                    found.SpecificCharacterSet = "ISO_IR 192"
+                    yield PENDING, found
+        finally:
+            self._audit(event.assoc, answered)
         log.info(
             "MWL C-FIND from %s: %d of %d items matched",
             event.assoc.requestor.ae_title.strip(),
-            answered,
+            len(answered),
             len(items),
         )
         yield SUCCESS, None
+
+    def _audit(self, assoc: Any, answered: list[WorklistItemView]) -> None:
+        if self.recorder is None:
+            return
+        calling = assoc.requestor.ae_title.strip()
+        address = str(assoc.requestor.address)
+        user = user_name(assoc)
+        detail = f"{len(answered)} item(s)"
+        if not answered:
+            self.recorder.record(dimse_entry("mwl-find", "success", calling, address, detail, user))
+        for item in answered:
+            self.recorder.record(
+                dimse_entry(
+                    "mwl-find",
+                    "success",
+                    calling,
+                    address,
+                    detail,
+                    user,
+                    patient_id=item.patient_id,
+                    study_instance_uid=item.study_instance_uid,
+                )
+            )
 
 
 def _failure(code: int, comment: str) -> Dataset:

@@ -102,3 +102,48 @@ async def test_every_read_is_in_the_audit_trail(
     assert logins and logins[0]["outcome"] == "success"
     denied = accesses(platform, action="denied", actor="dr.audit")
     assert any("/api/audit/access" in e["detail"] for e in denied)
+
+
+async def test_worklist_reads_are_audited(platform: Platform, dcmtk: None, tmp_path: Path) -> None:
+    """MWL C-FIND by a modality and GET /api/worklist by a technologist name the patient;
+    the gateway's own read of /api/worklist (a service) is not a second entry."""
+    body = {
+        "patient_name": "Audit^Wendy",
+        "patient_id": "AUDIT-MWL-1",
+        "accession_number": "ACC-AUDIT-1",
+        "scheduled_step": {
+            "step_id": "SPS-AUDIT-1",
+            "station_ae_title": "MWLCT",
+            "modality": "CT",
+            "start_date": "2026-12-01",
+            "start_time": "09:30:00",
+        },
+    }
+    scheduled = platform.post("/api/worklist", json=body)
+    assert scheduled.status_code == 201, scheduled.text
+    study = scheduled.json()["study_instance_uid"]
+    host, port = platform.dicom
+    found = run(
+        ["findscu", "-W", "-aec", "PACS", "-aet", "MWLCT", "-k", "PatientID=AUDIT-MWL-1",
+         "-k", "PatientName", "-k", "StudyInstanceUID", host, str(port)]
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    saved = platform.client().put(
+        "/api/users/tech.audit",
+        json={"password": "a technologist's pass", "roles": ["technologist"]},
+    )
+    assert saved.status_code == 200
+    tech = login(platform.http, "tech.audit", "a technologist's pass")
+    listed = httpx.get(
+        f"{platform.http}/api/worklist", params={"patient_id": "AUDIT-MWL-1"}, headers=tech
+    )
+    assert listed.status_code == 200 and len(listed.json()) == 1
+
+    def both() -> list[dict[str, Any]] | None:
+        entries = accesses(platform, PatientID="AUDIT-MWL-1")
+        actions = {(e["action"], e["actor"]) for e in entries}
+        return entries if {("mwl-find", "MWLCT"), ("worklist", "tech.audit")} <= actions else None
+
+    entries = await eventually(both, timeout=30)
+    assert all(e["study_instance_uid"] == study for e in entries)
+    assert not [e for e in entries if e["actor"].startswith("service:")]

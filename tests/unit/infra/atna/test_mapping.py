@@ -86,6 +86,9 @@ ACCESS_CASES = [
     ("c-get", "success", "110104", "R", "110152"),
     ("wado-metadata", "success", "110103", "R", None),
     ("wado-rendered", "success", "110103", "R", None),
+    ("mwl-find", "success", "110112", "E", "110153"),
+    ("worklist", "success", "110112", "E", "110153"),
+    ("mpps", "success", "110111", "R", None),
 ]
 
 
@@ -277,3 +280,12 @@ def test_the_schema_check_can_fail(mutate: object) -> None:
     root = ET.fromstring(to_xml(access_message(entry("qido", detail="PatientID=PAT-1"), SOURCE)))
     mutate(root)  # type: ignore[operator]
     assert schema_errors(ET.tostring(root)) != ""
+
+
+def test_reading_the_audit_trail_is_audit_log_used() -> None:
+    root = parsed(to_xml(access_message(entry("audit-read", detail="actor=dr.who"), SOURCE)))
+    identification = root.find("EventIdentification")
+    assert identification is not None
+    assert code(identification.find("EventID")) == "110101"
+    (used,) = root.iter("ParticipantObjectIdentification")
+    assert used.get("ParticipantObjectTypeCodeRole") == "13"

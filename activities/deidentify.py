@@ -16,13 +16,13 @@ import io
 import logging
 import tempfile
 import zipfile
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from infra.dicom.deidentify.keyed import DeidentificationKey
 from infra.dicom.deidentify.transform import DeidentificationRefused, Replacements, deidentify
 from infra.internal_api import ApiRefused, InternalApi
@@ -44,11 +44,9 @@ from schemas.deidentify import (
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 PREFIX = "deidentify"
 TRANSFORM_CONCURRENCY = 4
 STOW_BATCH = 20
-HEARTBEAT_EVERY_SECONDS = 5.0
 
 
 def job_prefix(job_id: str) -> str:
@@ -139,7 +137,7 @@ class DeidentificationActivities:
                 non_retryable=True,
             )
         key = DeidentificationKey(self.key, scope=",".join(job.options.names()))
-        results = await _heartbeating(
+        results = await heartbeating(
             asyncio.gather(*(self._copy_limited(i, key, job) for i in instances))
         )
         reid = _reidentification_map(job, results)
@@ -233,7 +231,7 @@ class DeidentificationActivities:
     @activity.defn
     async def deliver_copy(self, deliver: DeliverInput) -> Delivered:
         """Send the staged copy to its target (the staged objects stay for a retry)."""
-        return await _heartbeating(asyncio.to_thread(self._deliver, deliver))
+        return await heartbeating(asyncio.to_thread(self._deliver, deliver))
 
     def _drop(self, prefix: str) -> int:
         keys = self._staged(prefix)
@@ -271,16 +269,3 @@ def _reidentification_map(
         ],
         other_uids=[UidPair(original=o, deidentified=n) for o, n in sorted(others.items())],
     )
-
-
-async def _heartbeating(work: Awaitable[T]) -> T:
-    """Await `work`, heartbeating meanwhile, so a dead worker is told from a long study."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_SECONDS)
-            if done:
-                return task.result()
-            activity.heartbeat()
-    finally:
-        task.cancel()

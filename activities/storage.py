@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
-from typing import TypeVar
+from collections.abc import Mapping
 
 from temporalio import activity
 
+from activities.heartbeat import heartbeating
 from infra.eventlog import EventPublisher
 from infra.storage.archive import ArchiveStore, ContentDigest, archive_key, content_digest
 from infra.storage.landing import Landing
@@ -25,10 +25,6 @@ log = logging.getLogger(__name__)
 
 # SeaweedFS gains nothing past a handful of concurrent PUTs on two cores.
 ARCHIVE_CONCURRENCY = 8
-# Well inside the workflow's heartbeat timeout (ARCHIVE_HEARTBEAT_TIMEOUT there).
-HEARTBEAT_EVERY_SECONDS = 5.0
-
-T = TypeVar("T")
 
 
 class StorageActivities:
@@ -92,7 +88,7 @@ class StorageActivities:
     async def archive_instances(self, batch: ArchiveBatch) -> ArchiveResult:
         """Copy, verify, announce `pacs.instance.stored`, and only then drop the landed copies."""
         copies = asyncio.gather(*(self._copy_limited(i) for i in batch.instances))
-        events = await _heartbeating(copies)
+        events = await heartbeating(copies)
         stored = [e for e in events if e is not None]
         await self.publisher.publish_many(stored)
         done = {(e.instance.sop_instance_uid, e.instance.sha256) for e in stored}
@@ -125,17 +121,3 @@ class StorageActivities:
                 quiet_seconds=notice.quiet_seconds,
             )
         )
-
-
-async def _heartbeating(work: Awaitable[T]) -> T:
-    """Await `work`, heartbeating meanwhile: a batch of large objects may take minutes, and
-    the workflow's heartbeat timeout tells a dead worker from a slow copy."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_SECONDS)
-            if done:
-                return task.result()
-            activity.heartbeat()
-    finally:
-        task.cancel()

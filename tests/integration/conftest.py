@@ -42,9 +42,24 @@ MOVE_DESTINATIONS = {"STORESCP": 1, "PYSCP": 2, "IMPLICITSCP": 3}
 ADMIN_PASSWORD = "integration-tests-admin-password"
 
 
+# The highest port a test stack binds, above its base (SeaweedFS's, metrics, TLS, rsyslog).
+HIGHEST_PORT_OFFSET = 9200
+
+
+def _below_ephemeral_ports(highest: int) -> None:
+    """A port in the kernel's ephemeral range may already be some outgoing connection's
+    local port; a stack there fails to start at random (CI saw it at 33234)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    assert highest < low, f"test port base too high: {highest} reaches the ephemeral range {low}+"
+
+
 def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
     """Settings for a stack whose ports all sit in the `base` range (no clash with `make up`)."""
     base += PORT_SHIFT
+    _below_ephemeral_ports(base + HIGHEST_PORT_OFFSET)
     dicom_port = base + 1112
     destinations = {
         title: RemoteAE(host="127.0.0.1", port=dicom_port + offset)

@@ -88,7 +88,7 @@ async def tls_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Tl
     other = CertsLayout(tmp_path_factory.mktemp("other-ca"))
     init_authority(other, "ELSEWHERE", [])
     issue_client(other, "CT1")
-    settings = platform_settings(data_dir, base=26000)
+    settings = platform_settings(data_dir, base=18000)
     settings.dicom.tls_port = settings.dicom.port + 1650  # base + 2762, as 2762 by default
     settings.http.tls_port = settings.http.port + 363  # base + 8443
     async with running_platform(settings) as node:

@@ -101,3 +101,10 @@ class AssociationObserver:
                 metrics.CSTORE_SECONDS.observe(time.perf_counter() - started)
         else:
             self.table.operation(key)
+
+
+def direct_find_answered(assoc: Any) -> None:
+    """A C-FIND whose final success ingest/dimse/find_responder.py sent as bytes, past
+    pynetdicom's send_msg and so past EVT_DIMSE_SENT: counted here instead."""
+    metrics.DIMSE_OPERATIONS.labels("C-FIND", "success").inc()
+    metrics.ASSOCIATIONS.operation(id(assoc))

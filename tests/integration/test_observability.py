@@ -78,6 +78,17 @@ async def test_storescu_shows_in_the_gateway_metrics(
     # The data sets as sent: the files less their preamble and File Meta.
     assert 0.9 * sent < grew("pacs_dimse_received_bytes_total") < sent
     assert sample(after, "pacs_dimse_associations_open", calling_ae=CALLING) == 0
+    # C-FIND is counted too, whichever path answers it (find_responder.py sends as bytes).
+    study = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
+    found = run(["findscu", "-S", "-aec", "PACS", "-aet", CALLING, *keys, host, str(port)])
+    assert found.returncode == 0, found.stderr[-2000:]
+    queried = gateway_metrics(platform)
+    assert (
+        sample(queried, "pacs_dimse_operations_total", operation="C-FIND", status="success")
+        - sample(after, "pacs_dimse_operations_total", operation="C-FIND", status="success")
+        == 1
+    )
     # A refused object counts as a failure: a SOP Instance UID that is no UID.
     bad = pydicom.dcmread(files[0])
     bad.SOPInstanceUID = "not-a-uid"

@@ -139,6 +139,10 @@ async def test_an_open_association_is_listed_until_released(platform: Platform) 
             return [row for row in rows if row["calling_ae"] == "HOLDOPEN"]
 
         (row,) = await eventually(listed, timeout=10)
+        # Not a registered node: open under "other", never under its own title.
+        held = gateway_metrics(platform)
+        assert sample(held, "pacs_dimse_associations_open", calling_ae="other") >= 1
+        assert sample(held, "pacs_dimse_associations_open", calling_ae="HOLDOPEN") == 0
         assert row["address"].startswith("127.0.0.1:")
         assert row["operations"] == 1
     finally:

@@ -75,6 +75,19 @@ def _free_port() -> int:
         return port
 
 
+def _free_pair() -> int:
+    """A port whose next port is free too (the test needs both; any process may hold one)."""
+    for _ in range(50):
+        port = _free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two adjacent free ports")
+
+
 def test_the_metrics_port_serves_metrics_and_associations() -> None:
     table = metrics.AssociationTable()
     table.opened(7, "MR2", "127.0.0.1:5000")
@@ -92,7 +105,7 @@ def test_the_metrics_port_serves_metrics_and_associations() -> None:
 
 
 def test_a_second_process_takes_the_next_port() -> None:
-    port = _free_port()
+    port = _free_pair()
     first = metrics.serve_metrics_from("127.0.0.1", port, 2)
     second = metrics.serve_metrics_from("127.0.0.1", port, 2)
     try:

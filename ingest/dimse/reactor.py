@@ -244,6 +244,12 @@ class EventDrivenDUL(DULServiceProvider):
     def run_reactor(self) -> None:
         try:
             super().run_reactor()
+        except ValueError as exc:
+            # pynetdicom decodes some invalid PDUs only to raise while turning them into
+            # primitives (an even presentation context ID in an A-ASSOCIATE-RQ, found by
+            # fuzzing), killing this thread with a traceback and the peer unanswered.
+            log.warning("aborting association: undecodable PDU: %s", exc)
+            self._abort_undecodable()
         finally:
             if not self.assoc.is_established:
                 # The connection ended before an association existed (a bad first PDU, a
@@ -254,6 +260,20 @@ class EventDrivenDUL(DULServiceProvider):
                 self.to_user_queue.put(None)
             self._wake_association()
             self.close_wake_pipe()
+
+    def _abort_undecodable(self) -> None:
+        sock = self.socket.socket if self.socket is not None else None
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):
+            sock.sendall(_ABORT_INVALID_PARAMETER)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+# A-ABORT (PS3.8 9.3.8): source 2, the UL service-provider; reason 6, invalid PDU
+# parameter value.
+_ABORT_INVALID_PARAMETER = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 2, 6])
 
 
 class EventDrivenAssociation(Association):

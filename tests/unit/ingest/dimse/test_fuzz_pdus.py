@@ -71,6 +71,16 @@ def test_a_bad_pdu_is_answered_or_closed(port: int, data: bytes) -> None:
     assert seconds < 5
 
 
+def test_an_even_presentation_context_id_gets_an_abort(port: int) -> None:
+    # pynetdicom raised ValueError decoding it, in the DUL thread: no answer, a traceback.
+    request = bytearray(associate_rq())
+    at = 6 + 68 + 4 + len(b"1.2.840.10008.3.1.1.1")  # header, fixed fields, application context
+    assert request[at] == 0x20, "not the presentation context item"
+    at += 4  # its ID
+    request[at] = 2
+    assert send_one(port, bytes(request))[0] == "abort"
+
+
 def test_a_peer_that_stops_mid_pdu_is_cut_off(port: int) -> None:
     # The write side stays open: only the gateway's network timeout (2 s here) ends it;
     # it used to hold the association thread forever.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from infra.settings import DicomSettings, UnknownAePolicy
 from ingest.dimse.access import AccessPolicy, NodeDirectory, guarded
 from ingest.dimse.server import _shutdown, start_gateway
 from tests.fuzz.gateway import send_one
-from tests.fuzz.pdus import associate_rq, bad_pdu, pdu
+from tests.fuzz.pdus import associate_rq, bad_pdu, item, pdu
 
 ALLOWED = {"closed", "associate-ac", "associate-rj", "abort"}
 
@@ -71,14 +72,35 @@ def test_a_bad_pdu_is_answered_or_closed(port: int, data: bytes) -> None:
     assert seconds < 5
 
 
-def test_an_even_presentation_context_id_gets_an_abort(port: int) -> None:
-    # pynetdicom raised ValueError decoding it, in the DUL thread: no answer, a traceback.
+def uncaught_after(port: int, data: bytes, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Send `data`; the exceptions that ended gateway threads meanwhile."""
+    died: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(repr(args.exc_value)))
+    outcome, _ = send_one(port, data)
+    time.sleep(0.3)
+    assert outcome in {"abort", "closed"}
+    return died
+
+
+def test_an_even_presentation_context_id_is_aborted_cleanly(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pynetdicom raised ValueError decoding it and the DUL thread died with a traceback.
     request = bytearray(associate_rq())
     at = 6 + 68 + 4 + len(b"1.2.840.10008.3.1.1.1")  # header, fixed fields, application context
     assert request[at] == 0x20, "not the presentation context item"
-    at += 4  # its ID
-    request[at] = 2
-    assert send_one(port, bytes(request))[0] == "abort"
+    request[at + 4] = 2  # its ID
+    assert uncaught_after(port, bytes(request), monkeypatch) == []
+
+
+def test_a_context_without_abstract_syntax_is_aborted_cleanly(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pynetdicom raised TypeError negotiating it and the association thread died.
+    context = item(0x20, bytes([1, 0, 0, 0]) + item(0x40, b"1.2.840.10008.1.2"))
+    fixed = associate_rq()[6 : 6 + 68 + 4 + len(b"1.2.840.10008.3.1.1.1")]
+    user = item(0x50, item(0x51, struct.pack(">I", 16382)))
+    assert uncaught_after(port, pdu(0x01, fixed + context + user), monkeypatch) == []
 
 
 def test_a_peer_that_stops_mid_pdu_is_cut_off(port: int) -> None:

@@ -257,7 +257,7 @@ class EventDrivenDUL(DULServiceProvider):
                 # for the A-ASSOCIATE-RQ without looking at us, each such thread counting
                 # against max_associations, so 64 bad connections locked everyone out for
                 # 30 s. None is what its wait returns on time-out: it ends at once.
-                self.to_user_queue.put(None)  # type: ignore[arg-type]  # as its own timeout does
+                self.to_user_queue.put(None)
             self._wake_association()
             self.close_wake_pipe()
 

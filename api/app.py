@@ -27,6 +27,7 @@ from api.rest import (
     internal,
     mpps,
     nodes,
+    observability,
     studies,
     users,
     worklist,
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         deidentify,
         studies,
         certificates,
+        observability,
     ):
         app.include_router(module.router, dependencies=door)
     cfg = settings or get_settings()

@@ -22,6 +22,7 @@ from temporalio.common import TypedSearchAttributes
 from apps.worker import landings
 from infra.dicom.header import HeaderError, read_header
 from infra.eventlog import EventPublisher, PollPacer, make_consumer
+from infra.metrics import serve_metrics
 from infra.settings import Settings
 from infra.storage.landing import Landing, sha_of_key
 from infra.temporal_client import connect_temporal
@@ -139,6 +140,8 @@ def received_by_study(
 
 
 async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
+    # Process metrics (and any this process defines) on the loopback; 0 = off.
+    serve_metrics(settings.metrics.dispatcher_port, settings.metrics.host)
     client = await connect_temporal(settings.temporal)
     publisher = EventPublisher(settings.kafka)
     await start_with_retry(publisher)

@@ -9,6 +9,7 @@ from pynetdicom import evt
 from infra.audit_recorder import AuditRecorder
 from infra.auth.tokens import service_token
 from infra.internal_api import InternalApi, api_base_url
+from infra.metrics import serve_metrics_from
 from infra.settings import Settings
 from infra.storage.landing import SpoolLanding
 from infra.storage.locate import load_instance
@@ -26,6 +27,7 @@ from ingest.dimse.find import FIND_SOP_CLASSES, FindHandler
 from ingest.dimse.get import GetHandler
 from ingest.dimse.modality_services import modality_handlers
 from ingest.dimse.move import MoveHandler
+from ingest.dimse.observed import AssociationObserver
 from ingest.dimse.retrieve import RetrieveSource
 from ingest.dimse.server import FindRouter, StoreHandler, serve_until
 from ingest.wiring import IngestClients
@@ -78,7 +80,14 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     directory = NodeDirectory(catalog.nodes)
     policy = AccessPolicy(settings.dicom.ae_title, directory, settings.dicom.unknown_aes, recorder)
     destinations = Destinations(directory, settings.dicom.remote_ae)
+    # /metrics and /associations on the loopback (infra/metrics.py); AE labels bounded to
+    # the registered nodes.
+    observer = AssociationObserver(lambda title: directory.by_ae_title(title) is not None)
+    metrics_server = serve_metrics_from(
+        settings.metrics.host, settings.metrics.gateway_port, settings.dicom.processes
+    )
     handlers = [
+        *observer.handlers(),
         # A user identity in the A-ASSOCIATE-RQ is verified by the API and narrows the grant.
         (evt.EVT_USER_ID, UserIdentityCheck(catalog.identify, recorder)),
         (evt.EVT_C_ECHO, guarded("echo", lambda event: 0x0000)),
@@ -90,6 +99,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await serve_until(stop, settings.dicom, handlers, policy, find, tls)
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
         catalog.close()
         stop.set()
         await flushing  # its last flush, before the publisher closes

@@ -17,6 +17,7 @@ from infra.auth.secrets import load_or_create
 from infra.auth.tokens import service_token
 from infra.eventlog import EventPublisher
 from infra.internal_api import InternalApi, api_base_url
+from infra.metrics import serve_metrics
 from infra.settings import Settings
 from infra.storage.archive import ArchiveStore, make_minio
 from infra.storage.landing import Landing, S3Landing, SpoolLanding
@@ -50,6 +51,8 @@ def deidentification_key(settings: Settings) -> bytes:
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    # Process metrics (and any this process defines) on the loopback; 0 = off.
+    serve_metrics(settings.metrics.worker_port, settings.metrics.host)
     client = await connect_temporal(settings.temporal)
     publisher = EventPublisher(settings.kafka)
     await start_with_retry(publisher)

@@ -332,6 +332,17 @@ class AuditSettings(BaseModel):
     flush_seconds: float = Field(default=5.0, gt=0, le=60)
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus /metrics of the processes without an HTTP server of their own (infra/metrics.py).
+    The API serves its own at /metrics behind `metrics:read`. 0 = not served."""
+
+    host: str = "127.0.0.1"
+    # With several gateway processes (dicom.processes) each takes the next free port from here.
+    gateway_port: int = Field(default=0, ge=0, le=65535)
+    worker_port: int = Field(default=0, ge=0, le=65535)
+    dispatcher_port: int = Field(default=0, ge=0, le=65535)
+
+
 class Settings(BaseSettings):
     """All configuration of a PACS node."""
 
@@ -353,6 +364,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     atna: AtnaSettings = Field(default_factory=AtnaSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     # The built OHIF viewer (npm @ohif/app) served at /viewer; absent = /viewer answers 503.
     viewer_dir: Path = Field(default_factory=default_viewer_dir)
 

@@ -21,6 +21,7 @@ class Permission(StrEnum):
     DEIDENTIFIED_READ = "deidentified:read"  # a job's status and its zip: no PHI
     REIDENTIFY = "reidentify"  # a job's re-identification map: admin only
     ADMIN = "admin"  # read models, users, API keys, nodes: the platform itself
+    METRICS_READ = "metrics:read"  # /metrics, /api/associations: counts, AE titles, addresses
     INTERNAL = "internal"  # our own processes' routes (/api/internal)
 
 
@@ -54,7 +55,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # and the results of de-identification jobs.
     Role.RESEARCHER: frozenset({P.STUDIES_READ, P.DEIDENTIFIED_READ}),
     # The worker stores de-identified copies through STOW-RS, like any client.
-    Role.SERVICE: frozenset({P.INTERNAL, P.WORKLIST_READ, P.STUDIES_STORE}),
+    Role.SERVICE: frozenset({P.INTERNAL, P.WORKLIST_READ, P.STUDIES_STORE, P.METRICS_READ}),
 }
 
 

@@ -17,6 +17,7 @@ that way: over TLS, with a certificate naming it; on the plain port it is refuse
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import threading
@@ -39,6 +40,9 @@ from schemas.nodes import ALL_SERVICES, DimseService, Node
 from schemas.security import DimseIdentity, StudyRuleModel
 
 log = logging.getLogger(__name__)
+
+# A-ABORT (PS3.8 9.3.8): source 2, the UL service-provider; reason 6, invalid PDU parameter.
+ABORT_UNUSABLE_REQUEST = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 2, 6])
 
 NOT_AUTHORISED = 0x0124  # PS3.7 C.4 general status: Refused, not authorised
 REFRESH_SECONDS = 5.0
@@ -203,7 +207,19 @@ class GatedACSE(ACSE):
         # pynetdicom's Association has no slots for these: set as plain attributes.
         setattr(self.assoc, "pacs_grant", grant)  # noqa: B010
         setattr(self.assoc, "pacs_audit", self._policy.recorder)  # noqa: B010
-        super()._negotiate_as_acceptor()
+        try:
+            super()._negotiate_as_acceptor()
+        except (TypeError, ValueError) as exc:
+            # pynetdicom raises on some request items it decoded but cannot negotiate (a
+            # presentation context without an abstract syntax, found by fuzzing) and left
+            # the peer unanswered, the thread ending in a traceback.
+            log.warning("aborting association: unusable A-ASSOCIATE-RQ: %s", exc)
+            # Written directly: an A-ABORT queued for the DUL is dropped by the kill after it.
+            sock = self.assoc.dul.socket
+            if sock is not None and sock.socket is not None:
+                with contextlib.suppress(OSError):
+                    sock.socket.sendall(ABORT_UNUSABLE_REQUEST)
+            self.assoc.kill()
 
 
 class AcceptanceHook:

@@ -31,6 +31,7 @@ from infra.dicom.statuses import PENDING, SUCCESS
 from ingest.dimse.access import permitted
 from ingest.dimse.find import FindHandler, response_identifier
 from ingest.dimse.identifier_bytes import command_set_bytes, identifier_bytes
+from ingest.dimse.observed import direct_find_answered
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class DirectFind:
             return
         if assoc.is_established:
             self._send(assoc, context_id, sop_class, message_id, SUCCESS, None)
+            direct_find_answered(assoc)
 
     @staticmethod
     def _send(

@@ -86,6 +86,8 @@ class EventDrivenDUL(DULServiceProvider):
         self._wake_closed = False
         self._stopping = False
         self._sent_last = False
+        # Set once a PDU was refused for its announced length: its body is never read.
+        self._refused = False
         # What we told the peer it may send us (0: no bound), set by EventDrivenReactors.
         self.max_pdu_received = 0
         super().__init__(assoc)
@@ -149,10 +151,30 @@ class EventDrivenDUL(DULServiceProvider):
         return self._sent_last
 
     def _read_pdu_data(self) -> None:
+        if self._refused:
+            self._discard_input()
+            return
         if self._pdu_too_long():
+            self._refused = True
             self.event_queue.put("Evt19")  # invalid PDU: A-ABORT, connection closed
             return
         super()._read_pdu_data()
+
+    def _discard_input(self) -> None:
+        """Drop what the peer sends after its PDU was refused; its close ends the association.
+
+        The refused header stays unread in the socket after the A-ABORT (Sta13 waits for the
+        peer to close): peeking it again on every loop logged the refusal and sent another
+        A-ABORT each time, and a peer that had closed its side was not noticed until ARTIM
+        (30 s), holding the thread. Reading and dropping the rest lets its end arrive as Evt17.
+        """
+        sock = self.socket.socket if self.socket is not None else None
+        try:
+            data = sock.recv(65536) if sock is not None else b""
+        except (OSError, ssl.SSLError):
+            data = b""
+        if not data:
+            self.event_queue.put("Evt17")  # transport connection closed
 
     def _peek_header(self) -> bytes | None:
         """The next PDU's header, left for pynetdicom's read; None when it cannot be had."""
@@ -222,9 +244,36 @@ class EventDrivenDUL(DULServiceProvider):
     def run_reactor(self) -> None:
         try:
             super().run_reactor()
+        except ValueError as exc:
+            # pynetdicom decodes some invalid PDUs only to raise while turning them into
+            # primitives (an even presentation context ID in an A-ASSOCIATE-RQ, found by
+            # fuzzing), killing this thread with a traceback and the peer unanswered.
+            log.warning("aborting association: undecodable PDU: %s", exc)
+            self._abort_undecodable()
         finally:
+            if not self.assoc.is_established:
+                # The connection ended before an association existed (a bad first PDU, a
+                # peer that closed): pynetdicom's acceptor thread waits acse_timeout (30 s)
+                # for the A-ASSOCIATE-RQ without looking at us, each such thread counting
+                # against max_associations, so 64 bad connections locked everyone out for
+                # 30 s. None is what its wait returns on time-out: it ends at once.
+                self.to_user_queue.put(None)
             self._wake_association()
             self.close_wake_pipe()
+
+    def _abort_undecodable(self) -> None:
+        sock = self.socket.socket if self.socket is not None else None
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):
+            sock.sendall(_ABORT_INVALID_PARAMETER)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+# A-ABORT (PS3.8 9.3.8): source 2, the UL service-provider; reason 6, invalid PDU
+# parameter value.
+_ABORT_INVALID_PARAMETER = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 2, 6])
 
 
 class EventDrivenAssociation(Association):

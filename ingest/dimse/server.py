@@ -155,6 +155,16 @@ class SharedSyntaxContext(PresentationContext):
         return twin
 
 
+def bound_reads(client: socket.socket, seconds: float | None) -> None:
+    """Give an accepted socket the network timeout, so no read or write waits longer.
+
+    Python hands accepted sockets over blocking with no timeout, and pynetdicom reads a
+    PDU's body in a blocking loop: a peer that announced a PDU and stopped sending held its
+    association thread (and a place under max_associations) forever. Found by fuzzing
+    (tests/unit/ingest/dimse/test_fuzz_pdus.py)."""
+    client.settimeout(seconds)
+
+
 def _guard(event: Any) -> None:
     guard_reactor(event.assoc)
 
@@ -168,6 +178,11 @@ class SharedPortServer(ThreadedAssociationServer):
         assert self.socket is not None
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        client, address = super().get_request()
+        bound_reads(client, self.ae.network_timeout)
+        return client, address
 
 
 class TlsPortServer(SharedPortServer):
@@ -184,6 +199,7 @@ class TlsPortServer(SharedPortServer):
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None and self.ssl_context is not None
         client, address = self.socket.accept()
+        bound_reads(client, self.ae.network_timeout)
         wrapped = self.ssl_context.wrap_socket(
             client, server_side=True, do_handshake_on_connect=False
         )

@@ -21,6 +21,7 @@ from infra.settings import (
     HttpSettings,
     IngestSettings,
     KafkaSettings,
+    MetricsSettings,
     RemoteAE,
     S3Settings,
     Settings,
@@ -73,6 +74,9 @@ def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
         s3=S3Settings(endpoint=f"127.0.0.1:{base + 8333}"),
         temporal=TemporalSettings(address=f"127.0.0.1:{base + 7233}", ui_port=base + 8233),
         auth=AuthSettings(admin_password=ADMIN_PASSWORD),
+        metrics=MetricsSettings(
+            gateway_port=base + 9100, worker_port=base + 9110, dispatcher_port=base + 9111
+        ),
         ingest=IngestSettings(
             stable_after_seconds=ingest.pop("stable_after_seconds", 3.0),
             orphan_after_seconds=ingest.pop("orphan_after_seconds", 20.0),

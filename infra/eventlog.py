@@ -67,15 +67,29 @@ class EventPublisher:
 
 class PollPacer:
     """Spaces consumer fetches at least `interval` apart, without delaying an idle consumer's
-    first fetch after a quiet spell."""
+    first fetch after a quiet spell.
 
-    def __init__(self, interval: float) -> None:
+    With `busy_interval`, a fetch that brought `busy_records` or more spaces the next one that
+    far instead: on a busy log each fetch then carries more records, and what a batch costs
+    regardless of its size (the projector's read-model inserts, the broker's object-store
+    reads) is paid less often per record."""
+
+    def __init__(
+        self, interval: float, busy_interval: float | None = None, busy_records: int = 0
+    ) -> None:
         self.interval = interval
+        self.busy_interval = busy_interval if busy_interval is not None else interval
+        self.busy_records = busy_records
+        self._current = interval
         self._last = 0.0
+
+    def fetched(self, records: int) -> None:
+        busy = self.busy_records > 0 and records >= self.busy_records
+        self._current = self.busy_interval if busy else self.interval
 
     async def wait(self) -> None:
         loop = asyncio.get_running_loop()
-        delay = self._last + self.interval - loop.time()
+        delay = self._last + self._current - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         self._last = loop.time()

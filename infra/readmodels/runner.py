@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
@@ -132,7 +134,11 @@ class ProjectorRunner:
 
     async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         positioned = False
-        pacer = PollPacer(self.poll_interval)
+        pacer = PollPacer(
+            self.poll_interval,
+            self.kafka.projection_busy_poll_interval_seconds,
+            self.kafka.projection_busy_records,
+        )
         loop = asyncio.get_running_loop()
         while not stop.is_set() and not self._rebuild.is_set():
             await pacer.wait()
@@ -143,6 +149,7 @@ class ProjectorRunner:
                 positioned = True
                 continue  # what was fetched before seeking may be from the wrong place
             records = [rec for tp_records in batches.values() for rec in _decode(tp_records)]
+            pacer.fetched(_live_records(batches.values()))
             if records:
                 await asyncio.to_thread(self._apply, records)
             if positioned:
@@ -167,6 +174,20 @@ class ProjectorRunner:
             projection.apply(fresh)
             for record in fresh:
                 done[record.partition] = max(done.get(record.partition, -1), record.offset)
+
+
+# Records written longer ago than this are a backlog (a restart, a rebuild): read on at
+# full pace rather than in the larger bites of a busy live log.
+LIVE_WITHIN_MS = 5_000
+
+
+def _live_records(batches: Iterable[list[ConsumerRecord[bytes, bytes]]]) -> int:
+    """How many records a fetch brought, or 0 when its newest is old (catching up)."""
+    fetched = [record for records in batches for record in records]
+    if not fetched:
+        return 0
+    newest = max(record.timestamp for record in fetched)
+    return len(fetched) if time.time() * 1000 - newest <= LIVE_WITHIN_MS else 0
 
 
 def _decode(records: list[ConsumerRecord[bytes, bytes]]) -> list[LogRecord]:

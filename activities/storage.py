@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from temporalio import activity
 
 from activities.heartbeat import heartbeating
 from infra.eventlog import EventPublisher
+from infra.metrics import ARCHIVE_LAG_SECONDS
 from infra.storage.archive import ArchiveStore, ContentDigest, archive_key, content_digest
 from infra.storage.landing import Landing
 from schemas.events import InstanceStored, StudyStabilized, fact_event_id
@@ -25,6 +27,17 @@ log = logging.getLogger(__name__)
 
 # SeaweedFS gains nothing past a handful of concurrent PUTs on two cores.
 ARCHIVE_CONCURRENCY = 8
+
+
+def observe_archive_lag(landed: Sequence[LandedInstance], stored: Sequence[InstanceStored]) -> None:
+    """Received-to-archived time of each instance this batch archived (a retry that found
+    it already archived counts again: the lag is what a reader of the archive waited)."""
+    done = {(e.instance.sop_instance_uid, e.instance.sha256) for e in stored}
+    now = datetime.now(UTC)
+    for instance in landed:
+        key = (instance.instance.sop_instance_uid, instance.instance.sha256)
+        if instance.received_at is not None and key in done:
+            ARCHIVE_LAG_SECONDS.observe(max(0.0, (now - instance.received_at).total_seconds()))
 
 
 class StorageActivities:
@@ -91,6 +104,7 @@ class StorageActivities:
         events = await heartbeating(copies)
         stored = [e for e in events if e is not None]
         await self.publisher.publish_many(stored)
+        observe_archive_lag(batch.instances, stored)
         done = {(e.instance.sop_instance_uid, e.instance.sha256) for e in stored}
         for landed in batch.instances:
             if (landed.instance.sop_instance_uid, landed.instance.sha256) in done:

@@ -32,6 +32,7 @@ from api.rest import (
     users,
     worklist,
 )
+from api.timing import RequestTiming
 from infra.audit_recorder import AuditRecorder
 from infra.auth.oidc import OidcVerifier
 from infra.auth.tokens import TokenIssuer, token_key
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         app.include_router(module.router, dependencies=door)
     cfg = settings or get_settings()
     add_cors(app, cfg)
+    app.add_middleware(RequestTiming)
     viewer_dir = cfg.viewer_dir
     bundle = viewer.ViewerBundle.load(viewer_dir)
     app.include_router(viewer.build_router(bundle, viewer_dir))

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import partial
 
 from aiokafka.structs import ConsumerRecord
 from temporalio.client import Client
@@ -22,7 +23,7 @@ from temporalio.common import TypedSearchAttributes
 from apps.worker import landings
 from infra.dicom.header import HeaderError, read_header
 from infra.eventlog import EventPublisher, PollPacer, make_consumer
-from infra.metrics import serve_metrics
+from infra.metrics import LandingBacklog, serve_metrics
 from infra.settings import Settings
 from infra.storage.landing import Landing, sha_of_key
 from infra.temporal_client import connect_temporal
@@ -51,6 +52,7 @@ def landed(event: InstanceReceived) -> LandedInstance:
         landing_key=event.landing_key,
         transfer_syntax_uid=event.transfer_syntax_uid,
         replaces_sha256=event.replaces_sha256,
+        received_at=event.occurred_at,
     )
 
 
@@ -99,23 +101,63 @@ def orphan_event(landing: Landing, key: str) -> InstanceReceived | None:
     return received_event(ref, header, key, landing.mode, SWEEP_ORIGIN, None)
 
 
-def find_orphans(landing: Landing, older_than: float) -> list[InstanceReceived]:
+class Announced:
+    """Landing keys whose announcement this dispatcher has seen on the log (or made itself).
+
+    A landed object waits for its study's archive workflow, which copies only once the study
+    has settled: a study that keeps arriving for longer than `orphan_after_seconds` (one image
+    every two seconds from each of a hundred modalities, say) has landed objects older than
+    that which are not orphans at all. Re-announcing them every sweep flooded the log and the
+    worker with duplicates (a 10-minute soak: 10,000-14,000 re-announced per sweep, archiving
+    down to 2 objects/s). Only an object never seen announced is an orphan. After a restart
+    the set is empty and each waiting object is re-announced once: harmless, same event id."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, set[str]] = defaultdict(set)
+
+    def saw(self, event: InstanceReceived) -> None:
+        self._keys[event.landing_mode].add(event.landing_key)
+
+    def __contains__(self, item: tuple[str, str]) -> bool:
+        mode, key = item
+        return key in self._keys[mode]
+
+    def keep_only(self, mode: str, landed: set[str]) -> None:
+        """Forget keys no longer landed (archived and dropped): the set stays the backlog's size."""
+        self._keys[mode] &= landed
+
+
+def find_orphans(
+    landing: Landing, older_than: float, announced: Announced | None = None
+) -> list[InstanceReceived]:
     events = []
-    for key in landing.older_than(older_than):
+    old = list(landing.older_than(older_than))
+    if announced is not None:
+        announced.keep_only(landing.mode, set(landing.older_than(0)))
+    for key in old:
+        if announced is not None and (landing.mode, key) in announced:
+            continue
         if (event := orphan_event(landing, key)) is not None:
             events.append(event)
     return events
 
 
 async def sweep_landing(
-    areas: Iterable[Landing], older_than: float, publisher: EventPublisher
+    areas: Iterable[Landing],
+    older_than: float,
+    publisher: EventPublisher,
+    announced: Announced | None = None,
 ) -> int:
-    """Re-announce every landed object older than `older_than` seconds; returns how many."""
+    """Re-announce every landed object older than `older_than` seconds that was never seen
+    announced; returns how many."""
     total = 0
     for landing in areas:
-        events = await asyncio.to_thread(find_orphans, landing, older_than)
+        events = await asyncio.to_thread(find_orphans, landing, older_than, announced)
         if events:
             await publisher.publish_many(events)
+            for event in events:
+                if announced is not None:
+                    announced.saw(event)
             log.warning("re-announced %d landed objects from %s landing", len(events), landing.mode)
             total += len(events)
     return total
@@ -139,9 +181,14 @@ def received_by_study(
     return by_study
 
 
+def landed_count(landing: Landing) -> int:
+    return sum(1 for _ in landing.older_than(0))
+
+
 async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     # Process metrics (and any this process defines) on the loopback; 0 = off.
     serve_metrics(settings.metrics.dispatcher_port, settings.metrics.host)
+    LandingBacklog({mode: partial(landed_count, area) for mode, area in landings(settings).items()})
     client = await connect_temporal(settings.temporal)
     publisher = EventPublisher(settings.kafka)
     await start_with_retry(publisher)
@@ -149,12 +196,16 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     await consumer.start()
     next_sweep = time.monotonic() + settings.ingest.orphan_after_seconds
     landing_areas = list(landings(settings).values())
+    announced = Announced()
     pacer = PollPacer(settings.kafka.consumer_poll_interval_seconds)
     try:
         while not stop.is_set():
             await pacer.wait()
             polled = await consumer.getmany(timeout_ms=500, max_records=5000)
             by_study = received_by_study(r for records in polled.values() for r in records)
+            for events in by_study.values():
+                for event in events:
+                    announced.saw(event)
             if by_study:
                 await asyncio.gather(
                     *(signal_study(client, settings, events) for events in by_study.values())
@@ -166,7 +217,7 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
                 # broker outage, an unreadable file) is logged and tried again next time.
                 try:
                     await sweep_landing(
-                        landing_areas, settings.ingest.orphan_after_seconds, publisher
+                        landing_areas, settings.ingest.orphan_after_seconds, publisher, announced
                     )
                 except Exception:
                     log.exception("landing sweep failed; next try in %d s", SWEEP_EVERY_SECONDS)

@@ -21,7 +21,7 @@ from infra.metrics import serve_metrics
 from infra.settings import Settings
 from infra.storage.archive import ArchiveStore, make_minio
 from infra.storage.landing import Landing, S3Landing, SpoolLanding
-from infra.temporal_client import connect_temporal
+from infra.temporal_client import connect_temporal, prometheus_runtime
 from infra.tls.contexts import client_context, server_credentials
 from ingest.wiring import start_with_retry
 from workflows.deidentify import DeidentificationWorkflow
@@ -53,7 +53,13 @@ def deidentification_key(settings: Settings) -> bytes:
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     # Process metrics (and any this process defines) on the loopback; 0 = off.
     serve_metrics(settings.metrics.worker_port, settings.metrics.host)
-    client = await connect_temporal(settings.temporal)
+    metrics = settings.metrics
+    runtime = (
+        prometheus_runtime(f"{metrics.host}:{metrics.workflow_port}")
+        if metrics.workflow_port
+        else None
+    )
+    client = await connect_temporal(settings.temporal, runtime=runtime)
     publisher = EventPublisher(settings.kafka)
     await start_with_retry(publisher)
     archive = ArchiveStore(make_minio(settings.s3), settings.s3.archive_bucket)

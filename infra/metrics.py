@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 from wsgiref.simple_server import make_server
 
@@ -33,6 +34,74 @@ CSTORE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 RECEIVED_BYTES = Counter("pacs_dimse_received_bytes", "Part-10 bytes received by C-STORE")
+
+# The accept path (ingest/accept.py), DIMSE and STOW-RS alike: `via` is "dimse" or "stow".
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LANDING_SECONDS = Histogram(
+    "pacs_ingest_landing_seconds",
+    "One instance's bytes made durable in the landing area (fsync'd spool file or S3 PUT)",
+    ["via", "landing"],
+    buckets=_FAST,
+)
+PUBLISH_SECONDS = Histogram(
+    "pacs_ingest_publish_seconds",
+    "One instance's event sent until the broker acknowledged it",
+    ["via"],
+    buckets=_FAST,
+)
+ACCEPT_SECONDS = Histogram(
+    "pacs_ingest_accept_seconds",
+    "One instance through the accept path: header, landing and publish, to its answer",
+    ["via", "status"],
+    buckets=_FAST,
+)
+
+# Worker: from the instance's arrival (its received event's time) to archived and verified.
+ARCHIVE_LAG_SECONDS = Histogram(
+    "pacs_archive_lag_seconds",
+    "Instance received until its archived copy is verified and announced",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+# Dispatcher: what waits in the landing area now (read at each scrape).
+LANDING_BACKLOG = Gauge(
+    "pacs_landing_backlog_instances", "Objects in the landing area, not yet archived", ["landing"]
+)
+
+
+class LandingBacklog:
+    """Feeds LANDING_BACKLOG at scrape time, recounting each landing area at most every
+    `every` seconds (a listing of the S3 landing bucket is not free)."""
+
+    def __init__(self, areas: dict[str, Callable[[], int]], every: float = 10.0) -> None:
+        self._areas = areas
+        self._every = every
+        self._counted: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+        for mode in areas:
+            LANDING_BACKLOG.labels(mode).set_function(partial(self.count, mode))
+
+    def count(self, mode: str) -> int:
+        with self._lock:
+            at, value = self._counted.get(mode, (float("-inf"), 0))
+            if time.monotonic() - at >= self._every:
+                value = self._areas[mode]()
+                self._counted[mode] = (time.monotonic(), value)
+            return value
+
+
+# API: how far the read models (catalog, worklist, audit) trail the log.
+PROJECTOR_LAG_SECONDS = Gauge(
+    "pacs_projector_lag_seconds",
+    "Age of the newest event the read models have applied, as of its applying; 0 once a "
+    "fetch finds nothing new (caught up)",
+)
+# API: every HTTP request by its route template (bounded), e.g. QIDO /dicom-web/studies.
+HTTP_SECONDS = Histogram(
+    "pacs_http_request_seconds",
+    "HTTP requests answered by the API, by route template and method",
+    ["route", "method", "status"],
+    buckets=_FAST,
+)
 
 
 def ae_label(calling_ae: str, registered: Callable[[str], bool]) -> str:

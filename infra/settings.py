@@ -347,6 +347,9 @@ class MetricsSettings(BaseModel):
     gateway_port: int = Field(default=0, ge=0, le=65535)
     worker_port: int = Field(default=0, ge=0, le=65535)
     dispatcher_port: int = Field(default=0, ge=0, le=65535)
+    # The worker's Temporal SDK metrics (temporal_workflow_task_execution_latency,
+    # temporal_activity_execution_latency, ...), served by the SDK core itself.
+    workflow_port: int = Field(default=0, ge=0, le=65535)
 
 
 class Settings(BaseSettings):

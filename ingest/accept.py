@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import threading
+import time
 import zlib
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from infra.dicom.statuses import (
     SUCCESS,
 )
 from infra.eventlog import EventPublisher
+from infra.metrics import ACCEPT_SECONDS, LANDING_SECONDS, PUBLISH_SECONDS, status_label
 from infra.settings import DuplicatePolicy, IngestSettings
 from infra.storage.archive import ArchiveStore, archive_key
 from infra.storage.landing import Landing, landing_key, sha_of_key
@@ -175,7 +177,11 @@ class Acceptor:
                 return _Landed(header, event, Outcome(SUCCESS, "", header))
             if current is not None and self.settings.duplicate_policy is DuplicatePolicy.REJECT:
                 return self._rejected(ref, header, current, origin)
+            landing_started = time.perf_counter()
             self.landing.put(key, part10)
+            LANDING_SECONDS.labels(origin.via, self.landing.mode).observe(
+                time.perf_counter() - landing_started
+            )
             self.known.add(header.study_instance_uid, header.sop_instance_uid)
         stored = self._store_large_metadata(header, sha256)
         event = received_event(ref, header, key, self.landing.mode, origin, current, stored)
@@ -230,34 +236,56 @@ class Acceptor:
         self, part10: bytes, origin: Origin, expect_study: str | None = None
     ) -> Outcome:
         """For threads outside the event loop (pynetdicom handlers)."""
+        started = time.perf_counter()
+        outcome = self._accept_blocking(part10, origin, expect_study)
+        _observe(origin, outcome, started)
+        return outcome
+
+    def _accept_blocking(self, part10: bytes, origin: Origin, expect_study: str | None) -> Outcome:
         try:
             landed = self._land(part10, origin, expect_study)
         except Exception as exc:  # noqa: BLE001 - any landing failure is "out of resources"
             return self._failure(None, exc)
         if isinstance(landed, Outcome):
             return landed
+        published = time.perf_counter()
         future = asyncio.run_coroutine_threadsafe(self.publisher.publish(landed.event), self.loop)
         try:
             future.result(self.settings.accept_timeout_seconds)
         except (FutureTimeout, Exception) as exc:  # noqa: BLE001
             future.cancel()
             return self._failure(landed.header, exc)
+        PUBLISH_SECONDS.labels(origin.via).observe(time.perf_counter() - published)
         return landed.answer
 
     async def accept(
         self, part10: bytes, origin: Origin, expect_study: str | None = None
     ) -> Outcome:
         """For async callers (STOW-RS)."""
+        started = time.perf_counter()
+        outcome = await self._accept(part10, origin, expect_study)
+        _observe(origin, outcome, started)
+        return outcome
+
+    async def _accept(self, part10: bytes, origin: Origin, expect_study: str | None) -> Outcome:
         try:
             landed = await asyncio.to_thread(self._land, part10, origin, expect_study)
         except Exception as exc:  # noqa: BLE001
             return self._failure(None, exc)
         if isinstance(landed, Outcome):
             return landed
+        published = time.perf_counter()
         try:
             await asyncio.wait_for(
                 self.publisher.publish(landed.event), self.settings.accept_timeout_seconds
             )
         except Exception as exc:  # noqa: BLE001 - includes TimeoutError
             return self._failure(landed.header, exc)
+        PUBLISH_SECONDS.labels(origin.via).observe(time.perf_counter() - published)
         return landed.answer
+
+
+def _observe(origin: Origin, outcome: Outcome, started: float) -> None:
+    ACCEPT_SECONDS.labels(origin.via, status_label(outcome.status)).observe(
+        time.perf_counter() - started
+    )

@@ -47,7 +47,8 @@ class IngestClients:
 
     @classmethod
     async def open(cls, settings: Settings) -> IngestClients:
-        client = make_minio(settings.s3)
+        # Every association thread may ask the store at once (landing, duplicate checks).
+        client = make_minio(settings.s3, connections=max(10, settings.dicom.max_associations))
         archive = ArchiveStore(client, settings.s3.archive_bucket)
         landing = make_landing(settings, client)
         publisher = EventPublisher(settings.kafka)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from schemas.events import Event, InstanceRef
@@ -15,6 +17,8 @@ class LandedInstance(BaseModel):
     landing_key: str
     transfer_syntax_uid: str
     replaces_sha256: str | None = None
+    # When its received event was made: the start of the archive lag (metrics).
+    received_at: datetime | None = None
 
 
 class StudyContext(BaseModel):

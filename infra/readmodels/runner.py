@@ -19,6 +19,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from infra.clickhouse import ClickHouse
 from infra.eventlog import PollPacer, make_consumer
+from infra.metrics import PROJECTOR_LAG_SECONDS
 from infra.readmodels.base import LogRecord, Projection
 from infra.settings import KafkaSettings
 from schemas.events import parse_event
@@ -152,6 +153,7 @@ class ProjectorRunner:
             pacer.fetched(_live_records(batches.values()))
             if records:
                 await asyncio.to_thread(self._apply, records)
+            _note_lag(batches.values())
             if positioned:
                 self._note_fetch(started, empty=not any(batches.values()))
 
@@ -188,6 +190,12 @@ def _live_records(batches: Iterable[list[ConsumerRecord[bytes, bytes]]]) -> int:
         return 0
     newest = max(record.timestamp for record in fetched)
     return len(fetched) if time.time() * 1000 - newest <= LIVE_WITHIN_MS else 0
+
+
+def _note_lag(batches: Iterable[list[ConsumerRecord[bytes, bytes]]]) -> None:
+    newest = max((record.timestamp for records in batches for record in records), default=None)
+    lag = 0.0 if newest is None else max(0.0, time.time() - newest / 1000)
+    PROJECTOR_LAG_SECONDS.set(lag)
 
 
 def _decode(records: list[ConsumerRecord[bytes, bytes]]) -> list[LogRecord]:

@@ -78,19 +78,20 @@ def content_digest(stream: Readable, part_size: int = ARCHIVE_PART_SIZE) -> Cont
     return ContentDigest(sha256=sha.hexdigest(), size=size, etag=_etag_of_parts(part_md5s))
 
 
-def make_minio(settings: S3Settings) -> Minio:
-    """A MinIO SDK client; it works unchanged against SeaweedFS, MinIO and AWS."""
+def make_minio(settings: S3Settings, connections: int = 10) -> Minio:
+    """A MinIO SDK client; it works unchanged against SeaweedFS, MinIO and AWS.
+
+    `connections`: how many the pool keeps open; callers with more threads than the SDK's
+    10 (the gateway: one per association) would otherwise open and drop one per request."""
     secure = settings.secure or settings.tls.enabled
-    # Over TLS, our urllib3 client carries the CA and client certificate; the timeouts and
-    # retries are the SDK's own defaults.
+    # Our urllib3 client: over TLS it carries the CA and client certificate; the timeouts
+    # and retries are the SDK's own defaults.
+    timeout = urllib3.Timeout(connect=300, read=300)
+    retries = urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504])
     http = (
-        s3_http_client(
-            settings.tls,
-            urllib3.Timeout(connect=300, read=300),
-            urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
-        )
+        s3_http_client(settings.tls, timeout, retries, connections)
         if secure
-        else None
+        else urllib3.PoolManager(timeout=timeout, maxsize=connections, retries=retries)
     )
     return Minio(
         settings.endpoint,

@@ -70,7 +70,10 @@ def clickhouse_options(dsn: str, tls: RemoteTlsSettings) -> dict[str, Any]:
 
 
 def s3_http_client(
-    tls: RemoteTlsSettings, timeout: urllib3.Timeout, retries: urllib3.Retry | bool
+    tls: RemoteTlsSettings,
+    timeout: urllib3.Timeout,
+    retries: urllib3.Retry | bool,
+    connections: int = 10,
 ) -> urllib3.PoolManager:
     """The MinIO SDK's HTTP client (`http_client=`), trusting tls.ca_file (else the system's
     store) and showing the client certificate when given."""
@@ -78,7 +81,7 @@ def s3_http_client(
     context = client_context(tls.ca_file, tls.cert_file, tls.key_file, tls.verify)
     return urllib3.PoolManager(
         timeout=timeout,
-        maxsize=10,
+        maxsize=connections,
         retries=retries,
         ssl_context=context,
         cert_reqs="CERT_REQUIRED" if tls.verify else "CERT_NONE",

@@ -75,7 +75,10 @@ def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
         temporal=TemporalSettings(address=f"127.0.0.1:{base + 7233}", ui_port=base + 8233),
         auth=AuthSettings(admin_password=ADMIN_PASSWORD),
         metrics=MetricsSettings(
-            gateway_port=base + 9100, worker_port=base + 9110, dispatcher_port=base + 9111
+            gateway_port=base + 9100,
+            worker_port=base + 9110,
+            dispatcher_port=base + 9111,
+            workflow_port=base + 9120,  # not 9112: base + 8000 + 1112 is another stack's DICOM port
         ),
         ingest=IngestSettings(
             stable_after_seconds=ingest.pop("stable_after_seconds", 3.0),

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.integration
 CALLING = "METRICSCU"
 
 
-def gateway_metrics(platform: Platform) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of the gateway's metrics port, by name and labels."""
-    cfg = platform.settings.metrics
-    text = httpx.get(f"http://{cfg.host}:{cfg.gateway_port}/metrics", timeout=10).text
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parsed(text: str) -> Samples:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -32,9 +32,23 @@ def gateway_metrics(platform: Platform) -> dict[tuple[str, tuple[tuple[str, str]
     }
 
 
-def sample(
-    values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
+def port_metrics(platform: Platform, port: int) -> Samples:
+    cfg = platform.settings.metrics
+    return parsed(httpx.get(f"http://{cfg.host}:{port}/metrics", timeout=10).text)
+
+
+def gateway_metrics(platform: Platform) -> Samples:
+    """Every sample of the gateway's metrics port, by name and labels."""
+    return port_metrics(platform, platform.settings.metrics.gateway_port)
+
+
+def api_metrics(platform: Platform) -> Samples:
+    response = platform.get("/metrics")
+    response.raise_for_status()
+    return parsed(response.text)
+
+
+def sample(values: Samples, name: str, **labels: str) -> float:
     return values.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
@@ -109,6 +123,61 @@ async def test_storescu_shows_in_the_gateway_metrics(
     # A title nobody registered is never a label of its own.
     storescu(platform, files[0], calling="NOBODY-42")
     assert all("NOBODY-42" not in dict(labels).values() for _, labels in gateway_metrics(platform))
+
+
+async def test_the_ingest_spine_reports_its_stages_and_lags(
+    platform: Platform, dcmtk: None, tmp_path: Path
+) -> None:
+    """Landing, publish and the whole accept in the gateway; the archive lag in the worker;
+    the landing backlog in the dispatcher; projector lag and QIDO latency in the API; the
+    Temporal SDK's task latencies from the worker's runtime."""
+    cfg = platform.settings.metrics
+    files = write_series(tmp_path / "lag", ct_series(4))
+    gateway_before = gateway_metrics(platform)
+    worker_before = port_metrics(platform, cfg.worker_port)
+    storescu(platform, *files, calling="LAGSCU")
+    gateway_after = gateway_metrics(platform)
+
+    def grew(name: str, **labels: str) -> float:
+        return sample(gateway_after, name, **labels) - sample(gateway_before, name, **labels)
+
+    assert grew("pacs_ingest_landing_seconds_count", via="dimse", landing="spool") == 4
+    assert grew("pacs_ingest_publish_seconds_count", via="dimse") == 4
+    assert grew("pacs_ingest_accept_seconds_count", via="dimse", status="success") == 4
+    # Landing and publish are parts of the accept, which is part of the whole C-STORE.
+    parts = grew("pacs_ingest_landing_seconds_sum", via="dimse", landing="spool") + grew(
+        "pacs_ingest_publish_seconds_sum", via="dimse"
+    )
+    accept = grew("pacs_ingest_accept_seconds_sum", via="dimse", status="success")
+    assert 0 < parts <= accept <= grew("pacs_dimse_cstore_seconds_sum")
+
+    def archived() -> float:
+        now = port_metrics(platform, cfg.worker_port)
+        return sample(now, "pacs_archive_lag_seconds_count") - sample(
+            worker_before, "pacs_archive_lag_seconds_count"
+        )
+
+    assert await eventually(lambda: archived() >= 4, timeout=60)
+    dispatcher = port_metrics(platform, cfg.dispatcher_port)
+    assert ("pacs_landing_backlog_instances", (("landing", "spool"),)) in dispatcher
+    assert ("pacs_landing_backlog_instances", (("landing", "s3"),)) in dispatcher
+
+    study = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    route = {"route": "/dicom-web/studies", "method": "GET", "status": "2xx"}
+    before = sample(api_metrics(platform), "pacs_http_request_seconds_count", **route)
+    found = platform.get("/dicom-web/studies", params={"StudyInstanceUID": study})
+    assert found.status_code == 200
+    api = api_metrics(platform)
+    assert sample(api, "pacs_http_request_seconds_count", **route) == before + 1
+    # Every URL asked of an unknown path is one label, not one each.
+    assert platform.get("/no/such/path/1234").status_code == 404
+    labels = {dict(key[1]).get("route") for key in api_metrics(platform)}
+    assert "/no/such/path/1234" not in labels
+    assert 0 <= sample(api, "pacs_projector_lag_seconds") < 60
+
+    temporal = httpx.get(f"http://{cfg.host}:{cfg.workflow_port}/metrics", timeout=10).text
+    assert "temporal_workflow_task_execution_latency" in temporal
+    assert "temporal_activity_execution_latency" in temporal
 
 
 def test_the_api_serves_its_metrics_to_metrics_readers_only(platform: Platform) -> None:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import socket
+import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from aiokafka.structs import ConsumerRecord
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from activities.storage import observe_archive_lag
+from api import timing as api_timing
+from api.timing import RequestTiming
 from infra import metrics
+from infra.readmodels.runner import _note_lag
 from infra.settings import AuthSettings, Settings
+from schemas.events import InstanceRef, InstanceStored
+from schemas.workflows import LandedInstance
 
 
 def test_an_unregistered_calling_ae_is_labelled_other() -> None:
@@ -149,3 +159,90 @@ def test_a_plain_string_password_field_is_redacted_too() -> None:
         "s3": {"secret_key": metrics.REDACTED, "endpoint": "x:1"},
         "n": [{"api_key": metrics.REDACTED}],
     }
+
+
+def test_the_landing_backlog_is_recounted_at_most_every_few_seconds() -> None:
+    calls: list[int] = []
+
+    def count() -> int:  # 3 at first, 7 from the second count on
+        calls.append(1)
+        return 3 if len(calls) == 1 else 7
+
+    backlog = metrics.LandingBacklog({"spool": count}, every=0.2)
+    gauge = "pacs_landing_backlog_instances"
+    assert REGISTRY.get_sample_value(gauge, {"landing": "spool"}) == 3
+    assert REGISTRY.get_sample_value(gauge, {"landing": "spool"}) == 3  # cached
+    assert len(calls) == 1
+    time.sleep(0.25)
+    assert backlog.count("spool") == 7
+
+
+def test_the_archive_lag_counts_what_was_archived_from_its_arrival() -> None:
+    ref = InstanceRef(
+        study_instance_uid="1.2", series_instance_uid="1.2.3", sop_instance_uid="1.2.3.4",
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.2", sha256="a" * 64, size=10,
+    )  # fmt: skip
+    arrived = datetime.now(UTC) - timedelta(seconds=42)
+    done = LandedInstance(
+        instance=ref,
+        landing_mode="spool",
+        landing_key="k",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        received_at=arrived,
+    )
+    gone = done.model_copy(update={"instance": ref.model_copy(update={"sop_instance_uid": "9"})})
+    older = done.model_copy(update={"received_at": None})  # from before the field existed
+    stored = InstanceStored(instance=ref, bucket="b", archive_key="1.2/1.2.3/1.2.3.4")
+    count = REGISTRY.get_sample_value("pacs_archive_lag_seconds_count") or 0.0
+    total = REGISTRY.get_sample_value("pacs_archive_lag_seconds_sum") or 0.0
+    observe_archive_lag([done, gone, older], [stored])
+    assert REGISTRY.get_sample_value("pacs_archive_lag_seconds_count") == count + 1
+    grown = (REGISTRY.get_sample_value("pacs_archive_lag_seconds_sum") or 0.0) - total
+    assert 41 < grown < 60
+
+
+def test_projector_lag_is_the_newest_applied_events_age_and_zero_when_caught_up() -> None:
+    now_ms = int(time.time() * 1000)
+    records = [
+        ConsumerRecord(
+            topic="t",
+            partition=0,
+            offset=i,
+            timestamp=now_ms - age,
+            timestamp_type=0,
+            key=None,
+            value=b"",
+            checksum=None,
+            serialized_key_size=0,
+            serialized_value_size=0,
+            headers=(),
+        )
+        for i, age in enumerate((30_000, 12_000))
+    ]
+    _note_lag([records])
+    assert 11 < (REGISTRY.get_sample_value("pacs_projector_lag_seconds") or 0) < 20
+    _note_lag([])
+    assert REGISTRY.get_sample_value("pacs_projector_lag_seconds") == 0
+
+
+async def test_requests_are_timed_by_route_template_never_by_url() -> None:
+    app = FastAPI()
+
+    @app.get("/studies/{study}")
+    async def one(study: str) -> dict[str, str]:
+        return {"study": study}
+
+    timed = RequestTiming(app)
+    transport = httpx.ASGITransport(app=timed)
+    name = "pacs_http_request_seconds_count"
+    ok = {"route": "/studies/{study}", "method": "GET", "status": "2xx"}
+    missing = {"route": api_timing.UNMATCHED, "method": "GET", "status": "4xx"}
+    before = [REGISTRY.get_sample_value(name, labels) or 0 for labels in (ok, missing)]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/studies/1.2.3")).status_code == 200
+        assert (await client.get("/studies/4.5.6")).status_code == 200
+        assert (await client.get("/nothing/here")).status_code == 404
+    after = [REGISTRY.get_sample_value(name, labels) or 0 for labels in (ok, missing)]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [2, 1]
+    routes = {s.labels.get("route") for m in REGISTRY.collect() for s in m.samples}
+    assert "/studies/1.2.3" not in routes and "/nothing/here" not in routes

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from infra.dicom.statuses import DUPLICATE_SOP_INSTANCE, OUT_OF_RESOURCES, SUCCESS
 from infra.settings import DuplicatePolicy, IngestSettings
@@ -133,3 +134,32 @@ async def test_broker_failure_is_out_of_resources_never_success(
         outcome = await acceptor.accept(data, ORIGIN)
     assert outcome.status == OUT_OF_RESOURCES
     assert "broker down" in outcome.reason
+
+
+def _count(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize("blocking", [False, True])
+async def test_each_stage_is_timed_and_a_failure_counts_as_one(
+    tmp_path: Path, blocking: bool
+) -> None:
+    acceptor, _, publisher = make(tmp_path)
+    via = ORIGIN.via
+
+    async def accept(data: bytes) -> int:
+        if blocking:
+            return (await asyncio.to_thread(acceptor.accept_blocking, data, ORIGIN)).status
+        return (await acceptor.accept(data, ORIGIN)).status
+
+    landing = ("pacs_ingest_landing_seconds_count", {"via": via, "landing": "spool"})
+    published = ("pacs_ingest_publish_seconds_count", {"via": via})
+    succeeded = ("pacs_ingest_accept_seconds_count", {"via": via, "status": "success"})
+    failed = ("pacs_ingest_accept_seconds_count", {"via": via, "status": "failure"})
+    before = [_count(name, **labels) for name, labels in (landing, published, succeeded, failed)]
+    assert await accept(part10_bytes(ct_dataset("1.2.3", "1.2.3.4", 1, size=8))) == SUCCESS
+    publisher.fail = True
+    assert await accept(part10_bytes(ct_dataset("1.2.3", "1.2.3.4", 2, size=8))) != SUCCESS
+    after = [_count(name, **labels) for name, labels in (landing, published, succeeded, failed)]
+    # Both landed; only the first was acknowledged; each answer is counted by its class.
+    assert [b - a for a, b in zip(before, after, strict=True)] == [2, 1, 1, 1]

@@ -142,6 +142,14 @@ def find_orphans(
     return events
 
 
+def sweep_age(orphan_after: float, consumed_through: float, now: float, margin: float) -> float:
+    """How old a landed object must be for the sweep to judge it. Its announcement (if any)
+    was acknowledged within `margin` (the accept timeout) of its landing; this dispatcher has
+    read the log up to `consumed_through` (wall clock). A dispatcher lagging behind a busy log
+    has not read the announcements of recent objects yet: those are not judged either."""
+    return max(orphan_after, now - consumed_through + margin)
+
+
 async def sweep_landing(
     areas: Iterable[Landing],
     older_than: float,
@@ -197,11 +205,16 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     next_sweep = time.monotonic() + settings.ingest.orphan_after_seconds
     landing_areas = list(landings(settings).values())
     announced = Announced()
+    consumed_through = 0.0
     pacer = PollPacer(settings.kafka.consumer_poll_interval_seconds)
     try:
         while not stop.is_set():
             await pacer.wait()
+            asked_at = time.time()
             polled = await consumer.getmany(timeout_ms=500, max_records=5000)
+            newest = max((r.timestamp for rs in polled.values() for r in rs), default=None)
+            # Read up to here: the newest record's time, or, when nothing was new, the ask.
+            consumed_through = asked_at if newest is None else max(consumed_through, newest / 1000)
             by_study = received_by_study(r for records in polled.values() for r in records)
             for events in by_study.values():
                 for event in events:
@@ -216,9 +229,13 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
                 # The sweep is the safety net, dispatching the main job: a failed sweep (a
                 # broker outage, an unreadable file) is logged and tried again next time.
                 try:
-                    await sweep_landing(
-                        landing_areas, settings.ingest.orphan_after_seconds, publisher, announced
+                    age = sweep_age(
+                        settings.ingest.orphan_after_seconds,
+                        consumed_through,
+                        time.time(),
+                        settings.ingest.accept_timeout_seconds,
                     )
+                    await sweep_landing(landing_areas, age, publisher, announced)
                 except Exception:
                     log.exception("landing sweep failed; next try in %d s", SWEEP_EVERY_SECONDS)
                 next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS

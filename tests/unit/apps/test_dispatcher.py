@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiokafka.structs import ConsumerRecord
 
-from apps.dispatcher import Announced, find_orphans, received_by_study, sweep_landing
+from apps.dispatcher import Announced, find_orphans, received_by_study, sweep_age, sweep_landing
 from infra.storage.landing import SpoolLanding, landing_key
 from schemas.events import InstanceReceived, InstanceRef, StudyStabilized
 from tests.dicom_factory import ct_dataset, part10_bytes
@@ -99,3 +99,11 @@ async def test_the_sweep_re_announces_only_what_was_never_announced_and_only_onc
     landing.delete(waiting)
     find_orphans(landing, 120, announced)
     assert ("spool", waiting) not in announced and ("spool", lost) in announced
+
+
+def test_a_lagging_dispatcher_judges_only_objects_older_than_what_it_has_read() -> None:
+    now = 10_000.0
+    # Caught up (read the log until a moment ago): the configured age applies.
+    assert sweep_age(120, consumed_through=now - 1, now=now, margin=10) == 120
+    # Five minutes behind a busy log: announcements of the last 5 min + margin are unread.
+    assert sweep_age(120, consumed_through=now - 300, now=now, margin=10) == 310

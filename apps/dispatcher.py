@@ -22,7 +22,7 @@ from temporalio.common import TypedSearchAttributes
 
 from apps.worker import landings
 from infra.dicom.header import HeaderError, read_header
-from infra.eventlog import EventPublisher, PollPacer, make_consumer
+from infra.eventlog import EventPublisher, PollPacer, make_consumer, newest_timestamp
 from infra.metrics import LandingBacklog, serve_metrics
 from infra.settings import Settings
 from infra.storage.landing import Landing, sha_of_key
@@ -212,9 +212,9 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
             await pacer.wait()
             asked_at = time.time()
             polled = await consumer.getmany(timeout_ms=500, max_records=5000)
-            newest = max((r.timestamp for rs in polled.values() for r in rs), default=None)
+            newest = newest_timestamp(polled.values())
             # Read up to here: the newest record's time, or, when nothing was new, the ask.
-            consumed_through = asked_at if newest is None else max(consumed_through, newest / 1000)
+            consumed_through = asked_at if newest is None else max(consumed_through, newest)
             by_study = received_by_study(r for records in polled.values() for r in records)
             for events in by_study.values():
                 for event in events:

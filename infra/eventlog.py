@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import ConsumerRecord
 
 from infra.settings import KafkaSettings
 from infra.tls.remote import kafka_options
@@ -63,6 +64,12 @@ class EventPublisher:
         for metadata in await asyncio.gather(*futures):
             if metadata.offset > self.acknowledged.get(metadata.partition, -1):
                 self.acknowledged[metadata.partition] = metadata.offset
+
+
+def newest_timestamp(batches: Iterable[list[ConsumerRecord[bytes, bytes]]]) -> float | None:
+    """The broker timestamp (seconds) of the newest record a fetch brought; None if none."""
+    newest = max((record.timestamp for records in batches for record in records), default=None)
+    return None if newest is None else newest / 1000
 
 
 class PollPacer:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from infra.clickhouse import ClickHouse
-from infra.eventlog import PollPacer, make_consumer
+from infra.eventlog import PollPacer, make_consumer, newest_timestamp
 from infra.metrics import PROJECTOR_LAG_SECONDS
 from infra.readmodels.base import LogRecord, Projection
 from infra.settings import KafkaSettings
@@ -150,10 +149,11 @@ class ProjectorRunner:
                 positioned = True
                 continue  # what was fetched before seeking may be from the wrong place
             records = [rec for tp_records in batches.values() for rec in _decode(tp_records)]
-            pacer.fetched(_live_records(batches.values()))
+            newest = newest_timestamp(batches.values())
+            pacer.fetched(_live(len(records), newest))
             if records:
                 await asyncio.to_thread(self._apply, records)
-            _note_lag(batches.values())
+            _note_lag(newest)
             if positioned:
                 self._note_fetch(started, empty=not any(batches.values()))
 
@@ -180,22 +180,18 @@ class ProjectorRunner:
 
 # Records written longer ago than this are a backlog (a restart, a rebuild): read on at
 # full pace rather than in the larger bites of a busy live log.
-LIVE_WITHIN_MS = 5_000
+LIVE_WITHIN_SECONDS = 5.0
 
 
-def _live_records(batches: Iterable[list[ConsumerRecord[bytes, bytes]]]) -> int:
+def _live(records: int, newest: float | None) -> int:
     """How many records a fetch brought, or 0 when its newest is old (catching up)."""
-    fetched = [record for records in batches for record in records]
-    if not fetched:
+    if newest is None or time.time() - newest > LIVE_WITHIN_SECONDS:
         return 0
-    newest = max(record.timestamp for record in fetched)
-    return len(fetched) if time.time() * 1000 - newest <= LIVE_WITHIN_MS else 0
+    return records
 
 
-def _note_lag(batches: Iterable[list[ConsumerRecord[bytes, bytes]]]) -> None:
-    newest = max((record.timestamp for records in batches for record in records), default=None)
-    lag = 0.0 if newest is None else max(0.0, time.time() - newest / 1000)
-    PROJECTOR_LAG_SECONDS.set(lag)
+def _note_lag(newest: float | None) -> None:
+    PROJECTOR_LAG_SECONDS.set(0.0 if newest is None else max(0.0, time.time() - newest))
 
 
 def _decode(records: list[ConsumerRecord[bytes, bytes]]) -> list[LogRecord]:

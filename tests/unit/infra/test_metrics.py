@@ -17,6 +17,7 @@ from activities.storage import observe_archive_lag
 from api import timing as api_timing
 from api.timing import RequestTiming
 from infra import metrics
+from infra.eventlog import newest_timestamp
 from infra.readmodels.runner import _note_lag
 from infra.settings import AuthSettings, Settings
 from schemas.events import InstanceRef, InstanceStored
@@ -219,9 +220,9 @@ def test_projector_lag_is_the_newest_applied_events_age_and_zero_when_caught_up(
         )
         for i, age in enumerate((30_000, 12_000))
     ]
-    _note_lag([records])
+    _note_lag(newest_timestamp([records]))
     assert 11 < (REGISTRY.get_sample_value("pacs_projector_lag_seconds") or 0) < 20
-    _note_lag([])
+    _note_lag(None)
     assert REGISTRY.get_sample_value("pacs_projector_lag_seconds") == 0
 
 

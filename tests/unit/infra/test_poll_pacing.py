@@ -7,8 +7,8 @@ import time
 
 from aiokafka.structs import ConsumerRecord
 
-from infra.eventlog import PollPacer
-from infra.readmodels.runner import LIVE_WITHIN_MS, _live_records
+from infra.eventlog import PollPacer, newest_timestamp
+from infra.readmodels.runner import LIVE_WITHIN_SECONDS, _live
 
 
 def record(offset: int, timestamp_ms: int) -> ConsumerRecord[bytes, bytes]:
@@ -45,9 +45,9 @@ async def test_without_a_busy_interval_every_fetch_is_spaced_alike() -> None:
 def test_only_records_written_just_now_count_as_a_busy_live_log() -> None:
     now = int(time.time() * 1000)
     live = [record(i, now - 100) for i in range(12)]
-    assert _live_records([live[:5], live[5:]]) == 12
+    assert _live(12, newest_timestamp([live[:5], live[5:]])) == 12
     # A rebuild or a restart reads old records: no pause between its fetches.
-    old = [record(i, now - LIVE_WITHIN_MS - 60_000) for i in range(500)]
-    assert _live_records([old]) == 0
-    assert _live_records([old, [record(500, now)]]) == 501  # reached the live end
-    assert _live_records([]) == 0
+    old = [record(i, now - int(LIVE_WITHIN_SECONDS * 1000) - 60_000) for i in range(500)]
+    assert _live(500, newest_timestamp([old])) == 0
+    assert _live(501, newest_timestamp([old, [record(500, now)]])) == 501  # the live end
+    assert newest_timestamp([]) is None and _live(0, None) == 0

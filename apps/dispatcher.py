@@ -196,14 +196,15 @@ def landed_count(landing: Landing) -> int:
 async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     # Process metrics (and any this process defines) on the loopback; 0 = off.
     serve_metrics(settings.metrics.dispatcher_port, settings.metrics.host)
-    LandingBacklog({mode: partial(landed_count, area) for mode, area in landings(settings).items()})
+    areas = landings(settings)  # one S3 client for the backlog gauge and the sweep
+    LandingBacklog({mode: partial(landed_count, area) for mode, area in areas.items()})
     client = await connect_temporal(settings.temporal)
     publisher = EventPublisher(settings.kafka)
     await start_with_retry(publisher)
     consumer = make_consumer(settings.kafka, GROUP_ID)
     await consumer.start()
     next_sweep = time.monotonic() + settings.ingest.orphan_after_seconds
-    landing_areas = list(landings(settings).values())
+    landing_areas = list(areas.values())
     announced = Announced()
     consumed_through = 0.0
     pacer = PollPacer(settings.kafka.consumer_poll_interval_seconds)

@@ -385,6 +385,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--million", action="store_true", help="also measure at 1,000,000")
     parser.add_argument("--million-size", type=int, default=1_000_000)
     parser.add_argument("--skip-orthanc", action="store_true")
+    parser.add_argument(
+        "--skip-small", action="store_true", help="only the large catalog (needs --million)"
+    )
     parser.add_argument("--base", type=int, default=16000, help="port base of our stack")
     parser.add_argument("--orthanc-dicom-port", type=int, default=16104)
     parser.add_argument("--orthanc-http-port", type=int, default=16042)
@@ -400,6 +403,25 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"instances": args.instances, "queries": args.queries}
     rng = random.Random(7)
 
+    if not args.skip_small:
+        measure_small(args, workdir, results, rng)
+    if args.million:
+        measure_large(args, workdir, results, rng)
+
+    print_table(results)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"query-{started:%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps({"started": started.isoformat(), **results}, indent=2))
+    console.print(f"results written to {path.relative_to(ROOT)}")
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def measure_small(
+    args: argparse.Namespace, workdir: Path, results: dict[str, Any], rng: random.Random
+) -> None:
+    """The 10k catalog stored over DIMSE into our platform and into Orthanc, then queried."""
     console.rule(f"data: {args.instances:,} instances + a {BIG_SERIES}-instance series")
     population, big = dataset_events(args.instances)
     folders = write_files([*population, *big], workdir / "files")
@@ -454,36 +476,59 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             orthanc.stop()
 
-    if args.million:
-        console.rule(f"our platform at {args.million_size:,} instances")
-        million = settings_for(workdir / "million", args.base)
-        built = build_million(million.data_dir, args.million_size)
-        results["million_build_seconds"] = round(built.seconds, 1)
-        results["million_build_peak_rss_mb"] = round(built.peak_rss_mb, 1)
-        console.print(
-            f"  catalog built in {built.seconds:.0f} s, peak RSS {built.peak_rss_mb:.0f} MB"
-        )
-        mpatients = rng.choices(built.patients, k=args.queries)
-        stack = asyncio.run(start_stack(million))
-        try:
-            wait_quiet(stack)
-            mhttp = f"http://{LOOPBACK}:{million.http.port}"
-            dicom = (LOOPBACK, million.dicom.port, million.dicom.ae_title)
-            results["ours_1m"] = queries(
-                "ours 1M", f"{mhttp}/dicom-web", dicom, mpatients, built.big, args.metadata_rounds,
-                login(million),
-            )  # fmt: skip
-        finally:
-            stack.stop_all()
 
-    print_table(results)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"query-{started:%Y%m%dT%H%M%S}.json"
-    path.write_text(json.dumps({"started": started.isoformat(), **results}, indent=2))
-    console.print(f"results written to {path.relative_to(ROOT)}")
-    if not args.workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+def measure_large(
+    args: argparse.Namespace, workdir: Path, results: dict[str, Any], rng: random.Random
+) -> None:
+    """A catalog of --million-size instances built straight from synthetic events, then the
+    same queries, and the memory the platform holds while it serves that catalog."""
+    console.rule(f"our platform at {args.million_size:,} instances")
+    million = settings_for(workdir / "million", args.base)
+    built = build_million(million.data_dir, args.million_size)
+    results["million_size"] = args.million_size
+    results["million_build_seconds"] = round(built.seconds, 1)
+    results["million_build_peak_rss_mb"] = round(built.peak_rss_mb, 1)
+    results["million_catalog_disk_mb"] = round(disk_mb(million.data_dir / "clickhouse"), 1)
+    console.print(
+        f"  catalog built in {built.seconds:.0f} s, peak RSS {built.peak_rss_mb:.0f} MB, "
+        f"{results['million_catalog_disk_mb']:.0f} MB on disk"
+    )
+    mpatients = rng.choices(built.patients, k=args.queries)
+    stack = asyncio.run(start_stack(million))
+    try:
+        wait_quiet(stack)
+        results["million_idle_rss_mb"] = stack_rss(stack)
+        mhttp = f"http://{LOOPBACK}:{million.http.port}"
+        dicom = (LOOPBACK, million.dicom.port, million.dicom.ae_title)
+        results["ours_1m"] = queries(
+            "ours 1M", f"{mhttp}/dicom-web", dicom, mpatients, built.big, args.metadata_rounds,
+            login(million),
+        )  # fmt: skip
+        results["million_serving_rss_mb"] = stack_rss(stack)
+        console.print(f"  RSS (MB) idle {results['million_idle_rss_mb']}")
+        console.print(f"  RSS (MB) after the queries {results['million_serving_rss_mb']}")
+    finally:
+        stack.stop_all()
+
+
+def stack_rss(stack: LocalStack) -> dict[str, float]:
+    """Resident memory of each process of the stack, MB (VmRSS, and VmHWM as `<name>_peak`)."""
+    out: dict[str, float] = {}
+    for process in stack.all_processes():
+        if process.pid is None:
+            continue
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+        except OSError:
+            continue
+        for field_name, suffix in (("VmRSS:", ""), ("VmHWM:", "_peak")):
+            kb = int(status.split(field_name)[1].split()[0])
+            out[process.name + suffix] = round(kb / 1024, 1)
+    return out
+
+
+def disk_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
 def print_table(results: dict[str, Any]) -> None:

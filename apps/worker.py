@@ -12,7 +12,9 @@ from activities.commitment import CommitmentActivities
 from activities.deidentify import DeidentificationActivities
 from activities.events import EventActivities
 from activities.mpps import MppsActivities
+from activities.node_health import NodeHealthActivities
 from activities.storage import StorageActivities
+from apps.schedules import ensure_node_health_schedule
 from infra.auth.secrets import load_or_create
 from infra.auth.tokens import service_token
 from infra.eventlog import EventPublisher
@@ -26,6 +28,7 @@ from infra.tls.contexts import client_context, server_credentials
 from ingest.wiring import start_with_retry
 from workflows.deidentify import DeidentificationWorkflow
 from workflows.mpps import MppsWorkflow
+from workflows.node_health import NodeHealthWorkflow
 from workflows.storage_commitment import StorageCommitmentWorkflow
 from workflows.study_ingest import StudyIngestWorkflow
 
@@ -86,6 +89,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         deidentification_key(settings),
         settings.dicom.ae_title,
     )
+    health = NodeHealthActivities(
+        catalog, settings.dicom.ae_title, settings.federation.probe_timeout_seconds, tls
+    )
+    await ensure_node_health_schedule(client, settings)
     worker = Worker(
         client,
         task_queue=settings.temporal.ingest_task_queue,
@@ -94,6 +101,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             MppsWorkflow,
             StorageCommitmentWorkflow,
             DeidentificationWorkflow,
+            NodeHealthWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -106,6 +114,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             deid.deidentify_study,
             deid.deliver_copy,
             deid.drop_staged,
+            health.nodes_to_check,
+            health.probe_node,
         ],
         max_concurrent_activities=16,
     )

@@ -24,13 +24,14 @@ from pydantic import TypeAdapter
 from infra.multipart import build_multipart
 from infra.settings import Settings
 from schemas.catalog import CatalogInstance, InstanceQuery
-from schemas.nodes import Node
+from schemas.nodes import HealthStatus, Node
 from schemas.security import DimseIdentity, StudyRuleModel
 from schemas.worklist import WorklistItemView, WorklistQuery
 
 MAX_IDLE = 8
 _INSTANCES: TypeAdapter[list[CatalogInstance]] = TypeAdapter(list[CatalogInstance])
 _NODES: TypeAdapter[list[Node]] = TypeAdapter(list[Node])
+_STATUSES: TypeAdapter[dict[str, HealthStatus]] = TypeAdapter(dict[str, HealthStatus])
 _WORKLIST_ITEMS: TypeAdapter[list[WorklistItemView]] = TypeAdapter(list[WorklistItemView])
 
 
@@ -111,6 +112,10 @@ class InternalApi:
     def nodes(self) -> list[Node]:
         """The node registry."""
         return _NODES.validate_json(self._request("GET", "/api/internal/nodes"))
+
+    def node_statuses(self) -> dict[str, HealthStatus]:
+        """Each checked node's last health status."""
+        return _STATUSES.validate_json(self._request("GET", "/api/internal/node-health"))
 
     def store_instances(self, instances: list[bytes]) -> dict[str, Any]:
         """STOW-RS the Part 10 `instances` through the API's ingest path (accepted means

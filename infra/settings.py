@@ -352,6 +352,16 @@ class MetricsSettings(BaseModel):
     workflow_port: int = Field(default=0, ge=0, le=65535)
 
 
+class FederationSettings(BaseModel):
+    """Talking to the other nodes: how often each registered node's health is checked."""
+
+    # A Temporal Schedule starts NodeHealthWorkflow this often; 0 = no schedule (checks
+    # only on demand, POST /api/nodes/check).
+    health_interval_seconds: float = Field(default=60.0, ge=0)
+    # Each probe (association + C-ECHO, or one QIDO request) gives up after this long.
+    probe_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All configuration of a PACS node."""
 
@@ -374,6 +384,7 @@ class Settings(BaseSettings):
     atna: AtnaSettings = Field(default_factory=AtnaSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    federation: FederationSettings = Field(default_factory=FederationSettings)
     # The built OHIF viewer (npm @ohif/app) served at /viewer; absent = /viewer answers 503.
     viewer_dir: Path = Field(default_factory=default_viewer_dir)
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from schemas.audit import AccessEntry
 from schemas.commitment import CommitmentFailure, CommitmentRef, DeliveryPath
 from schemas.mpps import InstanceVerification, MppsState
-from schemas.nodes import Node
+from schemas.nodes import HealthStatus, Node, NodeProbe
 from schemas.security import ApiKey, User
 from schemas.worklist import WorklistItem
 
@@ -293,6 +293,29 @@ class NodeDeleted(EventBase):
     actor: str
 
 
+class NodeChecked(EventBase):
+    """The health schedule checked a node (every round, so its current state and round trip
+    are on the log; one small event per node per round)."""
+
+    type: Literal["pacs.node.checked"] = "pacs.node.checked"
+    version: Literal[1] = 1
+    name: str
+    status: HealthStatus
+    probes: list[NodeProbe]
+
+
+class NodeStatusChanged(EventBase):
+    """A node's health status differs from what the previous check found (or it is its
+    first check): what routing, alerting and the history react to."""
+
+    type: Literal["pacs.node.status-changed"] = "pacs.node.status-changed"
+    version: Literal[1] = 1
+    name: str
+    status: HealthStatus
+    previous: HealthStatus | None
+    reason: str = ""  # the failing probes' errors, when it is not up
+
+
 class StudyLabelsSet(EventBase):
     """A study's access labels were set (replacing the previous ones); role bindings scoped
     by label reach the studies that carry it."""
@@ -356,6 +379,7 @@ SecurityEvent = (
     | NodeDeleted
     | CertificateIssued
 )
+NodeHealthEvent = NodeChecked | NodeStatusChanged
 
 Event = Annotated[
     InstanceReceived
@@ -368,6 +392,7 @@ Event = Annotated[
     | MppsEvent
     | CommitmentEvent
     | SecurityEvent
+    | NodeHealthEvent
     | AccessAudited,
     Field(discriminator="type"),
 ]
@@ -410,7 +435,7 @@ def event_key(event: Event) -> str:
         return f"audit:{event.source}"
     if isinstance(event, NodeSaved):
         return f"node:{event.node.name}"
-    if isinstance(event, NodeDeleted):
+    if isinstance(event, NodeDeleted | NodeChecked | NodeStatusChanged):
         return f"node:{event.name}"
     if isinstance(event, CertificateIssued):
         return f"certificate:{event.ae_title}"

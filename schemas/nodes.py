@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -30,6 +31,9 @@ class NodeBody(BaseModel):
     addresses: list[str] = Field(default_factory=list)
     # AE titles it may name as C-MOVE destination ("*" = any registered node).
     move_destinations: list[str] = Field(default_factory=list)
+    # Probed by the health schedule (C-ECHO, and QIDO when it has a DICOMweb URL). Off for
+    # a node with no SCP of its own to answer (a modality that only sends).
+    health_check: bool = True
 
     @field_validator("ae_title")
     @classmethod
@@ -60,3 +64,53 @@ class Node(NodeBody):
     """A registered node: its name (how the admin API and rules refer to it) and the rest."""
 
     name: str = Field(pattern=NODE_NAME_PATTERN)
+
+
+# ---- health -------------------------------------------------------------------------------
+
+HealthStatus = Literal["up", "degraded", "down"]
+ProbeKind = Literal["c-echo", "qido"]
+
+
+class NodeProbe(BaseModel):
+    """One check of one way to reach a node."""
+
+    kind: ProbeKind
+    ok: bool
+    rtt_ms: float | None = None  # the round trip when it answered
+    error: str = ""
+
+
+def health_status(probes: list[NodeProbe]) -> HealthStatus:
+    """Up when every way to reach it answers, down when none does, degraded in between."""
+    answered = sum(p.ok for p in probes)
+    if probes and answered == len(probes):
+        return "up"
+    return "down" if answered == 0 else "degraded"
+
+
+class NodeHealth(BaseModel):
+    """A node's state as the last checks found it (the node read model keeps it)."""
+
+    status: HealthStatus
+    since: datetime  # when it entered this status (as far as the checks saw)
+    checked_at: datetime
+    last_success: datetime | None = None  # the last check at which some probe answered
+    rtt_ms: float | None = None  # the C-ECHO round trip (or QIDO's) of the last check
+    probes: list[NodeProbe] = Field(default_factory=list)
+
+
+class NodeView(Node):
+    """GET /api/nodes: the registered node and, once checked, its health."""
+
+    health: NodeHealth | None = None
+
+
+class NodeStatusChange(BaseModel):
+    """One row of a node's status history."""
+
+    name: str
+    status: HealthStatus
+    previous: HealthStatus | None
+    at: datetime
+    reason: str = ""

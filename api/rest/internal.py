@@ -20,7 +20,7 @@ from infra.readmodels.catalog.scope import Visible
 from infra.readmodels.catalog.search import MAX_RESULTS, Search
 from infra.readmodels.matching import QueryError
 from schemas.catalog import CatalogInstance, InstanceQuery
-from schemas.nodes import Node
+from schemas.nodes import HealthStatus, Node
 from schemas.security import DimseIdentity, StudyRuleModel
 
 router = APIRouter(
@@ -135,3 +135,9 @@ async def identify(body: IdentifyRequest, services: ServicesDep) -> DimseIdentit
 async def list_nodes(services: ServicesDep) -> list[Node]:
     """The node registry, for the gateway's association checks."""
     return nodes_of(services).nodes()
+
+
+@router.get("/node-health", response_model=dict[str, HealthStatus])
+async def node_statuses(services: ServicesDep) -> dict[str, HealthStatus]:
+    """Each checked node's last status, for the health workflow to tell changes apart."""
+    return nodes_of(services).statuses()

@@ -1,36 +1,85 @@
-"""The DICOM node registry (admin only): every remote AE, where it is, what it may do here.
+"""The DICOM node registry (admin only): every remote AE, where it is, what it may do here,
+and whether it answers.
 
 Each change is an event; the gateway picks it up within a few seconds (it refreshes its copy
-of the registry), so a node added here may associate shortly after.
+of the registry), so a node added here may associate shortly after. Health comes from the
+`node-health` schedule's rounds (workflows/node_health.py); `POST /api/nodes/check` runs one
+now.
 """
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import BaseModel
 
 from api.deps import CallerDep, ServicesDep, nodes_of, publish_visible, require
 from infra.auth.permissions import Permission
 from schemas.events import NodeDeleted, NodeSaved
-from schemas.nodes import NODE_NAME_PATTERN, Node, NodeBody
+from schemas.nodes import NODE_NAME_PATTERN, Node, NodeBody, NodeStatusChange, NodeView
+from workflows.node_health import NodeHealthWorkflow
 
 router = APIRouter(prefix="/api/nodes", tags=["nodes"], dependencies=[require(Permission.ADMIN)])
 
 NamePath = Annotated[str, Path(pattern=NODE_NAME_PATTERN)]
 
 
-@router.get("", response_model=list[Node])
-async def list_nodes(services: ServicesDep) -> list[Node]:
-    return nodes_of(services).nodes()
+class HealthRound(BaseModel):
+    workflow_id: str
+    nodes_checked: int
 
 
-@router.get("/{name}", response_model=Node)
-async def get_node(name: NamePath, services: ServicesDep) -> Node:
-    node = nodes_of(services).node(name)
+@router.get("", response_model=list[NodeView])
+async def list_nodes(services: ServicesDep) -> list[NodeView]:
+    registry = nodes_of(services)
+    return [NodeView(**n.model_dump(), health=registry.health(n.name)) for n in registry.nodes()]
+
+
+@router.post("/check", response_model=HealthRound)
+async def check_nodes(services: ServicesDep) -> HealthRound:
+    """Check every node now (one round of the health schedule) and answer once it is done;
+    the results show in GET /api/nodes a moment later, as the round's events are applied."""
+    settings = services.settings
+    workflow_id = f"node-health-now:{uuid.uuid4().hex}"
+    client = await services.temporal()
+    handle = await client.start_workflow(
+        NodeHealthWorkflow.run,
+        settings.federation.probe_timeout_seconds,
+        id=workflow_id,
+        task_queue=settings.temporal.ingest_task_queue,
+    )
+    limit = 4 * settings.federation.probe_timeout_seconds + 60
+    try:
+        checked = await asyncio.wait_for(handle.result(), timeout=limit)
+    except TimeoutError:
+        raise HTTPException(504, f"round {workflow_id} still running after {limit:.0f} s") from None
+    return HealthRound(workflow_id=workflow_id, nodes_checked=checked)
+
+
+@router.get("/{name}", response_model=NodeView)
+async def get_node(name: NamePath, services: ServicesDep) -> NodeView:
+    """The node, with its health: status, since when, last success, round trip, probes."""
+    registry = nodes_of(services)
+    node = registry.node(name)
     if node is None:
         raise HTTPException(404, f"no node {name}")
-    return node
+    return NodeView(**node.model_dump(), health=registry.health(name))
+
+
+@router.get("/{name}/history", response_model=list[NodeStatusChange])
+async def node_history(
+    name: NamePath,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[NodeStatusChange]:
+    """The node's health status changes, newest first."""
+    registry = nodes_of(services)
+    if registry.node(name) is None:
+        raise HTTPException(404, f"no node {name}")
+    return await asyncio.to_thread(registry.history, name, limit)
 
 
 @router.put("/{name}", response_model=Node)

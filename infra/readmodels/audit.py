@@ -28,6 +28,7 @@ from schemas.events import (
     MppsDiscontinued,
     MppsUpdated,
     MppsVerified,
+    NodeHealthEvent,
     SecurityEvent,
     StudyDeidentified,
     StudyLabelsSet,
@@ -120,6 +121,8 @@ def event_row(record: LogRecord) -> list[Any]:
         sop, client = event_key(event), event.actor
     elif isinstance(event, StudyLabelsSet):
         study, client = event.study_instance_uid, event.actor
+    elif isinstance(event, NodeHealthEvent):
+        sop = event_key(event)  # about a node, found by it; the schedule is the actor
     elif not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         study, patient = event.study_instance_uid, event.patient_id
         sop, calling, client = _subject(event)

@@ -18,6 +18,7 @@ import pytest
 from infra.settings import (
     AuthSettings,
     DicomSettings,
+    FederationSettings,
     HttpSettings,
     IngestSettings,
     KafkaSettings,
@@ -80,6 +81,9 @@ def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
             dispatcher_port=base + 9111,
             workflow_port=base + 9120,  # not 9112: base + 8000 + 1112 is another stack's DICOM port
         ),
+        # Health rounds only on demand (POST /api/nodes/check): a scheduled probe of the nodes
+        # other tests register would show up in their association and audit counts.
+        federation=FederationSettings(health_interval_seconds=0),
         ingest=IngestSettings(
             stable_after_seconds=ingest.pop("stable_after_seconds", 3.0),
             orphan_after_seconds=ingest.pop("orphan_after_seconds", 20.0),

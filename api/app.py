@@ -28,6 +28,7 @@ from api.rest import (
     mpps,
     nodes,
     observability,
+    routing,
     studies,
     users,
     worklist,
@@ -43,6 +44,7 @@ from infra.readmodels.catalog.resident import ResidentCatalog
 from infra.readmodels.catalog.scope import VisibleStudies
 from infra.readmodels.catalog.search import CatalogReader
 from infra.readmodels.nodes import NodeRegistry
+from infra.readmodels.routing import RoutingRules
 from infra.readmodels.runner import ProjectorRunner
 from infra.readmodels.security import SecurityProjection
 from infra.readmodels.worklist import WorklistProjection
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             services.audit = AuditTrail(clickhouse)
             services.security = services.authenticator.security = SecurityProjection(clickhouse)
             services.nodes = NodeRegistry(clickhouse)
+            services.routing = RoutingRules(clickhouse)
             services.projector = ProjectorRunner(
                 clickhouse,
                 cfg.kafka,
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
                     services.worklist,
                     services.security,
                     services.nodes,
+                    services.routing,
                     AuditProjection(clickhouse),
                 ],
                 cfg.kafka.projection_poll_interval_seconds,
@@ -149,6 +153,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         mpps,
         users,
         nodes,
+        routing,
         deidentify,
         studies,
         certificates,

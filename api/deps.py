@@ -29,6 +29,7 @@ from infra.readmodels.audit import AuditTrail
 from infra.readmodels.catalog.scope import Visible, VisibleStudies
 from infra.readmodels.catalog.search import CatalogReader
 from infra.readmodels.nodes import NodeRegistry
+from infra.readmodels.routing import RoutingRules
 from infra.readmodels.runner import ProjectorRunner
 from infra.readmodels.security import SecurityProjection
 from infra.readmodels.worklist import WorklistProjection
@@ -64,6 +65,7 @@ class Services:
     audit: AuditTrail | None = None
     security: SecurityProjection | None = None
     nodes: NodeRegistry | None = None
+    routing: RoutingRules | None = None
     # PHI accesses and security decisions, published in batches (infra/audit_recorder.py).
     recorder: AuditRecorder | None = None
     # Set once the user admin is checked (api/bootstrap.py); until then not ready.

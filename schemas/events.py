@@ -18,6 +18,7 @@ from schemas.audit import AccessEntry
 from schemas.commitment import CommitmentFailure, CommitmentRef, DeliveryPath
 from schemas.mpps import InstanceVerification, MppsState
 from schemas.nodes import HealthStatus, Node, NodeProbe
+from schemas.routing import RoutingRule
 from schemas.security import ApiKey, User
 from schemas.worklist import WorklistItem
 
@@ -316,6 +317,23 @@ class NodeStatusChanged(EventBase):
     reason: str = ""  # the failing probes' errors, when it is not up
 
 
+class RoutingRuleSaved(EventBase):
+    """A routing rule was made or changed: its whole new version."""
+
+    type: Literal["pacs.routing-rule.saved"] = "pacs.routing-rule.saved"
+    version: Literal[1] = 1
+    rule: RoutingRule
+    actor: str
+
+
+class RoutingRuleDeleted(EventBase):
+    type: Literal["pacs.routing-rule.deleted"] = "pacs.routing-rule.deleted"
+    version: Literal[1] = 1
+    name: str
+    rule_version: int  # the version deleted
+    actor: str
+
+
 class StudyLabelsSet(EventBase):
     """A study's access labels were set (replacing the previous ones); role bindings scoped
     by label reach the studies that carry it."""
@@ -380,6 +398,7 @@ SecurityEvent = (
     | CertificateIssued
 )
 NodeHealthEvent = NodeChecked | NodeStatusChanged
+RoutingRuleEvent = RoutingRuleSaved | RoutingRuleDeleted
 
 Event = Annotated[
     InstanceReceived
@@ -393,6 +412,7 @@ Event = Annotated[
     | CommitmentEvent
     | SecurityEvent
     | NodeHealthEvent
+    | RoutingRuleEvent
     | AccessAudited,
     Field(discriminator="type"),
 ]
@@ -437,6 +457,10 @@ def event_key(event: Event) -> str:
         return f"node:{event.node.name}"
     if isinstance(event, NodeDeleted | NodeChecked | NodeStatusChanged):
         return f"node:{event.name}"
+    if isinstance(event, RoutingRuleSaved):
+        return f"routing-rule:{event.rule.name}"
+    if isinstance(event, RoutingRuleDeleted):
+        return f"routing-rule:{event.name}"
     if isinstance(event, CertificateIssued):
         return f"certificate:{event.ae_title}"
     return f"commitment:{event.transaction_uid}"

@@ -29,6 +29,7 @@ from schemas.events import (
     MppsUpdated,
     MppsVerified,
     NodeHealthEvent,
+    RoutingRuleEvent,
     SecurityEvent,
     StudyDeidentified,
     StudyLabelsSet,
@@ -123,6 +124,8 @@ def event_row(record: LogRecord) -> list[Any]:
         study, client = event.study_instance_uid, event.actor
     elif isinstance(event, NodeHealthEvent):
         sop = event_key(event)  # about a node, found by it; the schedule is the actor
+    elif isinstance(event, RoutingRuleEvent):
+        sop, client = event_key(event), event.actor
     elif not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         study, patient = event.study_instance_uid, event.patient_id
         sop, calling, client = _subject(event)

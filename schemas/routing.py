@@ -1,0 +1,101 @@
+"""Routing rules: which stored instances or stabilized studies go to which nodes, and how."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, time
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from schemas.nodes import NODE_NAME_PATTERN
+
+# The attributes a rule can match on: DICOM keywords, and the sender's AE title.
+MatchKey = Literal[
+    "Modality",
+    "BodyPartExamined",
+    "SOPClassUID",
+    "StudyDescription",
+    "InstitutionName",
+    "CallingAE",
+]
+RULE_NAME_PATTERN = NODE_NAME_PATTERN
+
+
+def value_matches(pattern: str, value: str) -> bool:
+    """DICOM-style matching: `*` any run, `?` one character, `a\\b` either; case-sensitive
+    as C-FIND is for most attributes, surrounding blanks ignored."""
+    value = value.strip()
+    for alternative in pattern.split("\\"):
+        # `[` is literal in DICOM; fnmatch would read a character class.
+        literal = alternative.strip().replace("[", "[[]")
+        if fnmatchcase(value, literal):
+            return True
+    return False
+
+
+class ScheduleWindow(BaseModel):
+    """Only between `start` and `end` (local time of the platform); may wrap midnight,
+    e.g. 20:00-06:00."""
+
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ScheduleWindow:
+        if self.start == self.end:
+            raise ValueError("a window from a time to the same time is empty")
+        return self
+
+    def contains(self, moment: time) -> bool:
+        if self.start < self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+
+class RoutingRuleBody(BaseModel):
+    """What to send (match), when (on each instance, or once a study is stable), where
+    (destination node names), how (C-STORE or STOW-RS), and optionally only in a window or
+    de-identified."""
+
+    match: dict[MatchKey, str] = Field(default_factory=dict)
+    on: Literal["instance", "study"] = "instance"
+    destinations: list[str] = Field(min_length=1, max_length=32)
+    via: Literal["dimse", "stow"] = "dimse"
+    window: ScheduleWindow | None = None
+    deidentify: bool = False
+    enabled: bool = True
+    description: str = Field(default="", max_length=1024)
+
+    @field_validator("destinations")
+    @classmethod
+    def _names(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(NODE_NAME_PATTERN, value):
+                raise ValueError(f"{value!r} is not a node name")
+        if len(set(values)) != len(values):
+            raise ValueError("a destination is listed twice")
+        return values
+
+    @field_validator("match")
+    @classmethod
+    def _patterns(cls, values: dict[str, str]) -> dict[str, str]:
+        for key, value in values.items():
+            if not value.strip():
+                raise ValueError(f"match {key}: an empty pattern; leave the key out to match all")
+        return values
+
+    def matches(self, attributes: Mapping[str, str]) -> bool:
+        """Every key of `match` matches the attribute's value (a missing one is empty)."""
+        return all(value_matches(p, attributes.get(k, "")) for k, p in self.match.items())
+
+
+class RoutingRule(RoutingRuleBody):
+    """A saved rule: its name and its version (1, then one more at each change)."""
+
+    name: str = Field(pattern=RULE_NAME_PATTERN)
+    version: int = Field(ge=1)
+    saved_at: datetime | None = None
+    saved_by: str = ""

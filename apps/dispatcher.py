@@ -20,7 +20,7 @@ from aiokafka.structs import ConsumerRecord
 from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes
 
-from apps.worker import landings
+from apps.landings import landings
 from infra.dicom.header import HeaderError, read_header
 from infra.eventlog import EventPublisher, PollPacer, make_consumer, newest_timestamp
 from infra.metrics import LandingBacklog, serve_metrics

@@ -14,6 +14,7 @@ from activities.events import EventActivities
 from activities.mpps import MppsActivities
 from activities.node_health import NodeHealthActivities
 from activities.storage import StorageActivities
+from apps.landings import landings
 from apps.schedules import ensure_node_health_schedule
 from infra.auth.secrets import load_or_create
 from infra.auth.tokens import service_token
@@ -22,7 +23,6 @@ from infra.internal_api import InternalApi, api_base_url
 from infra.metrics import serve_metrics
 from infra.settings import Settings
 from infra.storage.archive import ArchiveStore, make_minio
-from infra.storage.landing import Landing, S3Landing, SpoolLanding
 from infra.temporal_client import connect_temporal, prometheus_runtime
 from infra.tls.contexts import client_context, server_credentials
 from ingest.wiring import start_with_retry
@@ -33,15 +33,6 @@ from workflows.storage_commitment import StorageCommitmentWorkflow
 from workflows.study_ingest import StudyIngestWorkflow
 
 log = logging.getLogger(__name__)
-
-
-def landings(settings: Settings) -> dict[str, Landing]:
-    """Both landing areas: events say where each instance was landed, whatever the setting now."""
-    client = make_minio(settings.s3)
-    return {
-        "spool": SpoolLanding(settings.spool_dir),
-        "s3": S3Landing(client, settings.s3.landing_bucket),
-    }
 
 
 def deidentification_key(settings: Settings) -> bytes:

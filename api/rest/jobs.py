@@ -1,0 +1,167 @@
+"""The jobs API (admin only): every workflow the platform runs, from Temporal's visibility
+store, so counts agree with the Temporal UI; cancel and terminate, audited.
+
+Filters become a Temporal list filter: `type` (workflow type), `status` (Running,
+Completed, Failed, Canceled, Terminated, ContinuedAsNew, TimedOut) and the business keys
+the workflows are indexed by (StudyInstanceUID, PatientID, Modality, CallingAE).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel
+from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import Services, ServicesDep, audit, require
+from infra.auth.permissions import Permission
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"], dependencies=[require(Permission.ADMIN)])
+
+STATUSES = {s.name.replace("_", "").lower(): s for s in WorkflowExecutionStatus}
+STATUS_NAMES = {
+    WorkflowExecutionStatus.RUNNING: "Running",
+    WorkflowExecutionStatus.COMPLETED: "Completed",
+    WorkflowExecutionStatus.FAILED: "Failed",
+    WorkflowExecutionStatus.CANCELED: "Canceled",
+    WorkflowExecutionStatus.TERMINATED: "Terminated",
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: "ContinuedAsNew",
+    WorkflowExecutionStatus.TIMED_OUT: "TimedOut",
+}
+KEYS = ("StudyInstanceUID", "PatientID", "Modality", "CallingAE")
+# Temporal list filters take quoted values; these characters never occur in our keys.
+SAFE = str.maketrans("", "", "'\"\\")
+
+
+class Job(BaseModel):
+    workflow_id: str
+    run_id: str | None
+    type: str
+    status: str
+    started_at: datetime | None
+    closed_at: datetime | None
+    task_queue: str
+    keys: dict[str, str]  # the business keys it is indexed by
+
+
+class JobPage(BaseModel):
+    jobs: list[Job]
+    total: int  # matching jobs, all pages
+    next: str | None  # pass as `page` for the next page; null on the last
+
+
+def _job(execution: WorkflowExecution) -> Job:
+    keys: dict[str, str] = {}
+    for name, values in execution.search_attributes.items():
+        if name in KEYS and values:
+            keys[name] = str(values[0])
+    return Job(
+        workflow_id=execution.id,
+        run_id=execution.run_id,
+        type=execution.workflow_type,
+        status=STATUS_NAMES.get(execution.status, "Unknown") if execution.status else "Unknown",
+        started_at=execution.start_time,
+        closed_at=execution.close_time,
+        task_queue=execution.task_queue,
+        keys=keys,
+    )
+
+
+def _query(job_type: str | None, status: str | None, keys: dict[str, str | None]) -> str:
+    clauses = []
+    if job_type:
+        clauses.append(f"WorkflowType = '{job_type.translate(SAFE)}'")
+    if status:
+        found = STATUSES.get(status.replace("_", "").lower())
+        if found is None:
+            raise HTTPException(
+                422, f"unknown status {status}; one of {sorted(STATUS_NAMES.values())}"
+            )
+        clauses.append(f"ExecutionStatus = '{STATUS_NAMES[found]}'")
+    for name, value in keys.items():
+        if value:
+            clauses.append(f"{name} = '{value.translate(SAFE)}'")
+    return " AND ".join(clauses)
+
+
+@router.get("", response_model=JobPage)
+async def list_jobs(
+    services: ServicesDep,
+    job_type: Annotated[str | None, Query(alias="type", max_length=128)] = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    study: Annotated[str | None, Query(alias="StudyInstanceUID", max_length=64)] = None,
+    patient: Annotated[str | None, Query(alias="PatientID", max_length=64)] = None,
+    modality: Annotated[str | None, Query(alias="Modality", max_length=16)] = None,
+    calling_ae: Annotated[str | None, Query(alias="CallingAE", max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: Annotated[str | None, Query(max_length=4096)] = None,
+) -> JobPage:
+    """Newest first, a page at a time."""
+    keys = {"StudyInstanceUID": study, "PatientID": patient, "Modality": modality}
+    query = _query(job_type, status, keys | {"CallingAE": calling_ae})
+    try:
+        token = base64.urlsafe_b64decode(page) if page else None
+    except (binascii.Error, ValueError):
+        raise HTTPException(422, "page: not a token this API gave") from None
+    client = await services.temporal()
+    listing = client.list_workflows(query or None, page_size=limit, next_page_token=token)
+    await listing.fetch_next_page()
+    counted = await client.count_workflows(query or None)
+    following = listing.next_page_token
+    return JobPage(
+        jobs=[_job(e) for e in listing.current_page or []][:limit],
+        total=counted.count,
+        next=base64.urlsafe_b64encode(following).decode() if following else None,
+    )
+
+
+@router.get("/{workflow_id}", response_model=Job)
+async def get_job(workflow_id: str, services: ServicesDep) -> Job:
+    client = await services.temporal()
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        raise _not_found(exc, workflow_id) from exc
+    return _job(described)
+
+
+def _not_found(exc: RPCError, workflow_id: str) -> HTTPException:
+    if exc.status is RPCStatusCode.NOT_FOUND:
+        return HTTPException(404, f"no job {workflow_id}")
+    return HTTPException(502, f"Temporal: {exc.message}")
+
+
+async def _stop(request: Request, services: Services, workflow_id: str, how: str) -> Job:
+    client = await services.temporal()
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        described = await handle.describe()
+        if described.status is not WorkflowExecutionStatus.RUNNING:
+            raise HTTPException(409, f"job {workflow_id} is not running")
+        if how == "cancel":
+            await handle.cancel()
+        else:
+            await handle.terminate(
+                reason=f"terminated through the jobs API by {request.state.caller.name}"
+            )
+        audit(request, f"job-{how}", "success", f"{described.workflow_type} {workflow_id}")
+        return _job(await handle.describe())
+    except RPCError as exc:
+        raise _not_found(exc, workflow_id) from exc
+
+
+@router.post("/{workflow_id}/cancel", response_model=Job)
+async def cancel_job(workflow_id: str, request: Request, services: ServicesDep) -> Job:
+    """Ask the workflow to stop (it may clean up first); 409 when it is not running."""
+    return await _stop(request, services, workflow_id, "cancel")
+
+
+@router.post("/{workflow_id}/terminate", response_model=Job)
+async def terminate_job(workflow_id: str, request: Request, services: ServicesDep) -> Job:
+    """Stop it at once, no clean-up; 409 when it is not running."""
+    return await _stop(request, services, workflow_id, "terminate")

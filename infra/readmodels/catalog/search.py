@@ -215,8 +215,14 @@ class CatalogReader:
             conditions.add(BY_KEYWORD["SeriesInstanceUID"], series)
         if sop:
             conditions.add(BY_KEYWORD["SOPInstanceUID"], sop)
+        # The newest version of each instance by LIMIT 1 BY, not FINAL: at 10M instances
+        # FINAL made a 500-instance series' read 5-15x slower (54 vs ~10 ms at P50), merging
+        # across every part the key range touches; LIMIT BY reads just those rows.
         rows = self.clickhouse.rows(
-            f"SELECT metadata FROM instance_metadata FINAL WHERE {conditions.where()}"
+            "SELECT metadata FROM (SELECT metadata, series_instance_uid, instance_number,"
+            f" sop_instance_uid FROM instance_metadata WHERE {conditions.where()}"
+            " ORDER BY series_instance_uid, sop_instance_uid, log_offset DESC"
+            " LIMIT 1 BY series_instance_uid, sop_instance_uid)"
             " ORDER BY series_instance_uid, instance_number, sop_instance_uid",
             conditions.params,
         )

@@ -21,8 +21,11 @@ from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes
 
 from apps.landings import landings
+from apps.router import Router
+from infra.auth.tokens import service_token
 from infra.dicom.header import HeaderError, read_header
 from infra.eventlog import EventPublisher, PollPacer, make_consumer, newest_timestamp
+from infra.internal_api import InternalApi, api_base_url
 from infra.metrics import LandingBacklog, serve_metrics
 from infra.settings import Settings
 from infra.storage.landing import Landing, sha_of_key
@@ -199,6 +202,8 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     areas = landings(settings)  # one S3 client for the backlog gauge and the sweep
     LandingBacklog({mode: partial(landed_count, area) for mode, area in areas.items()})
     client = await connect_temporal(settings.temporal)
+    api = InternalApi(api_base_url(settings), service_token(settings, "dispatcher"))
+    router = Router(client, api, settings)
     publisher = EventPublisher(settings.kafka)
     await start_with_retry(publisher)
     consumer = make_consumer(settings.kafka, GROUP_ID)
@@ -224,6 +229,12 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.gather(
                     *(signal_study(client, settings, events) for events in by_study.values())
                 )
+                # In log order; handed over before the commit below, as the ingest signals.
+                received = sorted(
+                    (e for events in by_study.values() for e in events),
+                    key=lambda e: e.occurred_at,
+                )
+                await router.route(received)
             if polled:
                 await consumer.commit()
             if time.monotonic() >= next_sweep:
@@ -243,3 +254,4 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         await consumer.stop()
         await publisher.stop()
+        api.close()

@@ -13,6 +13,7 @@ from activities.deidentify import DeidentificationActivities
 from activities.events import EventActivities
 from activities.mpps import MppsActivities
 from activities.node_health import NodeHealthActivities
+from activities.routing import RoutingActivities
 from activities.storage import StorageActivities
 from apps.landings import landings
 from apps.schedules import ensure_node_health_schedule
@@ -29,6 +30,7 @@ from ingest.wiring import start_with_retry
 from workflows.deidentify import DeidentificationWorkflow
 from workflows.mpps import MppsWorkflow
 from workflows.node_health import NodeHealthWorkflow
+from workflows.route_delivery import RouteDeliveryWorkflow
 from workflows.storage_commitment import StorageCommitmentWorkflow
 from workflows.study_ingest import StudyIngestWorkflow
 
@@ -83,6 +85,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     health = NodeHealthActivities(
         catalog, settings.dicom.ae_title, settings.federation.probe_timeout_seconds, tls
     )
+    routing = RoutingActivities(catalog, landing_areas, archive, settings.dicom.ae_title, tls)
     await ensure_node_health_schedule(client, settings)
     worker = Worker(
         client,
@@ -93,6 +96,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             StorageCommitmentWorkflow,
             DeidentificationWorkflow,
             NodeHealthWorkflow,
+            RouteDeliveryWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -107,6 +111,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             deid.drop_staged,
             health.nodes_to_check,
             health.probe_node,
+            routing.deliver_batch,
         ],
         max_concurrent_activities=16,
     )

@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from minio import Minio  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -109,13 +110,23 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
-            count = landing_count(self.settings, self._client)
+            count = landed_now(self.settings, self._client)
             self.samples.append((round(time.perf_counter() - self.started, 1), count))
 
     def stop(self) -> list[tuple[float, int]]:
         self._stop.set()
         self._thread.join(timeout=30)
         return self.samples
+
+
+def landed_now(settings: Settings, client: Minio) -> int:
+    """The landing area's count; a study folder the worker drops mid-walk means a retry."""
+    for _ in range(10):
+        try:
+            return landing_count(settings, client)
+        except FileNotFoundError:
+            continue
+    return landing_count(settings, client)
 
 
 def archived_total(settings: Settings, workload: Workload) -> int:
@@ -239,7 +250,7 @@ def run_ours(args: argparse.Namespace, workdir: Path, workload: Workload) -> dic
         at_sent = cpu_snapshot(pids)
         console.print(f"  sent in {sent.seconds:.1f} s, ok={sent.ok}; waiting for the archive")
         deadline = time.perf_counter() + args.archive_timeout
-        while landing_count(stack.settings, make_minio(stack.settings.s3)) > 0:
+        while landed_now(stack.settings, make_minio(stack.settings.s3)) > 0:
             if time.perf_counter() > deadline:
                 break
             time.sleep(0.5)

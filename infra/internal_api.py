@@ -25,12 +25,14 @@ from infra.multipart import build_multipart
 from infra.settings import Settings
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.nodes import HealthStatus, Node
+from schemas.routing import RoutingRule
 from schemas.security import DimseIdentity, StudyRuleModel
 from schemas.worklist import WorklistItemView, WorklistQuery
 
 MAX_IDLE = 8
 _INSTANCES: TypeAdapter[list[CatalogInstance]] = TypeAdapter(list[CatalogInstance])
 _NODES: TypeAdapter[list[Node]] = TypeAdapter(list[Node])
+_RULES: TypeAdapter[list[RoutingRule]] = TypeAdapter(list[RoutingRule])
 _STATUSES: TypeAdapter[dict[str, HealthStatus]] = TypeAdapter(dict[str, HealthStatus])
 _WORKLIST_ITEMS: TypeAdapter[list[WorklistItemView]] = TypeAdapter(list[WorklistItemView])
 
@@ -112,6 +114,10 @@ class InternalApi:
     def nodes(self) -> list[Node]:
         """The node registry."""
         return _NODES.validate_json(self._request("GET", "/api/internal/nodes"))
+
+    def routing_rules(self) -> list[RoutingRule]:
+        """The current routing rules."""
+        return _RULES.validate_json(self._request("GET", "/api/internal/routing-rules"))
 
     def node_statuses(self) -> dict[str, HealthStatus]:
         """Each checked node's last health status."""

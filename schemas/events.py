@@ -18,7 +18,7 @@ from schemas.audit import AccessEntry
 from schemas.commitment import CommitmentFailure, CommitmentRef, DeliveryPath
 from schemas.mpps import InstanceVerification, MppsState
 from schemas.nodes import HealthStatus, Node, NodeProbe
-from schemas.routing import RoutingRule
+from schemas.routing import RoutingRule, Via
 from schemas.security import ApiKey, User
 from schemas.worklist import WorklistItem
 
@@ -334,6 +334,32 @@ class RoutingRuleDeleted(EventBase):
     actor: str
 
 
+class RouteDelivered(EventBase):
+    """A batch of instances was stored at a routing destination (one association, or one
+    STOW-RS request), each answered with success."""
+
+    type: Literal["pacs.route.delivered"] = "pacs.route.delivered"
+    version: Literal[1] = 1
+    destination: str
+    via: Via
+    study_instance_uid: str
+    sop_instance_uids: list[str]
+    rules: list[str]
+
+
+class RouteFailed(EventBase):
+    """Instances could not be delivered within their rule's maximum age: dead letters, listed
+    and replayable through /api/routing/deliveries."""
+
+    type: Literal["pacs.route.failed"] = "pacs.route.failed"
+    version: Literal[1] = 1
+    destination: str
+    via: Via
+    study_instance_uid: str
+    sop_instance_uids: list[str]
+    reason: str
+
+
 class StudyLabelsSet(EventBase):
     """A study's access labels were set (replacing the previous ones); role bindings scoped
     by label reach the studies that carry it."""
@@ -399,6 +425,7 @@ SecurityEvent = (
 )
 NodeHealthEvent = NodeChecked | NodeStatusChanged
 RoutingRuleEvent = RoutingRuleSaved | RoutingRuleDeleted
+RouteEvent = RouteDelivered | RouteFailed
 
 Event = Annotated[
     InstanceReceived
@@ -413,6 +440,7 @@ Event = Annotated[
     | SecurityEvent
     | NodeHealthEvent
     | RoutingRuleEvent
+    | RouteEvent
     | AccessAudited,
     Field(discriminator="type"),
 ]
@@ -433,7 +461,7 @@ def event_key(event: Event) -> str:
     """
     if isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         return event.instance.study_instance_uid
-    if isinstance(event, StudyStabilized | StudyDeidentified | StudyLabelsSet):
+    if isinstance(event, StudyStabilized | StudyDeidentified | StudyLabelsSet | RouteEvent):
         return event.study_instance_uid
     if isinstance(event, WorklistItemScheduled | WorklistItemUpdated):
         return f"worklist:{event.item.item_id}"

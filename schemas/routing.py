@@ -68,6 +68,8 @@ class RoutingRuleBody(BaseModel):
     deidentify: bool = False
     enabled: bool = True
     description: str = Field(default="", max_length=1024)
+    # Undeliverable for this long (destination down, or refusing): dead-lettered.
+    max_age_seconds: float = Field(default=7 * 24 * 3600.0, gt=0, le=365 * 24 * 3600.0)
 
     @field_validator("destinations")
     @classmethod
@@ -99,3 +101,75 @@ class RoutingRule(RoutingRuleBody):
     version: int = Field(ge=1)
     saved_at: datetime | None = None
     saved_by: str = ""
+
+
+# ---- delivery -----------------------------------------------------------------------------
+
+Via = Literal["dimse", "stow"]
+
+
+class RouteItem(BaseModel):
+    """One instance a rule sends to one destination: where its bytes are, and why it goes."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    sha256: str
+    size: int
+    landing_mode: str
+    landing_key: str
+    rule: str
+    rule_version: int
+    received_at: datetime
+    max_age_seconds: float  # the rule's: dead-lettered when undelivered for longer
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.sop_instance_uid, self.sha256)
+
+
+class RouteItems(BaseModel):
+    """Signal to a destination's delivery workflow: more to send, in this order."""
+
+    items: list[RouteItem]
+
+
+class DeadLetter(BaseModel):
+    item: RouteItem
+    reason: str
+    failed_at: datetime
+
+
+class RouteDeliveryInput(BaseModel):
+    """Start (and continue-as-new) state of RouteDeliveryWorkflow."""
+
+    destination: str
+    via: Via
+    batch_size: int = 50
+    queued: list[RouteItem] = Field(default_factory=list)
+    dead: list[DeadLetter] = Field(default_factory=list)
+    # The newest delivered instances (sop, sha256): a repeated signal of one is ignored.
+    recent: list[tuple[str, str]] = Field(default_factory=list)
+    delivered_total: int = 0
+    paused: bool = False
+
+
+class DeliverBatch(BaseModel):
+    destination: str
+    via: Via
+    items: list[RouteItem]
+
+
+class DeliveryState(BaseModel):
+    """What ops see of one destination's delivery (a query of its workflow)."""
+
+    destination: str
+    via: Via
+    queued: int
+    delivered_total: int
+    dead_letters: list[DeadLetter]
+    paused: bool
+    failing_since: datetime | None = None
+    last_error: str = ""
+    next_attempt_at: datetime | None = None

@@ -21,6 +21,7 @@ from infra.readmodels.catalog.search import MAX_RESULTS, Search
 from infra.readmodels.matching import QueryError
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.nodes import HealthStatus, Node
+from schemas.routing import RoutingRule
 from schemas.security import DimseIdentity, StudyRuleModel
 
 router = APIRouter(
@@ -135,6 +136,14 @@ async def identify(body: IdentifyRequest, services: ServicesDep) -> DimseIdentit
 async def list_nodes(services: ServicesDep) -> list[Node]:
     """The node registry, for the gateway's association checks."""
     return nodes_of(services).nodes()
+
+
+@router.get("/routing-rules", response_model=list[RoutingRule])
+async def routing_rules(services: ServicesDep) -> list[RoutingRule]:
+    """The current routing rules, for the dispatcher's router."""
+    if services.routing is None:
+        read_model_unavailable("routing")
+    return services.routing.rules()
 
 
 @router.get("/node-health", response_model=dict[str, HealthStatus])

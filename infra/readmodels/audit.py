@@ -29,6 +29,7 @@ from schemas.events import (
     MppsUpdated,
     MppsVerified,
     NodeHealthEvent,
+    RouteEvent,
     RoutingRuleEvent,
     SecurityEvent,
     StudyDeidentified,
@@ -126,6 +127,8 @@ def event_row(record: LogRecord) -> list[Any]:
         sop = event_key(event)  # about a node, found by it; the schedule is the actor
     elif isinstance(event, RoutingRuleEvent):
         sop, client = event_key(event), event.actor
+    elif isinstance(event, RouteEvent):
+        study, client = event.study_instance_uid, event.destination
     elif not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         study, patient = event.study_instance_uid, event.patient_id
         sop, calling, client = _subject(event)

@@ -1,0 +1,128 @@
+"""Routing delivery: one batch of instances to one destination, over one association (or
+one STOW-RS request). Any instance not answered with success fails the batch: the workflow
+waits and sends it again, so what follows never overtakes it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+from temporalio import activity
+
+from activities.heartbeat import heartbeating
+from infra.internal_api import InternalApi
+from infra.multipart import build_multipart
+from infra.scu.peer import Peer
+from infra.scu.store import store_files
+from infra.storage.archive import ArchiveStore, archive_key
+from infra.storage.landing import Landing
+from schemas.nodes import Node
+from schemas.routing import DeliverBatch, RouteItem
+
+log = logging.getLogger(__name__)
+
+
+class RoutingActivities:
+    def __init__(
+        self,
+        registry: InternalApi,
+        landings: Mapping[str, Landing],
+        archive: ArchiveStore,
+        calling_ae: str,
+        tls: ssl.SSLContext | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.registry = registry
+        self.landings = landings
+        self.archive = archive
+        self.calling_ae = calling_ae
+        self.tls = tls
+        self.timeout = timeout
+
+    def _bytes(self, item: RouteItem) -> bytes | None:
+        """The instance as stored: from the landing area while it waits there (routing need
+        not wait for the archive), else from the archive; checked against its SHA-256."""
+        data = None
+        landing = self.landings.get(item.landing_mode)
+        if landing is not None:
+            data = landing.get(item.landing_key)
+        if data is None:
+            key = archive_key(
+                item.study_instance_uid, item.series_instance_uid, item.sop_instance_uid
+            )
+            data = self.archive.get(key)
+        if data is None:
+            raise OSError(f"{item.sop_instance_uid} is neither landed nor archived (yet)")
+        if hashlib.sha256(data).hexdigest() != item.sha256:
+            # A later version replaced it (and is routed on its own): nothing to send here.
+            log.warning("%s was replaced since it was routed: skipped", item.sop_instance_uid)
+            return None
+        return data
+
+    def _node(self, name: str) -> Node:
+        node = next((n for n in self.registry.nodes() if n.name == name), None)
+        if node is None:
+            raise OSError(f"destination {name} is not a registered node")
+        return node
+
+    def _dimse(self, node: Node, instances: list[tuple[RouteItem, bytes]]) -> None:
+        peer = Peer(
+            host=node.host,
+            port=node.port,
+            ae_title=node.ae_title,
+            calling_ae_title=self.calling_ae,
+            timeout=self.timeout,
+            tls=self.tls if node.tls else None,
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            files = []
+            for index, (item, data) in enumerate(instances):
+                # Numbered: store_files keeps the order of the paths it is given.
+                path = Path(folder) / f"{index:06d}-{item.sop_instance_uid}.dcm"
+                path.write_bytes(data)
+                files.append(path)
+            results = store_files(peer, files, 1, lambda _: None)
+        failed = [r for r in results if not r.ok]
+        if failed or len(results) != len(files):
+            first = failed[0] if failed else None
+            why = f"{first.sop_instance_uid}: {first.reason or first.status}" if first else "?"
+            raise OSError(f"{len(failed)} of {len(files)} not stored at {node.name} ({why})")
+
+    def _stow(self, node: Node, instances: list[tuple[RouteItem, bytes]]) -> None:
+        if not node.dicomweb_url:
+            raise OSError(f"destination {node.name} has no dicomweb_url")
+        body, boundary = build_multipart(("application/dicom", data) for _, data in instances)
+        content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+        response = httpx.post(
+            f"{node.dicomweb_url.rstrip('/')}/studies",
+            content=body,
+            headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+            timeout=max(self.timeout, 120.0),
+        )
+        if response.status_code != 200:
+            raise OSError(
+                f"STOW-RS to {node.name} answered HTTP {response.status_code}: "
+                f"{response.text[:200]}"
+            )
+
+    def _deliver(self, batch: DeliverBatch) -> int:
+        node = self._node(batch.destination)
+        instances = [(i, data) for i in batch.items if (data := self._bytes(i)) is not None]
+        if not instances:
+            return 0
+        if batch.via == "stow":
+            self._stow(node, instances)
+        else:
+            self._dimse(node, instances)
+        return len(instances)
+
+    @activity.defn
+    async def deliver_batch(self, batch: DeliverBatch) -> int:
+        """Send the batch; returns how many were stored, or fails with why none counted."""
+        return await heartbeating(asyncio.to_thread(self._deliver, batch))

@@ -1,0 +1,122 @@
+"""The dispatcher's router: each received instance that a routing rule matches is handed
+to the delivery workflow of each of the rule's destinations (signal-with-start), before the
+dispatcher commits its place in the log, so a crash re-routes rather than forgets.
+
+Rules come from the API (GET /api/internal/routing-rules), re-read every few seconds: a
+rule saved now routes what arrives from then on, not what arrived before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from temporalio.client import Client
+
+from infra.internal_api import InternalApi
+from infra.settings import Settings
+from schemas.events import InstanceReceived
+from schemas.routing import RouteDeliveryInput, RouteItem, RouteItems, RoutingRule, Via
+from workflows.route_delivery import RouteDeliveryWorkflow, workflow_id
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 3.0
+# Items per signal: a poll of 5,000 records would make one signal of ~2 MB, Temporal's
+# payload limit; 500 items are ~200 KB.
+SIGNAL_ITEMS = 500
+# DICOM JSON tags of the matchable attributes the event does not carry as fields.
+TAGS = {
+    "BodyPartExamined": "00180015",
+    "StudyDescription": "00081030",
+    "InstitutionName": "00080080",
+}
+
+
+def attributes(event: InstanceReceived) -> dict[str, str]:
+    """What rules match on, from the received event alone (no re-read of the object)."""
+    found = {
+        "Modality": event.modality,
+        "SOPClassUID": event.instance.sop_class_uid,
+        "CallingAE": event.calling_ae,
+    }
+    metadata = event.metadata or {}
+    for keyword, tag in TAGS.items():
+        values = (metadata.get(tag) or {}).get("Value") or []
+        found[keyword] = str(values[0]) if values else ""
+    return found
+
+
+def route_items(
+    rules: list[RoutingRule], events: Iterable[InstanceReceived]
+) -> dict[tuple[str, Via], list[RouteItem]]:
+    """Per (destination, via), in log order, what the per-instance rules send."""
+    out: dict[tuple[str, Via], list[RouteItem]] = {}
+    live = [r for r in rules if r.enabled and r.on == "instance"]
+    for event in events:
+        if not live:
+            break
+        found = attributes(event)
+        ref = event.instance
+        for rule in live:
+            if not rule.matches(found):
+                continue
+            item = RouteItem(
+                study_instance_uid=ref.study_instance_uid,
+                series_instance_uid=ref.series_instance_uid,
+                sop_instance_uid=ref.sop_instance_uid,
+                sop_class_uid=ref.sop_class_uid,
+                sha256=ref.sha256,
+                size=ref.size,
+                landing_mode=event.landing_mode,
+                landing_key=event.landing_key,
+                rule=rule.name,
+                rule_version=rule.version,
+                received_at=event.occurred_at,
+                max_age_seconds=rule.max_age_seconds,
+            )
+            for destination in rule.destinations:
+                out.setdefault((destination, rule.via), []).append(item)
+    return out
+
+
+class Router:
+    def __init__(self, client: Client, api: InternalApi, settings: Settings) -> None:
+        self.client = client
+        self.api = api
+        self.settings = settings
+        self._rules: list[RoutingRule] = []
+        self._read_at = 0.0
+
+    async def rules(self) -> list[RoutingRule]:
+        if time.monotonic() - self._read_at >= REFRESH_SECONDS:
+            try:
+                self._rules = await asyncio.to_thread(self.api.routing_rules)
+                self._read_at = time.monotonic()
+            except (OSError, ValueError) as exc:
+                # The API restarting: route by the rules last read, ask again next time.
+                log.warning("cannot read the routing rules: %s", exc)
+        return self._rules
+
+    async def route(self, events: list[InstanceReceived]) -> int:
+        """Hand every match to its destination's workflow; how many items were handed."""
+        if not events:
+            return 0
+        routed = route_items(await self.rules(), events)
+        await asyncio.gather(*(self._signal(d, v, items) for (d, v), items in routed.items()))
+        return sum(len(items) for items in routed.values())
+
+    async def _signal(self, destination: str, via: str, items: list[RouteItem]) -> None:
+        start = RouteDeliveryInput(
+            destination=destination, via="stow" if via == "stow" else "dimse"
+        )
+        await self.client.start_workflow(
+            RouteDeliveryWorkflow.run,
+            start,
+            id=workflow_id(destination, via),
+            task_queue=self.settings.temporal.ingest_task_queue,
+            start_signal="enqueue",
+            start_signal_args=[RouteItems(items=items)],
+        )

@@ -1,0 +1,239 @@
+"""Routing delivery on the real platform, to Debian's Orthanc (C-STORE and STOW-RS) and to
+DCMTK's storescp: what rules match arrives, byte-identical; a destination that is down
+gets everything once it is back while the other is served on time; what stays
+undeliverable becomes dead letters that a replay delivers; pause holds, resume sends."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydicom
+import pytest
+
+from tests.dicom_factory import ct_series, write_series
+from tests.integration.conftest import Platform, eventually, run
+from tests.orthanc import Orthanc
+
+pytestmark = pytest.mark.integration
+
+RULES = "/api/routing/rules"
+DELIVERIES = "/api/routing/deliveries"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def orthancs(tmp_path: Path) -> Iterator[tuple[Orthanc, Orthanc]]:
+    a = Orthanc(tmp_path / "a", free_port(), free_port(), aet="ROUTEA")
+    b = Orthanc(tmp_path / "b", free_port(), free_port(), aet="ROUTEB", dicomweb=True)
+    a.start()
+    b.start()
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+def put(platform: Platform, path: str, body: dict[str, Any]) -> None:
+    response = platform.client().put(path, json=body)
+    assert response.status_code == 200, response.text
+
+
+def store(platform: Platform, folder: Path) -> None:
+    host, port = platform.dicom
+    result = run(
+        ["storescu", "-aet", "ROUTESRC", "-aec", "PACS", "+sd", host, str(port), str(folder)]
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def delivery(platform: Platform, destination: str, via: str = "dimse") -> dict[str, Any] | None:
+    response = platform.get(f"{DELIVERIES}/{destination}", params={"via": via})
+    if response.status_code == 404:
+        return None
+    assert response.status_code == 200, response.text
+    state: dict[str, Any] = response.json()
+    return state
+
+
+def orthanc_pixels(orthanc: Orthanc) -> dict[str, bytes]:
+    """SOP Instance UID -> PixelData of every instance Orthanc holds."""
+    out: dict[str, bytes] = {}
+    with httpx.Client(base_url=orthanc.url, timeout=30) as client:
+        for instance in client.get("/instances").json():
+            raw = client.get(f"/instances/{instance}/file").content
+            ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(raw))
+            out[str(ds.SOPInstanceUID)] = bytes(ds.PixelData)
+    return out
+
+
+def sent_pixels(folder: Path) -> dict[str, bytes]:
+    out = {}
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        out[str(ds.SOPInstanceUID)] = bytes(ds.PixelData)
+    return out
+
+
+async def test_rules_deliver_to_orthanc_through_an_outage(
+    platform: Platform, orthancs: tuple[Orthanc, Orthanc], tmp_path: Path, dcmtk: None
+) -> None:
+    a, b = orthancs
+    put(
+        platform,
+        "/api/nodes/route-a",
+        {"ae_title": a.aet, "host": "127.0.0.1", "port": a.dicom_port},
+    )
+    put(
+        platform,
+        "/api/nodes/route-b",
+        {"ae_title": b.aet, "host": "127.0.0.1", "port": b.dicom_port,
+         "dicomweb_url": f"{b.url}/dicom-web"},
+    )  # fmt: skip
+    put(
+        platform,
+        f"{RULES}/route-ct-dimse",
+        {"match": {"Modality": "CT", "CallingAE": "ROUTESRC"}, "destinations": ["route-a"]},
+    )
+    put(
+        platform,
+        f"{RULES}/route-ct-stow",
+        {"match": {"Modality": "CT", "CallingAE": "ROUTESRC"}, "destinations": ["route-b"],
+         "via": "stow"},
+    )  # fmt: skip
+    put(platform, f"{RULES}/route-mr", {"match": {"Modality": "MR"}, "destinations": ["route-a"]})
+    try:
+        first = tmp_path / "first"
+        write_series(first, ct_series(30, size=64, patient_id="ROUTE-1"))
+        store(platform, first)
+        await eventually(lambda: a.instance_count() == 30 and b.instance_count() == 30, 90)
+        sent = sent_pixels(first)
+        assert orthanc_pixels(a) == sent  # C-STORE: every instance, pixel data identical
+        assert orthanc_pixels(b) == sent  # STOW-RS: the same
+
+        # A goes down during the next study; B keeps being served meanwhile.
+        a.stop()
+        second = tmp_path / "second"
+        write_series(second, ct_series(20, size=64, patient_id="ROUTE-2"))
+        store(platform, second)
+        await eventually(lambda: b.instance_count() == 50, 90)
+
+        def waiting() -> dict[str, Any] | None:
+            state = delivery(platform, "route-a")
+            return state if state and state["queued"] == 20 and state["last_error"] else None
+
+        held = await eventually(waiting, 60)
+        assert held["failing_since"] and held["next_attempt_at"]
+        a.start()
+        await eventually(lambda: a.instance_count() == 50, 120)
+        assert orthanc_pixels(a) == sent | sent_pixels(second)  # none lost, none twice
+        done = delivery(platform, "route-a")
+        assert done is not None and done["queued"] == 0 and done["delivered_total"] == 50
+        assert done["dead_letters"] == [] and done["last_error"] == ""
+
+        # Pause holds the queue; resume sends it.
+        paused = platform.post(f"{DELIVERIES}/route-a/pause")
+        assert paused.status_code == 200, paused.text
+        third = tmp_path / "third"
+        write_series(third, ct_series(3, size=64, patient_id="ROUTE-3"))
+        store(platform, third)
+        await eventually(lambda: (delivery(platform, "route-a") or {}).get("queued") == 3, 30)
+        time.sleep(2)
+        assert a.instance_count() == 50
+        assert platform.post(f"{DELIVERIES}/route-a/resume").status_code == 200
+        await eventually(lambda: a.instance_count() == 53, 60)
+
+        listed = {(d["destination"], d["via"]) for d in platform.get(DELIVERIES).json()}
+        assert {("route-a", "dimse"), ("route-b", "stow")} <= listed
+    finally:
+        for rule in ("route-ct-dimse", "route-ct-stow", "route-mr"):
+            platform.client().delete(f"{RULES}/{rule}")
+
+
+class StoreScp:
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder, self.port = folder, port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["storescp", "-aet", "DEADEND", "-od", str(self.folder), str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+async def test_undeliverable_instances_become_dead_letters_and_replay_delivers_them(
+    platform: Platform, tmp_path: Path, dcmtk: None
+) -> None:
+    port = free_port()
+    put(
+        platform,
+        "/api/nodes/route-dead",
+        {"ae_title": "DEADEND", "host": "127.0.0.1", "port": port},
+    )
+    put(
+        platform,
+        f"{RULES}/route-dead",
+        {"match": {"CallingAE": "ROUTEDEAD"}, "destinations": ["route-dead"],
+         "max_age_seconds": 3},
+    )  # fmt: skip
+    scp = StoreScp(tmp_path / "scp", port)
+    try:
+        folder = tmp_path / "dead"
+        write_series(folder, ct_series(5, size=64, patient_id="ROUTE-DEAD"))
+        host, dicom_port = platform.dicom
+        result = run(
+            [
+                "storescu",
+                "-aet",
+                "ROUTEDEAD",
+                "-aec",
+                "PACS",
+                "+sd",
+                host,
+                str(dicom_port),
+                str(folder),
+            ]
+        )
+        assert result.returncode == 0, result.stderr
+
+        def dead() -> dict[str, Any] | None:
+            state = delivery(platform, "route-dead")
+            return state if state and len(state["dead_letters"]) == 5 else None
+
+        state = await eventually(dead, 60)
+        assert state["queued"] == 0
+        assert all(d["reason"] for d in state["dead_letters"])
+        failed = platform.get(
+            "/api/audit/events", params={"type": "pacs.route.failed", "limit": 1000}
+        ).json()
+        assert any(e["client"] == "route-dead" for e in failed)
+
+        scp.start()
+        assert platform.post(f"{DELIVERIES}/route-dead/replay").status_code == 200
+        await eventually(lambda: len(list((tmp_path / "scp").glob("*"))) == 5, 60)
+        after = delivery(platform, "route-dead")
+        assert after is not None and after["dead_letters"] == [] and after["delivered_total"] == 5
+        assert platform.post(f"{DELIVERIES}/nobody-here/replay").status_code == 404
+    finally:
+        scp.stop()
+        platform.client().delete(f"{RULES}/route-dead")

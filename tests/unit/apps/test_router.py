@@ -1,0 +1,55 @@
+"""The dispatcher's router: which received instances go where, from the event alone."""
+
+from __future__ import annotations
+
+from apps.router import attributes, route_items
+from schemas.events import InstanceReceived, InstanceRef
+from schemas.routing import RoutingRule
+
+
+def received(
+    sop: str, modality: str = "CT", calling: str = "CT1", body: str = ""
+) -> InstanceReceived:
+    metadata = {"00180015": {"vr": "CS", "Value": [body]}} if body else {}
+    return InstanceReceived(
+        instance=InstanceRef(
+            study_instance_uid="1.2", series_instance_uid="1.2.3", sop_instance_uid=sop,
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.2", sha256="ab" * 32, size=10,
+        ),
+        transfer_syntax_uid="1.2.840.10008.1.2.1", modality=modality, landing_mode="spool",
+        landing_key=f"k/{sop}", via="dimse", calling_ae=calling, metadata=metadata,
+    )  # fmt: skip
+
+
+def rule(name: str, **fields: object) -> RoutingRule:
+    return RoutingRule.model_validate({"name": name, "version": 1, **fields})
+
+
+def test_attributes_come_from_the_event_and_its_header() -> None:
+    found = attributes(received("1", body="HEAD"))
+    assert found["Modality"] == "CT" and found["CallingAE"] == "CT1"
+    assert found["BodyPartExamined"] == "HEAD" and found["StudyDescription"] == ""
+    assert found["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.2"
+
+
+def test_items_per_destination_and_way_in_log_order() -> None:
+    rules = [
+        rule("ct", match={"Modality": "CT"}, destinations=["a", "b"]),
+        rule("head", match={"BodyPartExamined": "HEAD"}, destinations=["b"], via="stow"),
+        rule("off", destinations=["c"], enabled=False),
+        rule("study", destinations=["c"], on="study"),  # delivered on stabilization, not here
+    ]
+    events = [received("1"), received("2", modality="MR", body="HEAD"), received("3")]
+    routed = route_items(rules, events)
+    assert {k: [i.sop_instance_uid for i in v] for k, v in routed.items()} == {
+        ("a", "dimse"): ["1", "3"],
+        ("b", "dimse"): ["1", "3"],
+        ("b", "stow"): ["2"],
+    }
+    item = routed[("a", "dimse")][0]
+    assert (item.rule, item.rule_version, item.landing_key) == ("ct", 1, "k/1")
+    assert item.max_age_seconds == 7 * 24 * 3600
+
+
+def test_no_rules_route_nothing() -> None:
+    assert route_items([], [received("1")]) == {}

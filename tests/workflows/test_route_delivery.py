@@ -1,0 +1,125 @@
+"""RouteDeliveryWorkflow on the time-skipping test server, with stand-in activities: order
+kept through failures, backoff, dead letters after the maximum age, replay, repeats dropped."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from schemas.routing import DeliverBatch, RouteDeliveryInput, RouteItem, RouteItems
+from schemas.workflows import PublishEvents
+from tests.workflows.time_skipping import start_env
+from workflows.route_delivery import RouteDeliveryWorkflow
+
+T0 = datetime(2026, 12, 2, tzinfo=UTC)
+
+
+def items(count: int, max_age: float = 3600.0, start: int = 0) -> list[RouteItem]:
+    return [
+        RouteItem(
+            study_instance_uid="1.2", series_instance_uid="1.2.3",
+            sop_instance_uid=f"1.2.3.{n}", sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+            sha256=f"{n:064x}", size=1, landing_mode="spool", landing_key=f"k/{n}",
+            rule="r", rule_version=1, received_at=T0, max_age_seconds=max_age,
+        )
+        for n in range(start, start + count)
+    ]  # fmt: skip
+
+
+class FakeDestination:
+    def __init__(self, failures: int) -> None:
+        self.failures = failures  # calls that fail before the destination "comes back"
+        self.calls = 0
+        self.delivered: list[str] = []
+        self.events: list[str] = []
+
+    @activity.defn(name="deliver_batch")
+    async def deliver_batch(self, batch: DeliverBatch) -> int:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ApplicationError("association refused: destination down")
+        self.delivered.extend(i.sop_instance_uid for i in batch.items)
+        return len(batch.items)
+
+    @activity.defn(name="publish_events")
+    async def publish_events(self, request: PublishEvents) -> None:
+        self.events.extend(e.type for e in request.events)
+
+
+async def start(
+    env: WorkflowEnvironment, queue: str, first: list[RouteItem]
+) -> WorkflowHandle[RouteDeliveryWorkflow, None]:
+    return await env.client.start_workflow(
+        RouteDeliveryWorkflow.run,
+        RouteDeliveryInput(destination="peer", via="dimse"),
+        id=f"route:peer:{queue}",
+        task_queue=queue,
+        start_signal="enqueue",
+        start_signal_args=[RouteItems(items=first)],
+    )
+
+
+async def test_order_survives_an_outage_and_repeats_are_dropped() -> None:
+    fake = FakeDestination(failures=4)
+    async with await start_env() as env:
+        queue = str(uuid.uuid4())
+        async with Worker(
+            env.client, task_queue=queue, workflows=[RouteDeliveryWorkflow],
+            activities=[fake.deliver_batch, fake.publish_events],
+        ):  # fmt: skip
+            now = await env.get_current_time()
+            first = [i.model_copy(update={"received_at": now}) for i in items(120)]
+            handle = await start(env, queue, first)
+            # The same ten again (a redelivered log record) while they wait: queued once.
+            await handle.signal(RouteDeliveryWorkflow.enqueue, RouteItems(items=first[:10]))
+            await env.sleep(120)  # backoff 1 + 2 + 4 + 8 s, skipped
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            assert state.delivered_total == 120 and state.queued == 0
+            # Repeats of delivered items (a redelivered log record) are not sent again.
+            await handle.signal(RouteDeliveryWorkflow.enqueue, RouteItems(items=first[:5]))
+            await env.sleep(5)
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            await handle.terminate()
+    assert fake.delivered == [f"1.2.3.{n}" for n in range(120)]
+    assert state.delivered_total == 120 and state.last_error == ""
+    assert fake.events.count("pacs.route.delivered") == 3  # one per batch of up to 50
+
+
+async def test_too_old_becomes_dead_letters_and_replay_delivers() -> None:
+    fake = FakeDestination(failures=1_000_000)
+    async with await start_env() as env:
+        queue = str(uuid.uuid4())
+        async with Worker(
+            env.client, task_queue=queue, workflows=[RouteDeliveryWorkflow],
+            activities=[fake.deliver_batch, fake.publish_events],
+        ):  # fmt: skip
+            now = await env.get_current_time()
+            fresh = [i.model_copy(update={"received_at": now}) for i in items(7, max_age=30)]
+            handle = await start(env, queue, fresh)
+            await env.sleep(10)
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            assert state.queued == 7 and "destination down" in state.last_error
+            assert state.failing_since is not None and state.next_attempt_at is not None
+            await env.sleep(timedelta(minutes=3))
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            assert state.queued == 0 and len(state.dead_letters) == 7
+            # Redelivered while dead: stays a dead letter, not queued again.
+            await handle.signal(RouteDeliveryWorkflow.enqueue, RouteItems(items=fresh[:3]))
+            await env.sleep(1)
+            assert (await handle.query(RouteDeliveryWorkflow.state)).queued == 0
+            assert "destination down" in state.dead_letters[0].reason
+            assert "pacs.route.failed" in fake.events
+
+            fake.failures = 0  # it came back
+            await handle.signal(RouteDeliveryWorkflow.replay)
+            await env.sleep(70)  # at most one backoff (60 s) to the next attempt
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            await handle.terminate()
+    assert state.dead_letters == [] and state.delivered_total == 7
+    assert fake.delivered == [f"1.2.3.{n}" for n in range(7)]

@@ -1,0 +1,220 @@
+"""RouteDeliveryWorkflow: everything the routing rules send to one destination, one way
+(`route:<destination>:<via>`), in the order it was stored.
+
+The dispatcher signals `enqueue` with what a rule matched (signal-with-start). The workflow
+sends the queue head in batches (one association, or one STOW-RS request, per batch); when
+the destination is down or refuses, it waits with exponential backoff (1 s doubling to
+`MAX_BACKOFF`) and sends the same batch again, so order per series holds and nothing later
+overtakes. Items older than their rule's maximum age become dead letters
+(`pacs.route.failed`), listed by the `state` query and put back by the `replay` signal.
+One workflow per destination: a dead destination delays nobody else.
+
+A crash between a send and its record re-sends at most that batch: the receiver sees the
+same bytes again (a duplicate C-STORE of identical content, which PACSs accept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.events import EventActivities
+    from activities.routing import RoutingActivities
+    from schemas.events import Event, RouteDelivered, RouteFailed
+    from schemas.routing import (
+        DeadLetter,
+        DeliverBatch,
+        DeliveryState,
+        RouteDeliveryInput,
+        RouteItem,
+        RouteItems,
+    )
+    from schemas.workflows import PublishEvents
+
+MAX_BACKOFF = timedelta(seconds=60)
+# Delivered keys remembered to drop repeated signals (a dispatcher re-reading up to one poll
+# of the log); bounded so the continue-as-new input stays small (~150 bytes a key).
+RECENT = 2_000
+# History events per run before continue-as-new: batches, failed attempts during an outage
+# (one every MAX_BACKOFF) and signals all add up; Temporal's limit is 51,200.
+HISTORY_LIMIT = 10_000
+
+
+def workflow_id(destination: str, via: str) -> str:
+    return f"route:{destination}:{via}"
+
+
+def by_study(items: list[RouteItem]) -> dict[str, list[RouteItem]]:
+    grouped: dict[str, list[RouteItem]] = {}
+    for item in items:
+        grouped.setdefault(item.study_instance_uid, []).append(item)
+    return grouped
+
+
+@workflow.defn
+class RouteDeliveryWorkflow:
+    @workflow.init
+    def __init__(self, start: RouteDeliveryInput) -> None:
+        # State from the input at once: signal-with-start's signal may run before run().
+        self._state = start
+        self._recent: set[tuple[str, str]] = set(start.recent)
+        self._failing_since: datetime | None = None
+        self._last_error = ""
+        self._next_attempt: datetime | None = None
+        self._wake = False
+
+    def _s(self) -> RouteDeliveryInput:
+        return self._state
+
+    @workflow.signal
+    def enqueue(self, more: RouteItems) -> None:
+        state = self._s()
+        # Already waiting or dead: a repeat (the dispatcher re-reading the log) adds nothing.
+        queued = {i.key for i in state.queued} | {d.item.key for d in state.dead}
+        for item in more.items:
+            if item.key not in self._recent and item.key not in queued:
+                state.queued.append(item)
+                queued.add(item.key)
+        self._wake = True
+
+    @workflow.signal
+    def pause(self) -> None:
+        self._s().paused = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._s().paused = False
+        self._wake = True
+
+    @workflow.signal
+    def replay(self) -> None:
+        """Dead letters back to the front of the queue, their age counted from now."""
+        state = self._s()
+        now = workflow.now()
+        again = [d.item.model_copy(update={"received_at": now}) for d in state.dead]
+        state.dead = []
+        state.queued = again + state.queued
+        self._failing_since = None
+        self._wake = True
+
+    @workflow.query
+    def state(self) -> DeliveryState:
+        s = self._s()
+        return DeliveryState(
+            destination=s.destination,
+            via=s.via,
+            queued=len(s.queued),
+            delivered_total=s.delivered_total,
+            dead_letters=s.dead,
+            paused=s.paused,
+            failing_since=self._failing_since,
+            last_error=self._last_error,
+            next_attempt_at=self._next_attempt,
+        )
+
+    @workflow.run
+    async def run(self, start: RouteDeliveryInput) -> None:
+        start = self._state
+        backoff = timedelta(seconds=1)
+        while not self._history_full():
+            await workflow.wait_condition(lambda: bool(self._s().queued) and not self._s().paused)
+            await self._dead_letter_expired()
+            if not start.queued:
+                continue
+            batch = start.queued[: start.batch_size]
+            try:
+                await workflow.execute_activity_method(
+                    RoutingActivities.deliver_batch,
+                    DeliverBatch(destination=start.destination, via=start.via, items=batch),
+                    start_to_close_timeout=timedelta(minutes=10),
+                    heartbeat_timeout=timedelta(seconds=60),
+                    # The workflow keeps the backoff: the queue stays visible meanwhile.
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+            except ActivityError as exc:
+                cause = exc.cause if exc.cause is not None else exc
+                self._last_error = str(cause)
+                self._failing_since = self._failing_since or workflow.now()
+                self._next_attempt = workflow.now() + backoff
+                self._wake = False
+                # A resume or replay wakes it early; new items do not.
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(lambda: self._wake, timeout=backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = timedelta(seconds=1)
+            self._failing_since, self._last_error, self._next_attempt = None, "", None
+            sent = {i.key for i in batch}
+            start.queued = [i for i in start.queued if i.key not in sent]
+            start.delivered_total += len(batch)
+            self._remember(batch)
+            await self._publish(
+                [
+                    RouteDelivered(
+                        event_id=workflow.uuid4(),
+                        occurred_at=workflow.now(),
+                        destination=start.destination,
+                        via=start.via,
+                        study_instance_uid=study,
+                        sop_instance_uids=[i.sop_instance_uid for i in items],
+                        rules=sorted({i.rule for i in items}),
+                    )
+                    for study, items in by_study(batch).items()
+                ]
+            )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        start.recent = list(self._recent)[-RECENT:]
+        workflow.continue_as_new(start)
+
+    @staticmethod
+    def _history_full() -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > HISTORY_LIMIT
+        )
+
+    def _remember(self, batch: list[RouteItem]) -> None:
+        self._recent.update(i.key for i in batch)
+        if len(self._recent) > RECENT:
+            # Sets have no order: keep any RECENT of them (a repeat is then at worst resent).
+            self._recent = set(list(self._recent)[-RECENT:])
+
+    async def _dead_letter_expired(self) -> None:
+        """Items past their maximum age leave the queue as dead letters."""
+        state = self._s()
+        now = workflow.now()
+        expired = [
+            i for i in state.queued if now - i.received_at > timedelta(seconds=i.max_age_seconds)
+        ]
+        if not expired:
+            return
+        gone = {i.key for i in expired}
+        state.queued = [i for i in state.queued if i.key not in gone]
+        reason = self._last_error or "not delivered within the maximum age"
+        state.dead.extend(DeadLetter(item=i, reason=reason, failed_at=now) for i in expired)
+        events: list[Event] = [
+            RouteFailed(
+                event_id=workflow.uuid4(),
+                occurred_at=now,
+                destination=state.destination,
+                via=state.via,
+                study_instance_uid=study,
+                sop_instance_uids=[i.sop_instance_uid for i in items],
+                reason=reason,
+            )
+            for study, items in by_study(expired).items()
+        ]
+        await self._publish(events)
+
+    async def _publish(self, events: list[Event]) -> None:
+        await workflow.execute_activity_method(
+            EventActivities.publish_events,
+            PublishEvents(events=events),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )

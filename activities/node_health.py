@@ -58,14 +58,7 @@ class NodeHealthActivities:
     def _echo(self, node: Node) -> NodeProbe:
         if node.tls and self.tls is None:
             return NodeProbe(kind="c-echo", ok=False, error="node wants TLS; we have no TLS")
-        peer = Peer(
-            host=node.host,
-            port=node.port,
-            ae_title=node.ae_title,
-            calling_ae_title=self.calling_ae,
-            timeout=self.timeout,
-            tls=self.tls if node.tls else None,
-        )
+        peer = Peer.of_node(node, self.calling_ae, self.timeout, self.tls)
         try:
             seconds = echo(peer)
         except ScuError as exc:

@@ -72,14 +72,7 @@ class RoutingActivities:
         return node
 
     def _dimse(self, node: Node, instances: list[tuple[RouteItem, bytes]]) -> None:
-        peer = Peer(
-            host=node.host,
-            port=node.port,
-            ae_title=node.ae_title,
-            calling_ae_title=self.calling_ae,
-            timeout=self.timeout,
-            tls=self.tls if node.tls else None,
-        )
+        peer = Peer.of_node(node, self.calling_ae, self.timeout, self.tls)
         with tempfile.TemporaryDirectory() as folder:
             files = []
             for index, (item, data) in enumerate(instances):

@@ -46,7 +46,9 @@ async def list_deliveries(services: ServicesDep) -> list[DeliveryState]:
     client = await services.temporal()
     query = "WorkflowType = 'RouteDeliveryWorkflow' AND ExecutionStatus = 'Running'"
     ids = [e.id async for e in client.list_workflows(query)]
-    handles = [client.get_workflow_handle_for(RouteDeliveryWorkflow.run, i) for i in ids]
+    handles: list[WorkflowHandle[RouteDeliveryWorkflow, None]] = [
+        client.get_workflow_handle(i, result_type=type(None)) for i in ids
+    ]
     states = await asyncio.gather(
         *(h.query(RouteDeliveryWorkflow.state) for h in handles), return_exceptions=True
     )

@@ -14,6 +14,7 @@ from pynetdicom.presentation import PresentationContext
 
 from infra.dimse.nodelay import set_nodelay
 from infra.dimse.reactor_gate import guard_reactor
+from schemas.nodes import Node
 
 
 class ScuError(Exception):
@@ -42,6 +43,20 @@ class Peer:
 
     def __str__(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
+
+    @classmethod
+    def of_node(
+        cls, node: Node, calling_ae_title: str, timeout: float, tls: ssl.SSLContext | None
+    ) -> Peer:
+        """A registered node as we call it: over TLS (with `tls`) when it says so."""
+        return cls(
+            host=node.host,
+            port=node.port,
+            ae_title=node.ae_title,
+            calling_ae_title=calling_ae_title,
+            timeout=timeout,
+            tls=tls if node.tls else None,
+        )
 
 
 class _Negotiation:

@@ -32,7 +32,7 @@ from infra.storage.landing import Landing, sha_of_key
 from infra.temporal_client import connect_temporal
 from ingest.accept import Origin, instance_ref, received_event
 from ingest.wiring import start_with_retry
-from schemas.events import InstanceReceived, parse_event
+from schemas.events import InstanceReceived, StudyStabilized, parse_event
 from schemas.workflows import InstancesReceived, LandedInstance, StudyContext, StudyIngestInput
 from workflows.study_ingest import StudyIngestWorkflow, search_attributes
 
@@ -175,8 +175,9 @@ async def sweep_landing(
 
 
 def received_by_study(
-    records: Iterable[ConsumerRecord[bytes, bytes]],
+    records: Iterable[ConsumerRecord[bytes, bytes]], stabilized: list[str] | None = None
 ) -> dict[str, list[InstanceReceived]]:
+    """The received events per study; the studies stabilized go to `stabilized` if given."""
     by_study: dict[str, list[InstanceReceived]] = defaultdict(list)
     for record in records:
         if record.value is None:
@@ -189,6 +190,8 @@ def received_by_study(
             continue
         if isinstance(event, InstanceReceived):
             by_study[event.instance.study_instance_uid].append(event)
+        elif stabilized is not None and isinstance(event, StudyStabilized):
+            stabilized.append(event.study_instance_uid)
     return by_study
 
 
@@ -221,7 +224,9 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
             newest = newest_timestamp(polled.values())
             # Read up to here: the newest record's time, or, when nothing was new, the ask.
             consumed_through = asked_at if newest is None else max(consumed_through, newest)
-            by_study = received_by_study(r for records in polled.values() for r in records)
+            stable: list[str] = []
+            records = (r for batch in polled.values() for r in batch)
+            by_study = received_by_study(records, stable)
             for events in by_study.values():
                 for event in events:
                     announced.saw(event)
@@ -235,6 +240,8 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
                     key=lambda e: e.occurred_at,
                 )
                 await router.route(received)
+            if stable:
+                await router.release(stable)
             if polled:
                 await consumer.commit()
             if time.monotonic() >= next_sweep:

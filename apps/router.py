@@ -2,8 +2,9 @@
 to the delivery workflow of each of the rule's destinations (signal-with-start), before the
 dispatcher commits its place in the log, so a crash re-routes rather than forgets.
 
-Rules come from the API (GET /api/internal/routing-rules), re-read every few seconds: a
-rule saved now routes what arrives from then on, not what arrived before.
+Rules come from the API (GET /api/internal/routing-rules), re-read at most every second
+(when there is something to route): a rule saved now routes what is received from about a
+second later on, not what arrived before.
 """
 
 from __future__ import annotations
@@ -18,12 +19,19 @@ from temporalio.client import Client
 from infra.internal_api import InternalApi
 from infra.settings import Settings
 from schemas.events import InstanceReceived
-from schemas.routing import RouteDeliveryInput, RouteItem, RouteItems, RoutingRule, Via
+from schemas.routing import (
+    RouteDeliveryInput,
+    RouteItem,
+    RouteItems,
+    RoutingRule,
+    StudiesStable,
+    Via,
+)
 from workflows.route_delivery import RouteDeliveryWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
 
-REFRESH_SECONDS = 3.0
+REFRESH_SECONDS = 1.0
 # Items per signal: a poll of 5,000 records would make one signal of ~2 MB, Temporal's
 # payload limit; 500 items are ~200 KB.
 SIGNAL_ITEMS = 500
@@ -49,12 +57,17 @@ def attributes(event: InstanceReceived) -> dict[str, str]:
     return found
 
 
+Route = tuple[str, Via, bool]  # destination, via, held until the study is stable
+
+
 def route_items(
     rules: list[RoutingRule], events: Iterable[InstanceReceived]
-) -> dict[tuple[str, Via], list[RouteItem]]:
-    """Per (destination, via), in log order, what the per-instance rules send."""
-    out: dict[tuple[str, Via], list[RouteItem]] = {}
-    live = [r for r in rules if r.enabled and r.on == "instance"]
+) -> dict[Route, list[RouteItem]]:
+    """Per (destination, via, held), in log order, what the rules send. Items of `on:
+    study` rules are matched as they arrive, as any, and held by their destination's
+    workflow until the study is stabilized."""
+    out: dict[Route, list[RouteItem]] = {}
+    live = [r for r in rules if r.enabled]
     for event in events:
         if not live:
             break
@@ -78,8 +91,14 @@ def route_items(
                 max_age_seconds=rule.max_age_seconds,
             )
             for destination in rule.destinations:
-                out.setdefault((destination, rule.via), []).append(item)
+                route = (destination, rule.via, rule.on == "study")
+                out.setdefault(route, []).append(item)
     return out
+
+
+def study_routes(rules: list[RoutingRule]) -> set[tuple[str, Via]]:
+    """Where `on: study` rules send: the workflows that may hold a study's items."""
+    return {(d, r.via) for r in rules if r.enabled and r.on == "study" for d in r.destinations}
 
 
 class Router:
@@ -105,18 +124,31 @@ class Router:
         if not events:
             return 0
         routed = route_items(await self.rules(), events)
-        await asyncio.gather(*(self._signal(d, v, items) for (d, v), items in routed.items()))
+        await asyncio.gather(
+            *(self._signal(d, v, items, held) for (d, v, held), items in routed.items())
+        )
         return sum(len(items) for items in routed.values())
 
-    async def _signal(self, destination: str, via: str, items: list[RouteItem]) -> None:
-        start = RouteDeliveryInput(
-            destination=destination, via="stow" if via == "stow" else "dimse"
-        )
+    async def release(self, studies: list[str]) -> None:
+        """The studies are stable: every study-rule destination sends what it holds of them."""
+        routes = study_routes(await self.rules())
+        await asyncio.gather(*(self._release(d, v, studies) for d, v in routes))
+
+    async def _start(self, destination: str, via: Via, signal: str, arg: object) -> None:
         await self.client.start_workflow(
             RouteDeliveryWorkflow.run,
-            start,
+            RouteDeliveryInput(destination=destination, via=via),
             id=workflow_id(destination, via),
             task_queue=self.settings.temporal.ingest_task_queue,
-            start_signal="enqueue",
-            start_signal_args=[RouteItems(items=items)],
+            start_signal=signal,
+            start_signal_args=[arg],
         )
+
+    async def _release(self, destination: str, via: Via, studies: list[str]) -> None:
+        await self._start(destination, via, "release", StudiesStable(study_instance_uids=studies))
+
+    async def _signal(self, destination: str, via: Via, items: list[RouteItem], held: bool) -> None:
+        # One after the other: the destination's queue keeps the log's order.
+        for at in range(0, len(items), SIGNAL_ITEMS):
+            chunk = RouteItems(items=items[at : at + SIGNAL_ITEMS], held=held)
+            await self._start(destination, via, "enqueue", chunk)

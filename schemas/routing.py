@@ -130,9 +130,17 @@ class RouteItem(BaseModel):
 
 
 class RouteItems(BaseModel):
-    """Signal to a destination's delivery workflow: more to send, in this order."""
+    """Signal to a destination's delivery workflow: more to send, in this order; `held`:
+    only once their study is stable (an `on: study` rule)."""
 
     items: list[RouteItem]
+    held: bool = False
+
+
+class StudiesStable(BaseModel):
+    """Signal: these studies were stabilized; what is held of them may go."""
+
+    study_instance_uids: list[str]
 
 
 class DeadLetter(BaseModel):
@@ -148,6 +156,8 @@ class RouteDeliveryInput(BaseModel):
     via: Via
     batch_size: int = 50
     queued: list[RouteItem] = Field(default_factory=list)
+    # Items of `on: study` rules, per study, until it is stabilized.
+    held: dict[str, list[RouteItem]] = Field(default_factory=dict)
     dead: list[DeadLetter] = Field(default_factory=list)
     # The newest delivered instances (sop, sha256): a repeated signal of one is ignored.
     recent: list[tuple[str, str]] = Field(default_factory=list)
@@ -167,6 +177,7 @@ class DeliveryState(BaseModel):
     destination: str
     via: Via
     queued: int
+    held: int = 0  # items waiting for their study to be stabilized
     delivered_total: int
     dead_letters: list[DeadLetter]
     paused: bool

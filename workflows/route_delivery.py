@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RouteDeliveryInput,
         RouteItem,
         RouteItems,
+        StudiesStable,
     )
     from schemas.workflows import PublishEvents
 
@@ -76,10 +77,22 @@ class RouteDeliveryWorkflow:
         state = self._s()
         # Already waiting or dead: a repeat (the dispatcher re-reading the log) adds nothing.
         queued = {i.key for i in state.queued} | {d.item.key for d in state.dead}
+        queued |= {i.key for items in state.held.values() for i in items}
         for item in more.items:
             if item.key not in self._recent and item.key not in queued:
-                state.queued.append(item)
+                if more.held:
+                    state.held.setdefault(item.study_instance_uid, []).append(item)
+                else:
+                    state.queued.append(item)
                 queued.add(item.key)
+        self._wake = True
+
+    @workflow.signal
+    def release(self, stable: StudiesStable) -> None:
+        """Held items of these studies join the queue, in the order they arrived."""
+        state = self._s()
+        for study in stable.study_instance_uids:
+            state.queued.extend(state.held.pop(study, []))
         self._wake = True
 
     @workflow.signal
@@ -109,6 +122,7 @@ class RouteDeliveryWorkflow:
             destination=s.destination,
             via=s.via,
             queued=len(s.queued),
+            held=sum(len(items) for items in s.held.values()),
             delivered_total=s.delivered_total,
             dead_letters=s.dead,
             paused=s.paused,

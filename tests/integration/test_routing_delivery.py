@@ -5,6 +5,7 @@ undeliverable becomes dead letters that a replay delivers; pause holds, resume s
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
@@ -16,6 +17,7 @@ import httpx
 import pydicom
 import pytest
 
+from apps.router import REFRESH_SECONDS
 from tests.dicom_factory import ct_series, write_series
 from tests.integration.conftest import Platform, eventually, run
 from tests.orthanc import Orthanc
@@ -114,6 +116,7 @@ async def test_rules_deliver_to_orthanc_through_an_outage(
          "via": "stow"},
     )  # fmt: skip
     put(platform, f"{RULES}/route-mr", {"match": {"Modality": "MR"}, "destinations": ["route-a"]})
+    await asyncio.sleep(REFRESH_SECONDS + 0.5)  # rules apply to what arrives after they do
     try:
         first = tmp_path / "first"
         write_series(first, ct_series(30, size=64, patient_id="ROUTE-1"))
@@ -197,6 +200,7 @@ async def test_undeliverable_instances_become_dead_letters_and_replay_delivers_t
          "max_age_seconds": 3},
     )  # fmt: skip
     scp = StoreScp(tmp_path / "scp", port)
+    await asyncio.sleep(REFRESH_SECONDS + 0.5)
     try:
         folder = tmp_path / "dead"
         write_series(folder, ct_series(5, size=64, patient_id="ROUTE-DEAD"))
@@ -237,3 +241,37 @@ async def test_undeliverable_instances_become_dead_letters_and_replay_delivers_t
     finally:
         scp.stop()
         platform.client().delete(f"{RULES}/route-dead")
+
+
+async def test_a_study_rule_sends_once_the_study_is_stable(
+    platform: Platform, tmp_path: Path, dcmtk: None
+) -> None:
+    port = free_port()
+    node = {"ae_title": "STUDYEND", "host": "127.0.0.1", "port": port}
+    put(platform, "/api/nodes/route-study", node)
+    rule = {"match": {"CallingAE": "ROUTESTUDY"}, "destinations": ["route-study"], "on": "study"}
+    put(platform, f"{RULES}/route-study", rule)
+    await asyncio.sleep(REFRESH_SECONDS + 0.5)
+    scp = StoreScp(tmp_path / "scp", port)
+    scp.start()
+    try:
+        folder = tmp_path / "study"
+        write_series(folder, ct_series(6, size=64, patient_id="ROUTE-STUDY"))
+        host, dicom_port = platform.dicom
+        argv = ["storescu", "-aet", "ROUTESTUDY", "-aec", "PACS", "+sd", host, str(dicom_port)]
+        result = run([*argv, str(folder)])
+        assert result.returncode == 0, result.stderr
+        stored_at = time.monotonic()
+        # Held while the study may still grow (stable after 3 s on the test platform)...
+        held = await eventually(
+            lambda: (delivery(platform, "route-study") or {}).get("held") == 6, 30
+        )
+        assert held and not list((tmp_path / "scp").glob("*"))
+        # ...then sent, all six.
+        await eventually(lambda: len(list((tmp_path / "scp").glob("*"))) == 6, 60)
+        assert time.monotonic() - stored_at >= platform.settings.ingest.stable_after_seconds
+        state = delivery(platform, "route-study")
+        assert state is not None and state["held"] == 0 and state["delivered_total"] == 6
+    finally:
+        scp.stop()
+        platform.client().delete(f"{RULES}/route-study")

@@ -12,7 +12,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from schemas.routing import DeliverBatch, RouteDeliveryInput, RouteItem, RouteItems
+from schemas.routing import (
+    DeliverBatch,
+    RouteDeliveryInput,
+    RouteItem,
+    RouteItems,
+    StudiesStable,
+)
 from schemas.workflows import PublishEvents
 from tests.workflows.time_skipping import start_env
 from workflows.route_delivery import RouteDeliveryWorkflow
@@ -123,3 +129,38 @@ async def test_too_old_becomes_dead_letters_and_replay_delivers() -> None:
             await handle.terminate()
     assert state.dead_letters == [] and state.delivered_total == 7
     assert fake.delivered == [f"1.2.3.{n}" for n in range(7)]
+
+
+async def test_held_items_wait_for_their_study_then_go_in_order() -> None:
+    fake = FakeDestination(failures=0)
+    async with await start_env() as env:
+        queue = str(uuid.uuid4())
+        async with Worker(
+            env.client, task_queue=queue, workflows=[RouteDeliveryWorkflow],
+            activities=[fake.deliver_batch, fake.publish_events],
+        ):  # fmt: skip
+            now = await env.get_current_time()
+            study_a = [i.model_copy(update={"received_at": now}) for i in items(4)]
+            study_b = [
+                i.model_copy(update={"received_at": now, "study_instance_uid": "9.9"})
+                for i in items(3, start=10)
+            ]
+            handle = await env.client.start_workflow(
+                RouteDeliveryWorkflow.run,
+                RouteDeliveryInput(destination="peer", via="dimse"),
+                id=f"route:peer:{queue}",
+                task_queue=queue,
+                start_signal="enqueue",
+                start_signal_args=[RouteItems(items=study_a + study_b, held=True)],
+            )
+            await env.sleep(5)
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            assert (state.held, state.queued, fake.delivered) == (7, 0, [])
+            await handle.signal(
+                RouteDeliveryWorkflow.release, StudiesStable(study_instance_uids=["9.9"])
+            )
+            await env.sleep(5)
+            assert fake.delivered == ["1.2.3.10", "1.2.3.11", "1.2.3.12"]
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            assert state.held == 4
+            await handle.terminate()

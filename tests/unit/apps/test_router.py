@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.router import attributes, route_items
+from apps.router import attributes, route_items, study_routes
 from schemas.events import InstanceReceived, InstanceRef
 from schemas.routing import RoutingRule
 
@@ -37,16 +37,18 @@ def test_items_per_destination_and_way_in_log_order() -> None:
         rule("ct", match={"Modality": "CT"}, destinations=["a", "b"]),
         rule("head", match={"BodyPartExamined": "HEAD"}, destinations=["b"], via="stow"),
         rule("off", destinations=["c"], enabled=False),
-        rule("study", destinations=["c"], on="study"),  # delivered on stabilization, not here
+        rule("study", match={"Modality": "MR"}, destinations=["c"], on="study"),  # held
     ]
     events = [received("1"), received("2", modality="MR", body="HEAD"), received("3")]
     routed = route_items(rules, events)
     assert {k: [i.sop_instance_uid for i in v] for k, v in routed.items()} == {
-        ("a", "dimse"): ["1", "3"],
-        ("b", "dimse"): ["1", "3"],
-        ("b", "stow"): ["2"],
+        ("a", "dimse", False): ["1", "3"],
+        ("b", "dimse", False): ["1", "3"],
+        ("b", "stow", False): ["2"],
+        ("c", "dimse", True): ["2"],  # held by c's workflow until its study is stable
     }
-    item = routed[("a", "dimse")][0]
+    assert study_routes(rules) == {("c", "dimse")}
+    item = routed[("a", "dimse", False)][0]
     assert (item.rule, item.rule_version, item.landing_key) == ("ct", 1, "k/1")
     assert item.max_age_seconds == 7 * 24 * 3600
 

@@ -85,7 +85,8 @@ class RouteDeliveryWorkflow:
                 else:
                     state.queued.append(item)
                 queued.add(item.key)
-        self._wake = True
+        # No wake: the main loop waits for a non-empty queue anyway, and during a backoff new
+        # items must not cut it short (with ingest going on, that would retry every signal).
 
     @workflow.signal
     def release(self, stable: StudiesStable) -> None:
@@ -93,7 +94,6 @@ class RouteDeliveryWorkflow:
         state = self._s()
         for study in stable.study_instance_uids:
             state.queued.extend(state.held.pop(study, []))
-        self._wake = True
 
     @workflow.signal
     def pause(self) -> None:

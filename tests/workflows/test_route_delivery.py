@@ -164,3 +164,25 @@ async def test_held_items_wait_for_their_study_then_go_in_order() -> None:
             state = await handle.query(RouteDeliveryWorkflow.state)
             assert state.held == 4
             await handle.terminate()
+
+
+async def test_new_items_do_not_cut_a_backoff_short() -> None:
+    fake = FakeDestination(failures=1_000_000)
+    async with await start_env() as env:
+        queue = str(uuid.uuid4())
+        async with Worker(
+            env.client, task_queue=queue, workflows=[RouteDeliveryWorkflow],
+            activities=[fake.deliver_batch, fake.publish_events],
+        ):  # fmt: skip
+            now = await env.get_current_time()
+            fresh = [i.model_copy(update={"received_at": now}) for i in items(25)]
+            handle = await start(env, queue, fresh[:1])
+            for item in fresh[1:]:  # ingest goes on: one more item a second, for 24 s
+                await env.sleep(1)
+                await handle.signal(RouteDeliveryWorkflow.enqueue, RouteItems(items=[item]))
+            await env.sleep(1)
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            await handle.terminate()
+    assert state.queued == 25
+    # Attempts at about 0, 1, 3, 7 and 15 s (backoff doubling), not one per new item.
+    assert 4 <= fake.calls <= 6, fake.calls

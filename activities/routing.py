@@ -1,6 +1,11 @@
 """Routing delivery: one batch of instances to one destination, over one association (or
 one STOW-RS request). Any instance not answered with success fails the batch: the workflow
-waits and sends it again, so what follows never overtakes it."""
+waits and sends it again, so what follows never overtakes it.
+
+A rule that de-identifies sends a copy made here, on the way out, with the platform's key
+(the same keyed UIDs and pseudonym a de-identification job with those options gives, so a
+re-sent batch carries identical bytes); an instance that cannot be de-identified (burned-in
+annotation) is refused rather than sent with its PHI."""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ import httpx
 from temporalio import activity
 
 from activities.heartbeat import heartbeating
+from infra.dicom.deidentify.keyed import DeidentificationKey
+from infra.dicom.deidentify.transform import DeidentificationRefused, deidentify
 from infra.internal_api import InternalApi
 from infra.multipart import build_multipart
 from infra.scu.peer import Peer
@@ -23,7 +30,7 @@ from infra.scu.store import store_files
 from infra.storage.archive import ArchiveStore, archive_key
 from infra.storage.landing import Landing
 from schemas.nodes import Node
-from schemas.routing import DeliverBatch, RouteItem
+from schemas.routing import BatchOutcome, DeliverBatch, Refused, RouteItem
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +42,14 @@ class RoutingActivities:
         landings: Mapping[str, Landing],
         archive: ArchiveStore,
         calling_ae: str,
+        deidentification_key: bytes,
         tls: ssl.SSLContext | None = None,
         timeout: float = 30.0,
     ) -> None:
         self.registry = registry
         self.landings = landings
         self.archive = archive
+        self.deidentification_key = deidentification_key
         self.calling_ae = calling_ae
         self.tls = tls
         self.timeout = timeout
@@ -48,22 +57,28 @@ class RoutingActivities:
     def _bytes(self, item: RouteItem) -> bytes | None:
         """The instance as stored: from the landing area while it waits there (routing need
         not wait for the archive), else from the archive; checked against its SHA-256."""
+        ref = item.instance
         data = None
         landing = self.landings.get(item.landing_mode)
         if landing is not None:
             data = landing.get(item.landing_key)
         if data is None:
-            key = archive_key(
-                item.study_instance_uid, item.series_instance_uid, item.sop_instance_uid
-            )
+            key = archive_key(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid)
             data = self.archive.get(key)
         if data is None:
-            raise OSError(f"{item.sop_instance_uid} is neither landed nor archived (yet)")
-        if hashlib.sha256(data).hexdigest() != item.sha256:
+            raise OSError(f"{ref.sop_instance_uid} is neither landed nor archived (yet)")
+        if hashlib.sha256(data).hexdigest() != ref.sha256:
             # A later version replaced it (and is routed on its own): nothing to send here.
-            log.warning("%s was replaced since it was routed: skipped", item.sop_instance_uid)
+            log.warning("%s was replaced since it was routed: skipped", ref.sop_instance_uid)
             return None
         return data
+
+    def _outgoing(self, item: RouteItem, data: bytes) -> bytes:
+        """What goes: the stored bytes, or their de-identified copy."""
+        if item.deidentify is None:
+            return data
+        key = DeidentificationKey(self.deidentification_key, ",".join(item.deidentify.names()))
+        return deidentify(data, key, item.deidentify).part10()
 
     def _node(self, name: str) -> Node:
         node = next((n for n in self.registry.nodes() if n.name == name), None)
@@ -77,7 +92,7 @@ class RoutingActivities:
             files = []
             for index, (item, data) in enumerate(instances):
                 # Numbered: store_files keeps the order of the paths it is given.
-                path = Path(folder) / f"{index:06d}-{item.sop_instance_uid}.dcm"
+                path = Path(folder) / f"{index:06d}-{item.instance.sop_instance_uid}.dcm"
                 path.write_bytes(data)
                 files.append(path)
             results = store_files(peer, files, 1, lambda _: None)
@@ -104,18 +119,34 @@ class RoutingActivities:
                 f"{response.text[:200]}"
             )
 
-    def _deliver(self, batch: DeliverBatch) -> int:
+    def _deliver(self, batch: DeliverBatch) -> BatchOutcome:
         node = self._node(batch.destination)
-        instances = [(i, data) for i in batch.items if (data := self._bytes(i)) is not None]
-        if not instances:
-            return 0
-        if batch.via == "stow":
-            self._stow(node, instances)
-        else:
-            self._dimse(node, instances)
-        return len(instances)
+        outcome = BatchOutcome(stored=0)
+        instances: list[tuple[RouteItem, bytes]] = []
+        for item in batch.items:
+            data = self._bytes(item)
+            if data is None:
+                outcome.skipped.append(item.instance.sop_instance_uid)
+                continue
+            try:
+                instances.append((item, self._outgoing(item, data)))
+            except DeidentificationRefused as exc:
+                ref = item.instance
+                outcome.refused.append(
+                    Refused(
+                        sop_instance_uid=ref.sop_instance_uid, sha256=ref.sha256, reason=str(exc)
+                    )
+                )
+        if instances:
+            if batch.via == "stow":
+                self._stow(node, instances)
+            else:
+                self._dimse(node, instances)
+        outcome.stored = len(instances)
+        return outcome
 
     @activity.defn
-    async def deliver_batch(self, batch: DeliverBatch) -> int:
-        """Send the batch; returns how many were stored, or fails with why none counted."""
+    async def deliver_batch(self, batch: DeliverBatch) -> BatchOutcome:
+        """Send the batch; what was stored, skipped or refused, or fails with why none
+        counted."""
         return await heartbeating(asyncio.to_thread(self._deliver, batch))

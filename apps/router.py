@@ -61,34 +61,38 @@ Route = tuple[str, Via, bool]  # destination, via, held until the study is stabl
 
 
 def route_items(
-    rules: list[RoutingRule], events: Iterable[InstanceReceived]
+    rules: list[RoutingRule], events: Iterable[InstanceReceived], timezone: str = "UTC"
 ) -> dict[Route, list[RouteItem]]:
     """Per (destination, via, held), in log order, what the rules send. Items of `on:
     study` rules are matched as they arrive, as any, and held by their destination's
-    workflow until the study is stabilized."""
+    workflow until the study is stabilized. A rule's window without a time zone is read in
+    the platform's (`timezone`)."""
     out: dict[Route, list[RouteItem]] = {}
     live = [r for r in rules if r.enabled]
+    windows = {
+        r.name: r.window.model_copy(update={"timezone": r.window.timezone or timezone})
+        for r in live
+        if r.window is not None
+    }
     for event in events:
         if not live:
             break
         found = attributes(event)
-        ref = event.instance
         for rule in live:
             if not rule.matches(found):
                 continue
+            window = windows.get(rule.name)
             item = RouteItem(
-                study_instance_uid=ref.study_instance_uid,
-                series_instance_uid=ref.series_instance_uid,
-                sop_instance_uid=ref.sop_instance_uid,
-                sop_class_uid=ref.sop_class_uid,
-                sha256=ref.sha256,
-                size=ref.size,
+                instance=event.instance,
                 landing_mode=event.landing_mode,
                 landing_key=event.landing_key,
                 rule=rule.name,
                 rule_version=rule.version,
                 received_at=event.occurred_at,
+                due_at=window.next_opening(event.occurred_at) if window else None,
                 max_age_seconds=rule.max_age_seconds,
+                window=window,
+                deidentify=rule.deidentify_options if rule.deidentify else None,
             )
             for destination in rule.destinations:
                 route = (destination, rule.via, rule.on == "study")
@@ -123,7 +127,7 @@ class Router:
         """Hand every match to its destination's workflow; how many items were handed."""
         if not events:
             return 0
-        routed = route_items(await self.rules(), events)
+        routed = route_items(await self.rules(), events, self.settings.federation.timezone)
         await asyncio.gather(
             *(self._signal(d, v, items, held) for (d, v, held), items in routed.items())
         )

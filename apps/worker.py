@@ -74,18 +74,28 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     commitment = CommitmentActivities(catalog, landing_areas.values(), archive, settings.dicom, tls)
     # A client of its own for STOW-RS: large bodies, not the catalog's short reads.
     writer = InternalApi(api_base_url(settings), service_token(settings, "worker"), timeout=300)
+    # One key for de-identification jobs and routing's on-the-way-out copies: the same
+    # pseudonym and UIDs for a patient whichever way a copy leaves.
+    deid_key = deidentification_key(settings)
     deid = DeidentificationActivities(
         catalog,
         writer,
         landing_areas.values(),
         archive,
-        deidentification_key(settings),
+        deid_key,
         settings.dicom.ae_title,
     )
     health = NodeHealthActivities(
         catalog, settings.dicom.ae_title, settings.federation.probe_timeout_seconds, tls
     )
-    routing = RoutingActivities(catalog, landing_areas, archive, settings.dicom.ae_title, tls)
+    routing = RoutingActivities(
+        catalog,
+        landing_areas,
+        archive,
+        settings.dicom.ae_title,
+        deid_key,
+        tls,
+    )
     await ensure_node_health_schedule(client, settings)
     worker = Worker(
         client,

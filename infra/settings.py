@@ -7,9 +7,12 @@ against the embedded local stack or remote Kafka / S3 / ClickHouse / Temporal.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -360,6 +363,35 @@ class FederationSettings(BaseModel):
     health_interval_seconds: float = Field(default=60.0, ge=0)
     # Each probe (association + C-ECHO, or one QIDO request) gives up after this long.
     probe_timeout_seconds: float = Field(default=5.0, gt=0)
+    # The IANA time zone routing windows (e.g. 20:00-06:00) are read in, unless a rule
+    # names its own; default: the machine's.
+    timezone: str = Field(default_factory=lambda: system_timezone(), max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris)") from exc
+        return value
+
+
+def system_timezone() -> str:
+    """The machine's IANA zone name: $TZ, /etc/timezone, the /etc/localtime link; else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    with contextlib.suppress(OSError):
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    for name in candidates:
+        if name:
+            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+                ZoneInfo(name)
+                return name
+    return "UTC"
 
 
 class Settings(BaseSettings):

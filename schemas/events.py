@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.audit import AccessEntry
 from schemas.commitment import CommitmentFailure, CommitmentRef, DeliveryPath
+from schemas.instance_ref import InstanceRef as InstanceRef  # re-exported: events name it
 from schemas.mpps import InstanceVerification, MppsState
 from schemas.nodes import HealthStatus, Node, NodeProbe
 from schemas.routing import RoutingRule, Via
@@ -33,19 +34,6 @@ def fact_event_id(*parts: str) -> uuid.UUID:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-class InstanceRef(BaseModel):
-    """The identity of one SOP instance and of the bytes that were received for it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    study_instance_uid: str
-    series_instance_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    sha256: str
-    size: int
 
 
 class EventBase(BaseModel):

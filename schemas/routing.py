@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 from fnmatch import fnmatchcase
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from schemas.deidentify import DeidentifyOptions
+from schemas.instance_ref import InstanceRef
 from schemas.nodes import NODE_NAME_PATTERN
 
 # The attributes a rule can match on: DICOM keywords, and the sender's AE title.
@@ -36,23 +39,52 @@ def value_matches(pattern: str, value: str) -> bool:
     return False
 
 
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Paris)") from exc
+
+
 class ScheduleWindow(BaseModel):
-    """Only between `start` and `end` (local time of the platform); may wrap midnight,
-    e.g. 20:00-06:00."""
+    """Only between `start` and `end`, in `timezone` (an IANA name; empty = the platform's,
+    PACS_FEDERATION__TIMEZONE); may wrap midnight, e.g. 20:00-06:00."""
 
     start: time
     end: time
+    timezone: str = Field(default="", max_length=64)
 
     @model_validator(mode="after")
-    def _not_empty(self) -> ScheduleWindow:
+    def _valid(self) -> ScheduleWindow:
         if self.start == self.end:
             raise ValueError("a window from a time to the same time is empty")
+        if self.timezone:
+            zone(self.timezone)
         return self
 
     def contains(self, moment: time) -> bool:
         if self.start < self.end:
             return self.start <= moment < self.end
         return moment >= self.start or moment < self.end
+
+    def _zone(self) -> ZoneInfo:
+        return zone(self.timezone or "UTC")
+
+    def open_at(self, moment: datetime) -> bool:
+        """Whether the window is open at this (aware) moment."""
+        return self.contains(moment.astimezone(self._zone()).time().replace(tzinfo=None))
+
+    def next_opening(self, moment: datetime) -> datetime:
+        """The first moment at or after `moment` when the window is open (UTC)."""
+        if self.open_at(moment):
+            return moment
+        tz = self._zone()
+        local = moment.astimezone(tz)
+        for days in (0, 1, 2):
+            opening = datetime.combine(local.date() + timedelta(days=days), self.start, tz)
+            if opening > local:
+                return opening.astimezone(UTC)
+        raise AssertionError("a daily window opens within two days")  # pragma: no cover
 
 
 class RoutingRuleBody(BaseModel):
@@ -65,7 +97,10 @@ class RoutingRuleBody(BaseModel):
     destinations: list[str] = Field(min_length=1, max_length=32)
     via: Literal["dimse", "stow"] = "dimse"
     window: ScheduleWindow | None = None
+    # De-identified on the way out (the copy gets keyed UIDs and a pseudonym; the stored
+    # instance is not touched), by the Basic Profile plus these options.
     deidentify: bool = False
+    deidentify_options: DeidentifyOptions = DeidentifyOptions()
     enabled: bool = True
     description: str = Field(default="", max_length=1024)
     # Undeliverable for this long (destination down, or refusing): dead-lettered.
@@ -109,24 +144,36 @@ Via = Literal["dimse", "stow"]
 
 
 class RouteItem(BaseModel):
-    """One instance a rule sends to one destination: where its bytes are, and why it goes."""
+    """One instance a rule sends to one destination: where its bytes are, why it goes, and
+    how (only in the rule's window; de-identified or as stored)."""
 
-    study_instance_uid: str
-    series_instance_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    sha256: str
-    size: int
+    instance: InstanceRef
     landing_mode: str
     landing_key: str
     rule: str
     rule_version: int
     received_at: datetime
+    # From when it could first be sent (its window's opening, else `received_at`): the
+    # rule's maximum age counts from here, so waiting for a window does not age an item.
+    due_at: datetime | None = None
     max_age_seconds: float  # the rule's: dead-lettered when undelivered for longer
+    window: ScheduleWindow | None = None  # its timezone filled in (the platform's if unset)
+    deidentify: DeidentifyOptions | None = None
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.sop_instance_uid, self.sha256)
+        return (self.instance.sop_instance_uid, self.instance.sha256)
+
+    @property
+    def study_instance_uid(self) -> str:
+        return self.instance.study_instance_uid
+
+    def sendable(self, moment: datetime) -> bool:
+        return self.window is None or self.window.open_at(moment)
+
+    def expired(self, moment: datetime) -> bool:
+        since = self.due_at or self.received_at
+        return moment - since > timedelta(seconds=self.max_age_seconds)
 
 
 class RouteItems(BaseModel):
@@ -169,6 +216,24 @@ class DeliverBatch(BaseModel):
     destination: str
     via: Via
     items: list[RouteItem]
+
+
+class Refused(BaseModel):
+    """An instance that must not go as asked (it cannot be de-identified): a dead letter at
+    once, since sending it again would meet the same refusal."""
+
+    sop_instance_uid: str
+    sha256: str
+    reason: str
+
+
+class BatchOutcome(BaseModel):
+    """What deliver_batch did: how many the destination stored, what was skipped (replaced
+    since), what was refused before sending."""
+
+    stored: int
+    skipped: list[str] = Field(default_factory=list)  # SOP Instance UIDs
+    refused: list[Refused] = Field(default_factory=list)
 
 
 class DeliveryState(BaseModel):

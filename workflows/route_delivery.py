@@ -7,7 +7,10 @@ the destination is down or refuses, it waits with exponential backoff (1 s doubl
 `MAX_BACKOFF`) and sends the same batch again, so order per series holds and nothing later
 overtakes. Items older than their rule's maximum age become dead letters
 (`pacs.route.failed`), listed by the `state` query and put back by the `replay` signal.
-One workflow per destination: a dead destination delays nobody else.
+One workflow per destination: a dead destination delays nobody else. An item of a rule
+with a window (e.g. 20:00-06:00) waits in the queue while its window is closed, and the
+others go on past it; its maximum age counts from its window's opening. An item that cannot
+be de-identified as its rule asks is a dead letter at once (sending it again cannot help).
 
 A crash between a send and its record re-sends at most that batch: the receiver sees the
 same bytes again (a duplicate C-STORE of identical content, which PACSs accept).
@@ -27,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.routing import RoutingActivities
     from schemas.events import Event, RouteDelivered, RouteFailed
     from schemas.routing import (
+        BatchOutcome,
         DeadLetter,
         DeliverBatch,
         DeliveryState,
@@ -68,6 +72,7 @@ class RouteDeliveryWorkflow:
         self._last_error = ""
         self._next_attempt: datetime | None = None
         self._wake = False
+        self._arrivals = 0  # counts enqueue/release signals: new items may be sendable
 
     def _s(self) -> RouteDeliveryInput:
         return self._state
@@ -85,6 +90,7 @@ class RouteDeliveryWorkflow:
                 else:
                     state.queued.append(item)
                 queued.add(item.key)
+        self._arrivals += 1
         # No wake: the main loop waits for a non-empty queue anyway, and during a backoff new
         # items must not cut it short (with ingest going on, that would retry every signal).
 
@@ -94,6 +100,7 @@ class RouteDeliveryWorkflow:
         state = self._s()
         for study in stable.study_instance_uids:
             state.queued.extend(state.held.pop(study, []))
+        self._arrivals += 1
 
     @workflow.signal
     def pause(self) -> None:
@@ -109,7 +116,15 @@ class RouteDeliveryWorkflow:
         """Dead letters back to the front of the queue, their age counted from now."""
         state = self._s()
         now = workflow.now()
-        again = [d.item.model_copy(update={"received_at": now}) for d in state.dead]
+        again = [
+            d.item.model_copy(
+                update={
+                    "received_at": now,
+                    "due_at": d.item.window.next_opening(now) if d.item.window else None,
+                }
+            )
+            for d in state.dead
+        ]
         state.dead = []
         state.queued = again + state.queued
         self._failing_since = None
@@ -140,9 +155,13 @@ class RouteDeliveryWorkflow:
             await self._dead_letter_expired()
             if not start.queued:
                 continue
-            batch = start.queued[: start.batch_size]
+            now = workflow.now()
+            batch = [i for i in start.queued if i.sendable(now)][: start.batch_size]
+            if not batch:
+                await self._wait_for_window()
+                continue
             try:
-                await workflow.execute_activity_method(
+                outcome: BatchOutcome = await workflow.execute_activity_method(
                     RoutingActivities.deliver_batch,
                     DeliverBatch(destination=start.destination, via=start.via, items=batch),
                     start_to_close_timeout=timedelta(minutes=10),
@@ -165,7 +184,17 @@ class RouteDeliveryWorkflow:
             self._failing_since, self._last_error, self._next_attempt = None, "", None
             sent = {i.key for i in batch}
             start.queued = [i for i in start.queued if i.key not in sent]
-            start.delivered_total += len(batch)
+            refused = {(r.sop_instance_uid, r.sha256): r.reason for r in outcome.refused}
+            if refused:
+                gone = [i for i in batch if i.key in refused]
+                await self._dead_letter(gone, [refused[i.key] for i in gone])
+            skipped = set(outcome.skipped)
+            batch = [
+                i
+                for i in batch
+                if i.key not in refused and i.instance.sop_instance_uid not in skipped
+            ]
+            start.delivered_total += outcome.stored
             self._remember(batch)
             await self._publish(
                 [
@@ -175,7 +204,7 @@ class RouteDeliveryWorkflow:
                         destination=start.destination,
                         via=start.via,
                         study_instance_uid=study,
-                        sop_instance_uids=[i.sop_instance_uid for i in items],
+                        sop_instance_uids=[i.instance.sop_instance_uid for i in items],
                         rules=sorted({i.rule for i in items}),
                     )
                     for study, items in by_study(batch).items()
@@ -198,19 +227,37 @@ class RouteDeliveryWorkflow:
             # Sets have no order: keep any RECENT of them (a repeat is then at worst resent).
             self._recent = set(list(self._recent)[-RECENT:])
 
+    async def _wait_for_window(self) -> None:
+        """Nothing queued may go now (their windows are closed): sleep until the first
+        opens; new items (maybe sendable), a resume or a replay wake it earlier."""
+        now = workflow.now()
+        openings = [i.window.next_opening(now) for i in self._s().queued if i.window]
+        until = min(openings, default=now + MAX_BACKOFF)
+        self._next_attempt = until
+        arrivals, self._wake = self._arrivals, False
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._wake or self._arrivals != arrivals,
+                timeout=max(until - now, timedelta(seconds=1)),
+            )
+        self._next_attempt = None
+
     async def _dead_letter_expired(self) -> None:
         """Items past their maximum age leave the queue as dead letters."""
+        now = workflow.now()
+        expired = [i for i in self._s().queued if i.expired(now)]
+        if expired:
+            reason = self._last_error or "not delivered within the maximum age"
+            await self._dead_letter(expired, [reason] * len(expired))
+
+    async def _dead_letter(self, items: list[RouteItem], reasons: list[str]) -> None:
+        """These items leave the queue as dead letters, each for its reason."""
         state = self._s()
         now = workflow.now()
-        expired = [
-            i for i in state.queued if now - i.received_at > timedelta(seconds=i.max_age_seconds)
-        ]
-        if not expired:
-            return
-        gone = {i.key for i in expired}
+        gone = {i.key for i in items}
+        why = {i.key: r for i, r in zip(items, reasons, strict=True)}
         state.queued = [i for i in state.queued if i.key not in gone]
-        reason = self._last_error or "not delivered within the maximum age"
-        state.dead.extend(DeadLetter(item=i, reason=reason, failed_at=now) for i in expired)
+        state.dead.extend(DeadLetter(item=i, reason=why[i.key], failed_at=now) for i in items)
         events: list[Event] = [
             RouteFailed(
                 event_id=workflow.uuid4(),
@@ -218,10 +265,10 @@ class RouteDeliveryWorkflow:
                 destination=state.destination,
                 via=state.via,
                 study_instance_uid=study,
-                sop_instance_uids=[i.sop_instance_uid for i in items],
-                reason=reason,
+                sop_instance_uids=[i.instance.sop_instance_uid for i in group],
+                reason=why[group[0].key],
             )
-            for study, items in by_study(expired).items()
+            for study, group in by_study(items).items()
         ]
         await self._publish(events)
 

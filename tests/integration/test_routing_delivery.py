@@ -10,8 +10,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pydicom
@@ -286,3 +288,70 @@ async def test_a_study_rule_sends_once_the_study_is_stable(
     finally:
         scp.stop()
         platform.client().delete(f"{RULES}/route-study")
+
+
+async def test_a_de_identifying_rule_sends_a_copy_and_a_windowed_rule_waits(
+    platform: Platform, tmp_path: Path, dcmtk: None
+) -> None:
+    port = free_port()
+    put(
+        platform,
+        "/api/nodes/route-anon",
+        {"ae_title": "ANONEND", "host": "127.0.0.1", "port": port},
+    )
+    put(
+        platform,
+        f"{RULES}/route-anon",
+        {"match": {"CallingAE": "ROUTEANON"}, "destinations": ["route-anon"], "deidentify": True},
+    )
+    # A window that is closed now (it opens in two hours, platform time): queued, not sent.
+    now = datetime.now(ZoneInfo(platform.settings.federation.timezone))
+    window = {
+        "start": (now + timedelta(hours=2)).strftime("%H:%M"),
+        "end": (now + timedelta(hours=3)).strftime("%H:%M"),
+    }
+    put(
+        platform, "/api/nodes/route-night", {"ae_title": "NIGHT", "host": "127.0.0.1", "port": port}
+    )
+    put(
+        platform,
+        f"{RULES}/route-night",
+        {"match": {"CallingAE": "ROUTEANON"}, "destinations": ["route-night"], "window": window},
+    )
+    await asyncio.sleep(REFRESH_SECONDS + 0.5)
+    scp = StoreScp(tmp_path / "scp", port)
+    scp.start()
+    try:
+        folder = tmp_path / "anon"
+        write_series(folder, ct_series(4, size=64, patient_id="ROUTE-ANON-PID"))
+        host, dicom_port = platform.dicom
+        argv = ["storescu", "-aet", "ROUTEANON", "-aec", "PACS", "+sd", host, str(dicom_port)]
+        result = run([*argv, str(folder)])
+        assert result.returncode == 0, result.stderr
+        await eventually(lambda: len(list((tmp_path / "scp").glob("*"))) == 4, 60)
+        originals = {
+            str(pydicom.dcmread(p).SOPInstanceUID): pydicom.dcmread(p) for p in folder.iterdir()
+        }
+        copies = [pydicom.dcmread(p) for p in (tmp_path / "scp").iterdir()]
+        for copy in copies:
+            assert copy.PatientIdentityRemoved == "YES"
+            assert str(copy.PatientID).startswith("ANON")
+            assert "Test" not in str(copy.PatientName)  # "Test^Patient" as stored
+            assert str(copy.SOPInstanceUID) not in originals  # keyed UIDs, not the originals
+        # The pixels went unchanged; the stored originals were not touched.
+        assert sorted(bytes(c.PixelData) for c in copies) == sorted(
+            bytes(o.PixelData) for o in originals.values()
+        )
+        found = platform.get("/dicom-web/studies", params={"PatientID": "ROUTE-ANON-PID"})
+        assert found.status_code == 200 and len(found.json()) == 1  # stored as received
+
+        night = await eventually(
+            lambda: (s := delivery(platform, "route-night")) and s["queued"] == 4 and s, 30
+        )
+        assert night["delivered_total"] == 0 and night["last_error"] == ""
+        opens = datetime.fromisoformat(night["next_attempt_at"])
+        assert timedelta(hours=1, minutes=58) < opens - datetime.now(UTC) <= timedelta(hours=2)
+    finally:
+        scp.stop()
+        for rule in ("route-anon", "route-night"):
+            platform.client().delete(f"{RULES}/{rule}")

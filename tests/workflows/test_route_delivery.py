@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
@@ -12,11 +13,15 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from schemas.events import InstanceRef
 from schemas.routing import (
+    BatchOutcome,
     DeliverBatch,
+    Refused,
     RouteDeliveryInput,
     RouteItem,
     RouteItems,
+    ScheduleWindow,
     StudiesStable,
 )
 from schemas.workflows import PublishEvents
@@ -26,13 +31,18 @@ from workflows.route_delivery import RouteDeliveryWorkflow
 T0 = datetime(2026, 12, 2, tzinfo=UTC)
 
 
-def items(count: int, max_age: float = 3600.0, start: int = 0) -> list[RouteItem]:
+def items(
+    count: int, max_age: float = 3600.0, start: int = 0, study: str = "1.2"
+) -> list[RouteItem]:
     return [
         RouteItem(
-            study_instance_uid="1.2", series_instance_uid="1.2.3",
-            sop_instance_uid=f"1.2.3.{n}", sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
-            sha256=f"{n:064x}", size=1, landing_mode="spool", landing_key=f"k/{n}",
-            rule="r", rule_version=1, received_at=T0, max_age_seconds=max_age,
+            instance=InstanceRef(
+                study_instance_uid=study, series_instance_uid="1.2.3",
+                sop_instance_uid=f"1.2.3.{n}", sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+                sha256=f"{n:064x}", size=1,
+            ),
+            landing_mode="spool", landing_key=f"k/{n}", rule="r", rule_version=1,
+            received_at=T0, max_age_seconds=max_age,
         )
         for n in range(start, start + count)
     ]  # fmt: skip
@@ -44,14 +54,24 @@ class FakeDestination:
         self.calls = 0
         self.delivered: list[str] = []
         self.events: list[str] = []
+        self.refuse: set[str] = set()
 
     @activity.defn(name="deliver_batch")
-    async def deliver_batch(self, batch: DeliverBatch) -> int:
+    async def deliver_batch(self, batch: DeliverBatch) -> BatchOutcome:
         self.calls += 1
         if self.calls <= self.failures:
             raise ApplicationError("association refused: destination down")
-        self.delivered.extend(i.sop_instance_uid for i in batch.items)
-        return len(batch.items)
+        outcome = BatchOutcome(stored=0)
+        for item in batch.items:
+            if item.instance.sop_instance_uid in self.refuse:
+                outcome.refused.append(
+                    Refused(sop_instance_uid=item.instance.sop_instance_uid,
+                            sha256=item.instance.sha256, reason="burned-in annotation")
+                )  # fmt: skip
+            else:
+                self.delivered.append(item.instance.sop_instance_uid)
+        outcome.stored = len(batch.items) - len(outcome.refused)
+        return outcome
 
     @activity.defn(name="publish_events")
     async def publish_events(self, request: PublishEvents) -> None:
@@ -142,8 +162,7 @@ async def test_held_items_wait_for_their_study_then_go_in_order() -> None:
             now = await env.get_current_time()
             study_a = [i.model_copy(update={"received_at": now}) for i in items(4)]
             study_b = [
-                i.model_copy(update={"received_at": now, "study_instance_uid": "9.9"})
-                for i in items(3, start=10)
+                i.model_copy(update={"received_at": now}) for i in items(3, start=10, study="9.9")
             ]
             handle = await env.client.start_workflow(
                 RouteDeliveryWorkflow.run,
@@ -186,3 +205,60 @@ async def test_new_items_do_not_cut_a_backoff_short() -> None:
     assert state.queued == 25
     # Attempts at about 0, 1, 3, 7 and 15 s (backoff doubling), not one per new item.
     assert 4 <= fake.calls <= 6, fake.calls
+
+
+async def test_windowed_items_wait_for_their_window_and_others_go_past() -> None:
+    fake = FakeDestination(failures=0)
+    async with await start_env() as env:
+        queue = str(uuid.uuid4())
+        async with Worker(
+            env.client, task_queue=queue, workflows=[RouteDeliveryWorkflow],
+            activities=[fake.deliver_batch, fake.publish_events],
+        ):  # fmt: skip
+            now = await env.get_current_time()
+            # A window opening in two hours (in Tokyo time: the zone is the rule's), 1 h long.
+            tokyo = now.astimezone(ZoneInfo("Asia/Tokyo"))
+            window = ScheduleWindow(
+                start=(tokyo + timedelta(hours=2)).time().replace(second=0, microsecond=0),
+                end=(tokyo + timedelta(hours=3)).time().replace(second=0, microsecond=0),
+                timezone="Asia/Tokyo",
+            )
+            opening = window.next_opening(now)
+            # A short maximum age: counted from the opening, so waiting does not kill them.
+            night = [
+                i.model_copy(update={"received_at": now, "window": window, "due_at": opening})
+                for i in items(3, max_age=600)
+            ]
+            day = [i.model_copy(update={"received_at": now}) for i in items(2, start=10)]
+            handle = await start(env, queue, night + day)
+            await env.sleep(60)
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            assert fake.delivered == ["1.2.3.10", "1.2.3.11"]  # past the closed window
+            assert state.queued == 3 and state.next_attempt_at == opening
+            await env.sleep(timedelta(hours=2))
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            await handle.terminate()
+    assert fake.delivered[2:] == ["1.2.3.0", "1.2.3.1", "1.2.3.2"]
+    assert state.queued == 0 and state.dead_letters == [] and state.delivered_total == 5
+
+
+async def test_an_instance_refused_by_de_identification_is_a_dead_letter_at_once() -> None:
+    fake = FakeDestination(failures=0)
+    fake.refuse = {"1.2.3.1"}
+    async with await start_env() as env:
+        queue = str(uuid.uuid4())
+        async with Worker(
+            env.client, task_queue=queue, workflows=[RouteDeliveryWorkflow],
+            activities=[fake.deliver_batch, fake.publish_events],
+        ):  # fmt: skip
+            now = await env.get_current_time()
+            handle = await start(
+                env, queue, [i.model_copy(update={"received_at": now}) for i in items(3)]
+            )
+            await env.sleep(5)
+            state = await handle.query(RouteDeliveryWorkflow.state)
+            await handle.terminate()
+    assert fake.delivered == ["1.2.3.0", "1.2.3.2"] and fake.calls == 1  # not retried
+    assert [d.item.instance.sop_instance_uid for d in state.dead_letters] == ["1.2.3.1"]
+    assert state.dead_letters[0].reason == "burned-in annotation"
+    assert state.delivered_total == 2 and "pacs.route.failed" in fake.events

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from apps.router import attributes, route_items, study_routes
 from schemas.events import InstanceReceived, InstanceRef
 from schemas.routing import RoutingRule
@@ -41,7 +43,7 @@ def test_items_per_destination_and_way_in_log_order() -> None:
     ]
     events = [received("1"), received("2", modality="MR", body="HEAD"), received("3")]
     routed = route_items(rules, events)
-    assert {k: [i.sop_instance_uid for i in v] for k, v in routed.items()} == {
+    assert {k: [i.instance.sop_instance_uid for i in v] for k, v in routed.items()} == {
         ("a", "dimse", False): ["1", "3"],
         ("b", "dimse", False): ["1", "3"],
         ("b", "stow", False): ["2"],
@@ -55,3 +57,21 @@ def test_items_per_destination_and_way_in_log_order() -> None:
 
 def test_no_rules_route_nothing() -> None:
     assert route_items([], [received("1")]) == {}
+
+
+def test_a_window_gets_the_platforms_zone_and_its_opening_as_due_time() -> None:
+    rules = [
+        rule("night", destinations=["a"], window={"start": "20:00", "end": "06:00"}),
+        rule("tokyo", destinations=["b"], deidentify=True,
+             window={"start": "20:00", "end": "06:00", "timezone": "Asia/Tokyo"}),
+    ]  # fmt: skip
+    event = received("1").model_copy(update={"occurred_at": datetime(2026, 12, 2, 12, tzinfo=UTC)})
+    routed = route_items(rules, [event], timezone="Europe/Paris")
+    night = routed[("a", "dimse", False)][0]
+    assert night.window is not None and night.window.timezone == "Europe/Paris"
+    assert night.due_at == datetime(2026, 12, 2, 19, tzinfo=UTC)  # 20:00 in Paris (UTC+1)
+    assert night.deidentify is None
+    tokyo = routed[("b", "dimse", False)][0]
+    assert tokyo.window is not None and tokyo.window.timezone == "Asia/Tokyo"
+    assert tokyo.due_at == event.occurred_at  # 21:00 in Tokyo: open already
+    assert tokyo.deidentify is not None and tokyo.deidentify.retain_longitudinal_modified_dates

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import UTC, datetime, time
 
 import pytest
 from pydantic import ValidationError
@@ -66,3 +66,18 @@ def test_windows_may_wrap_midnight() -> None:
 def test_bad_rules_are_refused(body: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         RoutingRuleBody.model_validate(body)
+
+
+def test_a_window_opens_and_is_open_in_its_own_time_zone() -> None:
+    paris = ScheduleWindow(start=time(20), end=time(6), timezone="Europe/Paris")
+    noon = datetime(2026, 7, 1, 12, tzinfo=UTC)  # 14:00 in Paris (summer time)
+    assert not paris.open_at(noon)
+    assert paris.next_opening(noon) == datetime(2026, 7, 1, 18, tzinfo=UTC)
+    late = datetime(2026, 7, 1, 23, tzinfo=UTC)  # 01:00 in Paris: open, past midnight
+    assert paris.open_at(late) and paris.next_opening(late) == late
+    winter = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    assert paris.next_opening(winter) == datetime(2026, 12, 1, 19, tzinfo=UTC)
+    morning = datetime(2026, 12, 1, 6, tzinfo=UTC)  # 07:00 in Paris, closed since 06:00
+    assert paris.next_opening(morning) == datetime(2026, 12, 1, 19, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="IANA"):
+        ScheduleWindow(start=time(1), end=time(2), timezone="Mars/Olympus")

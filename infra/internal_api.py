@@ -15,6 +15,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -30,6 +31,9 @@ from schemas.security import DimseIdentity, StudyRuleModel
 from schemas.worklist import WorklistItemView, WorklistQuery
 
 MAX_IDLE = 8
+# The API (uvicorn) closes a kept-alive connection after 5 s idle; one idle for longer than
+# this is closed here rather than tried (and found dead) on the next call.
+KEEP_IDLE_SECONDS = 4.0
 _INSTANCES: TypeAdapter[list[CatalogInstance]] = TypeAdapter(list[CatalogInstance])
 _NODES: TypeAdapter[list[Node]] = TypeAdapter(list[Node])
 _RULES: TypeAdapter[list[RoutingRule]] = TypeAdapter(list[RoutingRule])
@@ -61,7 +65,7 @@ class InternalApi:
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
         self._timeout = timeout
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []  # (it, idle since)
         self._lock = threading.Lock()
 
     def instances(self, query: InstanceQuery) -> list[CatalogInstance]:
@@ -139,7 +143,7 @@ class InternalApi:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             connection.close()
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
@@ -151,7 +155,8 @@ class InternalApi:
         for attempt in (1, 2):
             connection: http.client.HTTPConnection | None = None
             try:
-                connection = self._acquire()
+                # The retry never reuses a kept-alive connection: it may be stale as well.
+                connection = self._acquire(reuse=attempt == 1)
                 headers = {"Content-Type": content_type} if body is not None else {}
                 if self._token is not None:
                     headers["Authorization"] = f"Bearer {self._token()}"
@@ -173,10 +178,21 @@ class InternalApi:
             return response.status, content
         raise AssertionError("unreachable")
 
-    def _acquire(self) -> http.client.HTTPConnection:
+    def _acquire(self, reuse: bool = True) -> http.client.HTTPConnection:
+        stale: list[http.client.HTTPConnection] = []
+        found = None
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
+            fresh_since = time.monotonic() - KEEP_IDLE_SECONDS
+            while reuse and self._idle and found is None:
+                connection, since = self._idle.pop()
+                if since >= fresh_since:
+                    found = connection
+                else:
+                    stale.append(connection)
+        for connection in stale:
+            connection.close()
+        if found is not None:
+            return found
         connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         connection.connect()
         # Request and answer are one segment each; never wait for a delayed ACK.
@@ -187,7 +203,7 @@ class InternalApi:
     def _release(self, connection: http.client.HTTPConnection) -> None:
         with self._lock:
             if len(self._idle) < MAX_IDLE:
-                self._idle.append(connection)
+                self._idle.append((connection, time.monotonic()))
                 return
         connection.close()
 

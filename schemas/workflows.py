@@ -86,3 +86,12 @@ class PublishEvents(BaseModel):
     """Activity input: events a workflow announces (ids and times fixed by the workflow)."""
 
     events: list[Event]
+
+
+class JobProgress(BaseModel):
+    """What a running job has done: the `progress` query every long workflow answers
+    (the jobs API shows it). `total` is None while it is not known yet."""
+
+    done: int
+    total: int | None = None
+    stage: str = ""

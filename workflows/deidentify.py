@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         DeliverInput,
     )
     from schemas.events import StudyDeidentified
-    from schemas.workflows import PublishEvents
+    from schemas.workflows import JobProgress, PublishEvents
 
 STUDY_UID = SearchAttributeKey.for_keyword("StudyInstanceUID")
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)
@@ -56,6 +56,12 @@ class DeidentificationWorkflow:
     def stage(self) -> str:
         """starting, de-identifying, delivering or done."""
         return self._stage
+
+    @workflow.query
+    def progress(self) -> JobProgress:
+        """Steps done of the three (copy, deliver, announce)."""
+        steps = ["starting", "de-identifying", "delivering", "done"]
+        return JobProgress(done=max(steps.index(self._stage) - 1, 0), total=3, stage=self._stage)
 
     @workflow.run
     async def run(self, job: DeidentificationInput) -> DeidentificationResult:

@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         RouteItems,
         StudiesStable,
     )
-    from schemas.workflows import PublishEvents
+    from schemas.workflows import JobProgress, PublishEvents
 
 MAX_BACKOFF = timedelta(seconds=60)
 # Delivered keys remembered to drop repeated signals (a dispatcher re-reading up to one poll
@@ -145,6 +145,21 @@ class RouteDeliveryWorkflow:
             last_error=self._last_error,
             next_attempt_at=self._next_attempt,
         )
+
+    @workflow.query
+    def progress(self) -> JobProgress:
+        """Delivered of all it was given (this run and the runs it continues)."""
+        s = self._s()
+        waiting = len(s.queued) + sum(len(items) for items in s.held.values()) + len(s.dead)
+        if s.paused:
+            stage = "paused"
+        elif self._failing_since is not None:
+            stage = f"failing: {self._last_error}"[:200]
+        elif s.queued:
+            stage = "sending" if self._next_attempt is None else "waiting for a window"
+        else:
+            stage = "idle"
+        return JobProgress(done=s.delivered_total, total=s.delivered_total + waiting, stage=stage)
 
     @workflow.run
     async def run(self, start: RouteDeliveryInput) -> None:

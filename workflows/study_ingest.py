@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.workflows import (
         ArchiveBatch,
         InstancesReceived,
+        JobProgress,
         LandedInstance,
         StudyContext,
         StudyIngestInput,
@@ -73,6 +74,13 @@ class StudyIngestWorkflow:
         self._series: set[str] = set()
         self._context: StudyContext | None = None
         self._signals = 0
+
+    @workflow.query
+    def progress(self) -> JobProgress:
+        """Archived of what has arrived so far (a study may still grow)."""
+        done = len(self._archived)
+        stage = "archiving" if self._pending else "waiting for the study to be stable"
+        return JobProgress(done=done, total=done + len(self._pending), stage=stage)
 
     @workflow.signal
     def instances_received(self, batch: InstancesReceived) -> None:

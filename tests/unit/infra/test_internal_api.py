@@ -113,3 +113,31 @@ def test_worklist_query_is_sent_as_the_routes_parameters(api: str) -> None:
         "limit": ["1000"],
     }
     client.close()
+
+
+def test_several_stale_kept_alive_connections_do_not_fail_a_call(
+    api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API closes idle connections (uvicorn after 5 s); with two of them in the pool,
+    the retry must not take the second dead one (seen: a routing activity failing with
+    RemoteDisconnected twice)."""
+    monkeypatch.setattr("infra.internal_api.KEEP_IDLE_SECONDS", 3600.0)  # not noticed as old
+    client = InternalApi(api)
+    pooled = [client._acquire(), client._acquire()]
+    for connection in pooled:
+        client._release(connection)
+    for connection in pooled:
+        assert connection.sock is not None
+        connection.sock.shutdown(2)  # as the server's close would leave it: dead on use
+    assert client.nodes() == []
+    assert len(FakeApi.connections) == 1  # served by one fresh connection
+
+
+def test_a_connection_idle_past_the_servers_keep_alive_is_not_tried(
+    api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("infra.internal_api.KEEP_IDLE_SECONDS", 0.0)
+    client = InternalApi(api)
+    client.nodes()
+    client.nodes()
+    assert len(FakeApi.connections) == 2  # the first was dropped as too old, not reused

@@ -30,6 +30,8 @@ from api.rest import (
     mpps,
     nodes,
     observability,
+    prefetch,
+    prefetch_rules,
     routing,
     studies,
     users,
@@ -46,7 +48,8 @@ from infra.readmodels.catalog.resident import ResidentCatalog
 from infra.readmodels.catalog.scope import VisibleStudies
 from infra.readmodels.catalog.search import CatalogReader
 from infra.readmodels.nodes import NodeRegistry
-from infra.readmodels.routing import RoutingRules
+from infra.readmodels.prefetch import open_prefetch_rules
+from infra.readmodels.routing import open_routing_rules
 from infra.readmodels.runner import ProjectorRunner
 from infra.readmodels.security import SecurityProjection
 from infra.readmodels.worklist import WorklistProjection
@@ -91,7 +94,8 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             services.audit = AuditTrail(clickhouse)
             services.security = services.authenticator.security = SecurityProjection(clickhouse)
             services.nodes = NodeRegistry(clickhouse)
-            services.routing = RoutingRules(clickhouse)
+            services.routing = open_routing_rules(clickhouse)
+            services.prefetch = open_prefetch_rules(clickhouse)
             services.projector = ProjectorRunner(
                 clickhouse,
                 cfg.kafka,
@@ -104,6 +108,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
                     services.security,
                     services.nodes,
                     services.routing,
+                    services.prefetch,
                     AuditProjection(clickhouse),
                 ],
                 cfg.kafka.projection_poll_interval_seconds,
@@ -157,6 +162,8 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         nodes,
         routing,
         deliveries,
+        prefetch_rules,
+        prefetch,
         jobs,
         deidentify,
         studies,

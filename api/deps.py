@@ -29,6 +29,7 @@ from infra.readmodels.audit import AuditTrail
 from infra.readmodels.catalog.scope import Visible, VisibleStudies
 from infra.readmodels.catalog.search import CatalogReader
 from infra.readmodels.nodes import NodeRegistry
+from infra.readmodels.prefetch import PrefetchRules
 from infra.readmodels.routing import RoutingRules
 from infra.readmodels.runner import ProjectorRunner
 from infra.readmodels.security import SecurityProjection
@@ -66,6 +67,7 @@ class Services:
     security: SecurityProjection | None = None
     nodes: NodeRegistry | None = None
     routing: RoutingRules | None = None
+    prefetch: PrefetchRules | None = None
     # PHI accesses and security decisions, published in batches (infra/audit_recorder.py).
     recorder: AuditRecorder | None = None
     # Set once the user admin is checked (api/bootstrap.py); until then not ready.

@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes
 
 from apps.landings import landings
+from apps.prefetcher import Prefetcher
 from apps.router import Router
 from infra.auth.tokens import service_token
 from infra.dicom.header import HeaderError, read_header
@@ -32,7 +33,7 @@ from infra.storage.landing import Landing, sha_of_key
 from infra.temporal_client import connect_temporal
 from ingest.accept import Origin, instance_ref, received_event
 from ingest.wiring import start_with_retry
-from schemas.events import InstanceReceived, StudyStabilized, parse_event
+from schemas.events import InstanceReceived, StudyStabilized, WorklistItemScheduled, parse_event
 from schemas.workflows import InstancesReceived, LandedInstance, StudyContext, StudyIngestInput
 from workflows.study_ingest import StudyIngestWorkflow, search_attributes
 
@@ -175,9 +176,12 @@ async def sweep_landing(
 
 
 def received_by_study(
-    records: Iterable[ConsumerRecord[bytes, bytes]], stabilized: list[str] | None = None
+    records: Iterable[ConsumerRecord[bytes, bytes]],
+    stabilized: list[str] | None = None,
+    scheduled: list[WorklistItemScheduled] | None = None,
 ) -> dict[str, list[InstanceReceived]]:
-    """The received events per study; the studies stabilized go to `stabilized` if given."""
+    """The received events per study; the studies stabilized go to `stabilized`, the
+    procedures scheduled to `scheduled`, if given."""
     by_study: dict[str, list[InstanceReceived]] = defaultdict(list)
     for record in records:
         if record.value is None:
@@ -192,6 +196,8 @@ def received_by_study(
             by_study[event.instance.study_instance_uid].append(event)
         elif stabilized is not None and isinstance(event, StudyStabilized):
             stabilized.append(event.study_instance_uid)
+        elif scheduled is not None and isinstance(event, WorklistItemScheduled):
+            scheduled.append(event)
     return by_study
 
 
@@ -207,6 +213,7 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect_temporal(settings.temporal)
     api = InternalApi(api_base_url(settings), service_token(settings, "dispatcher"))
     router = Router(client, api, settings)
+    prefetcher = Prefetcher(client, api, settings)
     publisher = EventPublisher(settings.kafka)
     await start_with_retry(publisher)
     consumer = make_consumer(settings.kafka, GROUP_ID)
@@ -225,8 +232,9 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
             # Read up to here: the newest record's time, or, when nothing was new, the ask.
             consumed_through = asked_at if newest is None else max(consumed_through, newest)
             stable: list[str] = []
+            scheduled: list[WorklistItemScheduled] = []
             records = (r for batch in polled.values() for r in batch)
-            by_study = received_by_study(records, stable)
+            by_study = received_by_study(records, stable, scheduled)
             for events in by_study.values():
                 for event in events:
                     announced.saw(event)
@@ -242,6 +250,8 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
                 await router.route(received)
             if stable:
                 await router.release(stable)
+            if scheduled:
+                await prefetcher.on_scheduled(scheduled)
             if polled:
                 await consumer.commit()
             if time.monotonic() >= next_sweep:

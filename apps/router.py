@@ -3,19 +3,19 @@ to the delivery workflow of each of the rule's destinations (signal-with-start),
 dispatcher commits its place in the log, so a crash re-routes rather than forgets.
 
 Rules come from the API (GET /api/internal/routing-rules), re-read at most every second
-(when there is something to route): a rule saved now routes what is received from about a
-second later on, not what arrived before.
+(apps/rules_cache.py): a rule saved now routes what is received from about a second later
+on, not what arrived before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 
 from temporalio.client import Client
 
+from apps.rules_cache import RulesCache
 from infra.internal_api import InternalApi
 from infra.settings import Settings
 from schemas.events import InstanceReceived
@@ -31,7 +31,6 @@ from workflows.route_delivery import RouteDeliveryWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
 
-REFRESH_SECONDS = 1.0
 # Items per signal: a poll of 5,000 records would make one signal of ~2 MB, Temporal's
 # payload limit; 500 items are ~200 KB.
 SIGNAL_ITEMS = 500
@@ -110,18 +109,10 @@ class Router:
         self.client = client
         self.api = api
         self.settings = settings
-        self._rules: list[RoutingRule] = []
-        self._read_at = 0.0
+        self._rules = RulesCache(api.routing_rules, "routing")
 
     async def rules(self) -> list[RoutingRule]:
-        if time.monotonic() - self._read_at >= REFRESH_SECONDS:
-            try:
-                self._rules = await asyncio.to_thread(self.api.routing_rules)
-                self._read_at = time.monotonic()
-            except (OSError, ValueError) as exc:
-                # The API restarting: route by the rules last read, ask again next time.
-                log.warning("cannot read the routing rules: %s", exc)
-        return self._rules
+        return await self._rules.current()
 
     async def route(self, events: list[InstanceReceived]) -> int:
         """Hand every match to its destination's workflow; how many items were handed."""

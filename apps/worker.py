@@ -13,6 +13,7 @@ from activities.deidentify import DeidentificationActivities
 from activities.events import EventActivities
 from activities.mpps import MppsActivities
 from activities.node_health import NodeHealthActivities
+from activities.prefetch import PrefetchActivities
 from activities.routing import RoutingActivities
 from activities.storage import StorageActivities
 from apps.landings import landings
@@ -30,6 +31,7 @@ from ingest.wiring import start_with_retry
 from workflows.deidentify import DeidentificationWorkflow
 from workflows.mpps import MppsWorkflow
 from workflows.node_health import NodeHealthWorkflow
+from workflows.prefetch import PrefetchWorkflow
 from workflows.route_delivery import RouteDeliveryWorkflow
 from workflows.storage_commitment import StorageCommitmentWorkflow
 from workflows.study_ingest import StudyIngestWorkflow
@@ -96,6 +98,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         deid_key,
         tls,
     )
+    prefetch = PrefetchActivities(
+        catalog,
+        writer,
+        settings.dicom.ae_title,
+        tls,
+        per_source=settings.federation.prefetch_per_source,
+    )
     await ensure_node_health_schedule(client, settings)
     worker = Worker(
         client,
@@ -107,6 +116,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             DeidentificationWorkflow,
             NodeHealthWorkflow,
             RouteDeliveryWorkflow,
+            PrefetchWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -122,6 +132,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             health.nodes_to_check,
             health.probe_node,
             routing.deliver_batch,
+            prefetch.find_priors,
+            prefetch.local_counts,
+            prefetch.pull_study,
         ],
         max_concurrent_activities=16,
     )

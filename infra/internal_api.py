@@ -26,6 +26,7 @@ from infra.multipart import build_multipart
 from infra.settings import Settings
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.nodes import HealthStatus, Node
+from schemas.prefetch import PrefetchRule
 from schemas.routing import RoutingRule
 from schemas.security import DimseIdentity, StudyRuleModel
 from schemas.worklist import WorklistItemView, WorklistQuery
@@ -37,6 +38,7 @@ KEEP_IDLE_SECONDS = 4.0
 _INSTANCES: TypeAdapter[list[CatalogInstance]] = TypeAdapter(list[CatalogInstance])
 _NODES: TypeAdapter[list[Node]] = TypeAdapter(list[Node])
 _RULES: TypeAdapter[list[RoutingRule]] = TypeAdapter(list[RoutingRule])
+_PREFETCH_RULES: TypeAdapter[list[PrefetchRule]] = TypeAdapter(list[PrefetchRule])
 _STATUSES: TypeAdapter[dict[str, HealthStatus]] = TypeAdapter(dict[str, HealthStatus])
 _WORKLIST_ITEMS: TypeAdapter[list[WorklistItemView]] = TypeAdapter(list[WorklistItemView])
 
@@ -122,6 +124,10 @@ class InternalApi:
     def routing_rules(self) -> list[RoutingRule]:
         """The current routing rules."""
         return _RULES.validate_json(self._request("GET", "/api/internal/routing-rules"))
+
+    def prefetch_rules(self) -> list[PrefetchRule]:
+        """The current prefetch rules."""
+        return _PREFETCH_RULES.validate_json(self._request("GET", "/api/internal/prefetch-rules"))
 
     def node_statuses(self) -> dict[str, HealthStatus]:
         """Each checked node's last health status."""

@@ -363,6 +363,9 @@ class FederationSettings(BaseModel):
     health_interval_seconds: float = Field(default=60.0, ge=0)
     # Each probe (association + C-ECHO, or one QIDO request) gives up after this long.
     probe_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Prefetch pulls (C-GET / C-MOVE / WADO-RS of one study) running at once per source,
+    # per worker: a morning's worklist must not flood one archive's retrieve service.
+    prefetch_per_source: int = Field(default=2, ge=1, le=64)
     # The IANA time zone routing windows (e.g. 20:00-06:00) are read in, unless a rule
     # names its own; default: the machine's.
     timezone: str = Field(default_factory=lambda: system_timezone(), max_length=64)

@@ -19,6 +19,7 @@ from schemas.commitment import CommitmentFailure, CommitmentRef, DeliveryPath
 from schemas.instance_ref import InstanceRef as InstanceRef  # re-exported: events name it
 from schemas.mpps import InstanceVerification, MppsState
 from schemas.nodes import HealthStatus, Node, NodeProbe
+from schemas.prefetch import PrefetchRule
 from schemas.routing import RoutingRule, Via
 from schemas.security import ApiKey, User
 from schemas.worklist import WorklistItem
@@ -322,6 +323,38 @@ class RoutingRuleDeleted(EventBase):
     actor: str
 
 
+class PrefetchRuleSaved(EventBase):
+    """A prefetch rule was made or changed: its whole new version."""
+
+    type: Literal["pacs.prefetch-rule.saved"] = "pacs.prefetch-rule.saved"
+    version: Literal[1] = 1
+    rule: PrefetchRule
+    actor: str
+
+
+class PrefetchRuleDeleted(EventBase):
+    type: Literal["pacs.prefetch-rule.deleted"] = "pacs.prefetch-rule.deleted"
+    version: Literal[1] = 1
+    name: str
+    rule_version: int
+    actor: str
+
+
+class PrefetchCompleted(EventBase):
+    """A prefetch of one patient's priors ended: what was pulled, skipped and failed."""
+
+    type: Literal["pacs.prefetch.completed"] = "pacs.prefetch.completed"
+    version: Literal[1] = 1
+    patient_id: str
+    accession_number: str = ""
+    workflow_id: str
+    rule: str = ""
+    pulled: list[str]  # Study Instance UIDs
+    skipped: list[str]  # complete here already
+    failed: list[str]
+    late: bool = False
+
+
 class RouteDelivered(EventBase):
     """A batch of instances was stored at a routing destination (one association, or one
     STOW-RS request), each answered with success."""
@@ -413,6 +446,7 @@ SecurityEvent = (
 )
 NodeHealthEvent = NodeChecked | NodeStatusChanged
 RoutingRuleEvent = RoutingRuleSaved | RoutingRuleDeleted
+PrefetchEvent = PrefetchRuleSaved | PrefetchRuleDeleted | PrefetchCompleted
 RouteEvent = RouteDelivered | RouteFailed
 
 Event = Annotated[
@@ -428,6 +462,7 @@ Event = Annotated[
     | SecurityEvent
     | NodeHealthEvent
     | RoutingRuleEvent
+    | PrefetchEvent
     | RouteEvent
     | AccessAudited,
     Field(discriminator="type"),
@@ -477,6 +512,12 @@ def event_key(event: Event) -> str:
         return f"routing-rule:{event.rule.name}"
     if isinstance(event, RoutingRuleDeleted):
         return f"routing-rule:{event.name}"
+    if isinstance(event, PrefetchRuleSaved):
+        return f"prefetch-rule:{event.rule.name}"
+    if isinstance(event, PrefetchRuleDeleted):
+        return f"prefetch-rule:{event.name}"
+    if isinstance(event, PrefetchCompleted):
+        return f"patient:{event.patient_id}"
     if isinstance(event, CertificateIssued):
         return f"certificate:{event.ae_title}"
     return f"commitment:{event.transaction_uid}"

@@ -21,6 +21,7 @@ from infra.readmodels.catalog.search import MAX_RESULTS, Search
 from infra.readmodels.matching import QueryError
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.nodes import HealthStatus, Node
+from schemas.prefetch import PrefetchRule
 from schemas.routing import RoutingRule
 from schemas.security import DimseIdentity, StudyRuleModel
 
@@ -144,6 +145,14 @@ async def routing_rules(services: ServicesDep) -> list[RoutingRule]:
     if services.routing is None:
         read_model_unavailable("routing")
     return services.routing.rules()
+
+
+@router.get("/prefetch-rules", response_model=list[PrefetchRule])
+async def prefetch_rules(services: ServicesDep) -> list[PrefetchRule]:
+    """The current prefetch rules, for the dispatcher's prefetcher."""
+    if services.prefetch is None:
+        read_model_unavailable("prefetch")
+    return services.prefetch.rules()
 
 
 @router.get("/node-health", response_model=dict[str, HealthStatus])

@@ -4,7 +4,8 @@ store, so counts agree with the Temporal UI; progress from each running workflow
 
 Filters become a Temporal list filter: `type` (workflow type), `status` (Running,
 Completed, Failed, Canceled, Terminated, ContinuedAsNew, TimedOut) and the business keys
-the workflows are indexed by (StudyInstanceUID, PatientID, Modality, CallingAE). The keys
+the workflows are indexed by (StudyInstanceUID, PatientID, AccessionNumber, Modality,
+CallingAE). The keys
 name patients and studies, so every read that returns them is a PHI access in the audit
 trail, one entry per patient/study shown.
 """
@@ -44,7 +45,7 @@ STATUS_NAMES = {
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "ContinuedAsNew",
     WorkflowExecutionStatus.TIMED_OUT: "TimedOut",
 }
-KEYS = ("StudyInstanceUID", "PatientID", "Modality", "CallingAE")
+KEYS = ("StudyInstanceUID", "PatientID", "AccessionNumber", "Modality", "CallingAE")
 # Temporal list filters take quoted values; these characters never occur in our keys.
 SAFE = str.maketrans("", "", "'\"\\")
 
@@ -143,6 +144,7 @@ async def list_jobs(
     status: Annotated[str | None, Query(max_length=32)] = None,
     study: Annotated[str | None, Query(alias="StudyInstanceUID", max_length=64)] = None,
     patient: Annotated[str | None, Query(alias="PatientID", max_length=64)] = None,
+    accession: Annotated[str | None, Query(alias="AccessionNumber", max_length=16)] = None,
     modality: Annotated[str | None, Query(alias="Modality", max_length=16)] = None,
     calling_ae: Annotated[str | None, Query(alias="CallingAE", max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -151,7 +153,12 @@ async def list_jobs(
 ) -> JobPage:
     """Newest first, a page at a time; `progress=true` asks each running job for its
     progress (one query each, at most 2 s)."""
-    keys = {"StudyInstanceUID": study, "PatientID": patient, "Modality": modality}
+    keys = {
+        "StudyInstanceUID": study,
+        "PatientID": patient,
+        "AccessionNumber": accession,
+        "Modality": modality,
+    }
     query = _query(job_type, status, keys | {"CallingAE": calling_ae})
     try:
         token = base64.urlsafe_b64decode(page) if page else None

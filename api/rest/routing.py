@@ -1,31 +1,15 @@
-"""Routing rules (admin only): CRUD at /api/routing/rules, each change an event, each saved
-content a new version. Delivery (workflows/route_delivery, to come) reads the current ones."""
+"""Routing rules (admin only): CRUD at /api/routing/rules (api/rest/rule_crud.py), each
+change an event, each saved content a new version. The dispatcher's router reads the
+current ones (apps/router.py)."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime
-from typing import Annotated
+from fastapi import HTTPException
 
-from fastapi import APIRouter, HTTPException, Path
-
-from api.deps import CallerDep, Services, ServicesDep, nodes_of, publish_visible, require
-from infra.auth.permissions import Permission
-from infra.readmodels.routing import RoutingRules
+from api.deps import Services, nodes_of
+from api.rest.rule_crud import RuleKind, build_router
 from schemas.events import RoutingRuleDeleted, RoutingRuleSaved
 from schemas.routing import RULE_NAME_PATTERN, RoutingRule, RoutingRuleBody
-
-router = APIRouter(
-    prefix="/api/routing/rules", tags=["routing"], dependencies=[require(Permission.ADMIN)]
-)
-
-RuleName = Annotated[str, Path(pattern=RULE_NAME_PATTERN)]
-
-
-def rules_of(services: Services) -> RoutingRules:
-    if services.routing is None:
-        raise HTTPException(503, "the routing read model is not available in this API process")
-    return services.routing
 
 
 def _check_destinations(services: Services, body: RoutingRuleBody) -> None:
@@ -40,54 +24,13 @@ def _check_destinations(services: Services, body: RoutingRuleBody) -> None:
             raise HTTPException(422, f"destination {name} has no dicomweb_url for STOW-RS")
 
 
-@router.get("", response_model=list[RoutingRule])
-async def list_rules(services: ServicesDep) -> list[RoutingRule]:
-    return rules_of(services).rules()
-
-
-@router.get("/{name}", response_model=RoutingRule)
-async def get_rule(name: RuleName, services: ServicesDep) -> RoutingRule:
-    rule = rules_of(services).rule(name)
-    if rule is None:
-        raise HTTPException(404, f"no routing rule {name}")
-    return rule
-
-
-@router.get("/{name}/versions", response_model=list[RoutingRule])
-async def rule_versions(name: RuleName, services: ServicesDep) -> list[RoutingRule]:
-    """Every version the rule had, newest first (also after it was deleted)."""
-    versions = await asyncio.to_thread(rules_of(services).versions, name)
-    if not versions:
-        raise HTTPException(404, f"no routing rule {name} was ever saved")
-    return versions
-
-
-@router.put("/{name}", response_model=RoutingRule)
-async def save_rule(
-    name: RuleName, body: RoutingRuleBody, services: ServicesDep, caller: CallerDep
-) -> RoutingRule:
-    """Make the rule or replace it; the same content again is not a new version."""
-    rules = rules_of(services)
-    _check_destinations(services, body)
-    current = rules.rule(name)
-    if current is not None and RoutingRuleBody(**current.model_dump()) == body:
-        return current
-    version = await asyncio.to_thread(rules.last_version, name) + 1
-    rule = RoutingRule(
-        name=name,
-        version=version,
-        saved_at=datetime.now(UTC),
-        saved_by=caller.name,
-        **body.model_dump(),
-    )
-    await publish_visible(services, RoutingRuleSaved(rule=rule, actor=caller.name))
-    return rule
-
-
-@router.delete("/{name}", status_code=204)
-async def delete_rule(name: RuleName, services: ServicesDep, caller: CallerDep) -> None:
-    rule = rules_of(services).rule(name)
-    if rule is None:
-        raise HTTPException(404, f"no routing rule {name}")
-    event = RoutingRuleDeleted(name=name, rule_version=rule.version, actor=caller.name)
-    await publish_visible(services, event)
+ROUTING = RuleKind(
+    "routing",
+    RoutingRuleBody,
+    RoutingRule,
+    lambda services: services.routing,
+    lambda rule, actor: RoutingRuleSaved(rule=rule, actor=actor),
+    lambda name, version, actor: RoutingRuleDeleted(name=name, rule_version=version, actor=actor),
+    _check_destinations,
+)
+router = build_router("/api/routing/rules", "routing", ROUTING, RULE_NAME_PATTERN)

@@ -29,6 +29,9 @@ from schemas.events import (
     MppsUpdated,
     MppsVerified,
     NodeHealthEvent,
+    PrefetchCompleted,
+    PrefetchRuleDeleted,
+    PrefetchRuleSaved,
     RouteEvent,
     RoutingRuleEvent,
     SecurityEvent,
@@ -125,8 +128,10 @@ def event_row(record: LogRecord) -> list[Any]:
         study, client = event.study_instance_uid, event.actor
     elif isinstance(event, NodeHealthEvent):
         sop = event_key(event)  # about a node, found by it; the schedule is the actor
-    elif isinstance(event, RoutingRuleEvent):
+    elif isinstance(event, RoutingRuleEvent | PrefetchRuleSaved | PrefetchRuleDeleted):
         sop, client = event_key(event), event.actor
+    elif isinstance(event, PrefetchCompleted):
+        patient, sop, client = event.patient_id, event.workflow_id, event.rule
     elif isinstance(event, RouteEvent):
         study, client = event.study_instance_uid, event.destination
     elif not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):

@@ -26,6 +26,7 @@ SEARCH_ATTRIBUTES = {
     "Modality": "Keyword",
     "CallingAE": "Keyword",
     "TransactionUID": "Keyword",
+    "AccessionNumber": "Keyword",
 }
 # Offsets from the S3 port. `weed mini` otherwise puts every gRPC port at http port
 # + 10000, so a stack on S3 port 8333 would take 18333, a test stack's S3 port.

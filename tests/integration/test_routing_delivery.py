@@ -19,7 +19,7 @@ import httpx
 import pydicom
 import pytest
 
-from apps.router import REFRESH_SECONDS
+from apps.rules_cache import REFRESH_SECONDS
 from tests.dicom_factory import ct_series, write_series
 from tests.integration.conftest import Platform, eventually, run
 from tests.orthanc import Orthanc

@@ -44,7 +44,11 @@ async def test_rules_are_checked_versioned_and_audited(platform: Platform) -> No
     }
     second = client.put(f"{RULES}/ct", json=night)
     assert second.json()["version"] == 2
-    assert client.get(f"{RULES}/ct").json()["window"] == {"start": "20:00:00", "end": "06:00:00"}
+    assert client.get(f"{RULES}/ct").json()["window"] == {
+        "start": "20:00:00",
+        "end": "06:00:00",
+        "timezone": "",
+    }
     assert [r["name"] for r in client.get(RULES).json()].count("ct") == 1
 
     assert client.delete(f"{RULES}/ct").status_code == 204

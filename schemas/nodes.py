@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 DimseService = Literal["echo", "store", "find", "move", "get", "worklist", "mpps", "commitment"]
 ALL_SERVICES: tuple[DimseService, ...] = (
     "echo", "store", "find", "move", "get", "worklist", "mpps", "commitment",
 )  # fmt: skip
 NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+def distinct_node_names(values: list[str]) -> list[str]:
+    """A list of node names (a rule's destinations or sources), each once."""
+    for value in values:
+        if not re.fullmatch(NODE_NAME_PATTERN, value):
+            raise ValueError(f"{value!r} is not a node name")
+    if len(set(values)) != len(values):
+        raise ValueError("a node is listed twice")
+    return values
+
+
+NodeNames = Annotated[list[str], AfterValidator(distinct_node_names)]
 
 
 class NodeBody(BaseModel):

@@ -8,14 +8,13 @@ and what is stored here (`choose_priors`), so the workflow and its tests share o
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from schemas.nodes import NODE_NAME_PATTERN
+from schemas.nodes import NODE_NAME_PATTERN, NodeNames
 from schemas.routing import value_matches
 
 RULE_NAME_PATTERN = NODE_NAME_PATTERN
@@ -29,7 +28,7 @@ PrefetchVia = Literal["c-get", "c-move", "wado"]
 class PriorChoice(BaseModel):
     """Which of the patient's studies on the sources are wanted."""
 
-    sources: list[str] = Field(min_length=1, max_length=16)
+    sources: NodeNames = Field(min_length=1, max_length=16)
     via: PrefetchVia = "c-get"
     # Prior studies with any of these modalities (ModalitiesInStudy; DICOM wildcards);
     # empty = any modality.
@@ -39,16 +38,6 @@ class PriorChoice(BaseModel):
     body_parts: list[str] = Field(default_factory=list, max_length=32)
     lookback_days: int = Field(default=5 * 365, ge=1, le=200 * 365)
     max_studies: int = Field(default=3, ge=1, le=100)
-
-    @field_validator("sources")
-    @classmethod
-    def _names(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if not re.fullmatch(NODE_NAME_PATTERN, value):
-                raise ValueError(f"{value!r} is not a node name")
-        if len(set(values)) != len(values):
-            raise ValueError("a source is listed twice")
-        return values
 
 
 class PrefetchRuleBody(PriorChoice):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
 from fnmatch import fnmatchcase
@@ -13,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from schemas.deidentify import DeidentifyOptions
 from schemas.instance_ref import InstanceRef
-from schemas.nodes import NODE_NAME_PATTERN
+from schemas.nodes import NODE_NAME_PATTERN, NodeNames
 
 # The attributes a rule can match on: DICOM keywords, and the sender's AE title.
 MatchKey = Literal[
@@ -94,7 +93,7 @@ class RoutingRuleBody(BaseModel):
 
     match: dict[MatchKey, str] = Field(default_factory=dict)
     on: Literal["instance", "study"] = "instance"
-    destinations: list[str] = Field(min_length=1, max_length=32)
+    destinations: NodeNames = Field(min_length=1, max_length=32)
     via: Literal["dimse", "stow"] = "dimse"
     window: ScheduleWindow | None = None
     # De-identified on the way out (the copy gets keyed UIDs and a pseudonym; the stored
@@ -105,16 +104,6 @@ class RoutingRuleBody(BaseModel):
     description: str = Field(default="", max_length=1024)
     # Undeliverable for this long (destination down, or refusing): dead-lettered.
     max_age_seconds: float = Field(default=7 * 24 * 3600.0, gt=0, le=365 * 24 * 3600.0)
-
-    @field_validator("destinations")
-    @classmethod
-    def _names(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if not re.fullmatch(NODE_NAME_PATTERN, value):
-                raise ValueError(f"{value!r} is not a node name")
-        if len(set(values)) != len(values):
-            raise ValueError("a destination is listed twice")
-        return values
 
     @field_validator("match")
     @classmethod

@@ -13,20 +13,15 @@ import asyncio
 import hashlib
 import logging
 import ssl
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
-import httpx
 from temporalio import activity
 
 from activities.heartbeat import heartbeating
+from activities.sending import send_dimse, send_stow
 from infra.dicom.deidentify.keyed import DeidentificationKey
 from infra.dicom.deidentify.transform import DeidentificationRefused, deidentify
 from infra.internal_api import InternalApi
-from infra.multipart import build_multipart
-from infra.scu.peer import Peer
-from infra.scu.store import store_files
 from infra.storage.archive import ArchiveStore, archive_key
 from infra.storage.landing import Landing
 from schemas.nodes import Node
@@ -86,39 +81,6 @@ class RoutingActivities:
             raise OSError(f"destination {name} is not a registered node")
         return node
 
-    def _dimse(self, node: Node, instances: list[tuple[RouteItem, bytes]]) -> None:
-        peer = Peer.of_node(node, self.calling_ae, self.timeout, self.tls)
-        with tempfile.TemporaryDirectory() as folder:
-            files = []
-            for index, (item, data) in enumerate(instances):
-                # Numbered: store_files keeps the order of the paths it is given.
-                path = Path(folder) / f"{index:06d}-{item.instance.sop_instance_uid}.dcm"
-                path.write_bytes(data)
-                files.append(path)
-            results = store_files(peer, files, 1, lambda _: None)
-        failed = [r for r in results if not r.ok]
-        if failed or len(results) != len(files):
-            first = failed[0] if failed else None
-            why = f"{first.sop_instance_uid}: {first.reason or first.status}" if first else "?"
-            raise OSError(f"{len(failed)} of {len(files)} not stored at {node.name} ({why})")
-
-    def _stow(self, node: Node, instances: list[tuple[RouteItem, bytes]]) -> None:
-        if not node.dicomweb_url:
-            raise OSError(f"destination {node.name} has no dicomweb_url")
-        body, boundary = build_multipart(("application/dicom", data) for _, data in instances)
-        content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
-        response = httpx.post(
-            f"{node.dicomweb_url.rstrip('/')}/studies",
-            content=body,
-            headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
-            timeout=max(self.timeout, 120.0),
-        )
-        if response.status_code != 200:
-            raise OSError(
-                f"STOW-RS to {node.name} answered HTTP {response.status_code}: "
-                f"{response.text[:200]}"
-            )
-
     def _deliver(self, batch: DeliverBatch) -> BatchOutcome:
         node = self._node(batch.destination)
         outcome = BatchOutcome(stored=0)
@@ -139,9 +101,10 @@ class RoutingActivities:
                 )
         if instances:
             if batch.via == "stow":
-                self._stow(node, instances)
+                send_stow(node, [data for _, data in instances], self.timeout)
             else:
-                self._dimse(node, instances)
+                pairs = [(item.instance.sop_instance_uid, data) for item, data in instances]
+                send_dimse(node, pairs, self.calling_ae, self.timeout, self.tls)
         outcome.stored = len(instances)
         return outcome
 

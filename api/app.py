@@ -34,6 +34,7 @@ from api.rest import (
     prefetch_rules,
     routing,
     studies,
+    sync,
     users,
     worklist,
 )
@@ -52,6 +53,7 @@ from infra.readmodels.prefetch import open_prefetch_rules
 from infra.readmodels.routing import open_routing_rules
 from infra.readmodels.runner import ProjectorRunner
 from infra.readmodels.security import SecurityProjection
+from infra.readmodels.sync import open_sync_relations
 from infra.readmodels.worklist import WorklistProjection
 from infra.settings import Settings, get_settings
 from infra.storage.metadata import MetadataStore
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             services.nodes = NodeRegistry(clickhouse)
             services.routing = open_routing_rules(clickhouse)
             services.prefetch = open_prefetch_rules(clickhouse)
+            services.sync = open_sync_relations(clickhouse)
             services.projector = ProjectorRunner(
                 clickhouse,
                 cfg.kafka,
@@ -109,6 +112,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
                     services.nodes,
                     services.routing,
                     services.prefetch,
+                    services.sync,
                     AuditProjection(clickhouse),
                 ],
                 cfg.kafka.projection_poll_interval_seconds,
@@ -164,6 +168,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         deliveries,
         prefetch_rules,
         prefetch,
+        sync,
         jobs,
         deidentify,
         studies,

@@ -33,6 +33,7 @@ from infra.readmodels.prefetch import PrefetchRules
 from infra.readmodels.routing import RoutingRules
 from infra.readmodels.runner import ProjectorRunner
 from infra.readmodels.security import SecurityProjection
+from infra.readmodels.sync import SyncRelations
 from infra.readmodels.worklist import WorklistProjection
 from infra.settings import Settings
 from infra.storage.archive import ArchiveStore
@@ -68,6 +69,7 @@ class Services:
     nodes: NodeRegistry | None = None
     routing: RoutingRules | None = None
     prefetch: PrefetchRules | None = None
+    sync: SyncRelations | None = None
     # PHI accesses and security decisions, published in batches (infra/audit_recorder.py).
     recorder: AuditRecorder | None = None
     # Set once the user admin is checked (api/bootstrap.py); until then not ready.

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
-from temporalio.service import RPCError, RPCStatusCode
 
+from infra.schedules import ensure_schedule
 from infra.settings import Settings
 from workflows.node_health import SCHEDULE_ID, NodeHealthWorkflow
-
-log = logging.getLogger(__name__)
 
 
 def node_health_schedule(settings: Settings) -> Schedule:
@@ -47,21 +41,5 @@ def node_health_schedule(settings: Settings) -> Schedule:
 
 async def ensure_node_health_schedule(client: Client, settings: Settings) -> None:
     """The `node-health` schedule as the settings say: made, updated, or (interval 0) gone."""
-    handle = client.get_schedule_handle(SCHEDULE_ID)
-    if settings.federation.health_interval_seconds <= 0:
-        try:
-            await handle.delete()
-        except RPCError as exc:
-            if exc.status is not RPCStatusCode.NOT_FOUND:
-                raise
-        return
-    schedule = node_health_schedule(settings)
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        log.info("made schedule %s", SCHEDULE_ID)
-    except ScheduleAlreadyRunningError:
-
-        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await handle.update(replace)
+    wanted = settings.federation.health_interval_seconds > 0
+    await ensure_schedule(client, SCHEDULE_ID, node_health_schedule(settings) if wanted else None)

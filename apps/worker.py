@@ -16,6 +16,7 @@ from activities.node_health import NodeHealthActivities
 from activities.prefetch import PrefetchActivities
 from activities.routing import RoutingActivities
 from activities.storage import StorageActivities
+from activities.sync import SyncActivities
 from apps.landings import landings
 from apps.schedules import ensure_node_health_schedule
 from infra.auth.secrets import load_or_create
@@ -35,6 +36,7 @@ from workflows.prefetch import PrefetchWorkflow
 from workflows.route_delivery import RouteDeliveryWorkflow
 from workflows.storage_commitment import StorageCommitmentWorkflow
 from workflows.study_ingest import StudyIngestWorkflow
+from workflows.sync import SyncWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         tls,
         per_source=settings.federation.prefetch_per_source,
     )
+    sync = SyncActivities(catalog, landing_areas.values(), archive, settings.dicom.ae_title, tls)
     await ensure_node_health_schedule(client, settings)
     worker = Worker(
         client,
@@ -117,6 +120,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             NodeHealthWorkflow,
             RouteDeliveryWorkflow,
             PrefetchWorkflow,
+            SyncWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -135,6 +139,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             prefetch.find_priors,
             prefetch.local_counts,
             prefetch.pull_study,
+            sync.list_studies,
+            sync.push_study,
         ],
         max_concurrent_activities=16,
     )

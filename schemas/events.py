@@ -22,6 +22,7 @@ from schemas.nodes import HealthStatus, Node, NodeProbe
 from schemas.prefetch import PrefetchRule
 from schemas.routing import RoutingRule, Via
 from schemas.security import ApiKey, User
+from schemas.sync import SyncRelation
 from schemas.worklist import WorklistItem
 
 # Fixed namespace for deterministic event ids (uuid5); changing it would break dedup.
@@ -355,6 +356,39 @@ class PrefetchCompleted(EventBase):
     late: bool = False
 
 
+class SyncRelationSaved(EventBase):
+    """A sync relation was made or changed: its whole new version."""
+
+    type: Literal["pacs.sync-relation.saved"] = "pacs.sync-relation.saved"
+    version: Literal[1] = 1
+    rule: SyncRelation
+    actor: str
+
+
+class SyncRelationDeleted(EventBase):
+    type: Literal["pacs.sync-relation.deleted"] = "pacs.sync-relation.deleted"
+    version: Literal[1] = 1
+    name: str
+    rule_version: int
+    actor: str
+
+
+class SyncCompleted(EventBase):
+    """One run of a sync relation ended: what it pulled, pushed and could not move."""
+
+    type: Literal["pacs.sync.completed"] = "pacs.sync.completed"
+    version: Literal[1] = 1
+    relation: str
+    node: str
+    workflow_id: str
+    studies_here: int
+    studies_there: int
+    same: int
+    pulled: list[str]
+    pushed: list[str]
+    failed: list[str]
+
+
 class RouteDelivered(EventBase):
     """A batch of instances was stored at a routing destination (one association, or one
     STOW-RS request), each answered with success."""
@@ -447,6 +481,7 @@ SecurityEvent = (
 NodeHealthEvent = NodeChecked | NodeStatusChanged
 RoutingRuleEvent = RoutingRuleSaved | RoutingRuleDeleted
 PrefetchEvent = PrefetchRuleSaved | PrefetchRuleDeleted | PrefetchCompleted
+SyncEvent = SyncRelationSaved | SyncRelationDeleted | SyncCompleted
 RouteEvent = RouteDelivered | RouteFailed
 
 Event = Annotated[
@@ -463,6 +498,7 @@ Event = Annotated[
     | NodeHealthEvent
     | RoutingRuleEvent
     | PrefetchEvent
+    | SyncEvent
     | RouteEvent
     | AccessAudited,
     Field(discriminator="type"),
@@ -518,6 +554,12 @@ def event_key(event: Event) -> str:
         return f"prefetch-rule:{event.name}"
     if isinstance(event, PrefetchCompleted):
         return f"patient:{event.patient_id}"
+    if isinstance(event, SyncRelationSaved):
+        return f"sync-relation:{event.rule.name}"
+    if isinstance(event, SyncRelationDeleted):
+        return f"sync-relation:{event.name}"
+    if isinstance(event, SyncCompleted):
+        return f"sync-relation:{event.relation}"
     if isinstance(event, CertificateIssued):
         return f"certificate:{event.ae_title}"
     return f"commitment:{event.transaction_uid}"

@@ -31,6 +31,7 @@ class Orthanc:
         max_pdu: int | None = None,
         dicomweb: bool = False,
         modalities: dict[str, tuple[str, str, int]] | None = None,
+        lua: str | None = None,
     ) -> None:
         self.dir = workdir / "orthanc"
         self.dicom_port = dicom_port
@@ -40,6 +41,8 @@ class Orthanc:
         self.dicomweb = dicomweb
         # Peers Orthanc may C-MOVE to: name -> (AE title, host, port).
         self.modalities = modalities or {}
+        # A Lua script Orthanc runs (e.g. OnStoredInstance for auto-routing).
+        self.lua = lua
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "orthanc.log"
 
@@ -79,6 +82,10 @@ class Orthanc:
             config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
         if self.max_pdu is not None:
             config["MaximumPduLength"] = self.max_pdu
+        if self.lua is not None:
+            script = self.dir / "script.lua"
+            script.write_text(self.lua)
+            config["LuaScripts"] = [str(script)]
         path = self.dir / "orthanc.json"
         path.write_text(json.dumps(config, indent=2))
         return path

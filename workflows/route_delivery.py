@@ -180,7 +180,9 @@ class RouteDeliveryWorkflow:
                     RoutingActivities.deliver_batch,
                     DeliverBatch(destination=start.destination, via=start.via, items=batch),
                     start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=timedelta(seconds=60),
+                    # Heartbeats come every 5 s: a worker that died mid-batch is noticed
+                    # within 20 s, and the batch goes again from another.
+                    heartbeat_timeout=timedelta(seconds=20),
                     # The workflow keeps the backoff: the queue stays visible meanwhile.
                     retry_policy=RetryPolicy(maximum_attempts=1),
                 )

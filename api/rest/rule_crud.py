@@ -5,7 +5,7 @@ model applies before the answer (publish_visible)."""
 # No `from __future__ import annotations`: FastAPI reads the route functions' annotations,
 # which name this module's locals (the kind's body model, the name's pattern).
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -34,9 +34,13 @@ class RuleKind(Generic[Body, Rule]):
         saved: Callable[[Rule, str], Event],
         deleted: Callable[[str, int, str], Event],
         check: Callable[[Services, Body], None],
+        # What else follows a save or a deletion (e.g. the rule's Temporal Schedule).
+        after_save: Callable[[Services, Rule], Awaitable[None]] | None = None,
+        after_delete: Callable[[Services, str], Awaitable[None]] | None = None,
     ) -> None:
         self.label, self.body, self.rule = label, body, rule
         self.read_model, self.saved, self.deleted, self.check = read_model, saved, deleted, check
+        self.after_save, self.after_delete = after_save, after_delete
 
     def rules_of(self, services: Services) -> VersionedRules[Rule]:
         found = self.read_model(services)
@@ -87,6 +91,8 @@ def build_router(prefix: str, tag: str, kind: RuleKind[Any, Any], name_pattern: 
             **body.model_dump(),
         )
         await publish_visible(services, kind.saved(rule, caller.name))
+        if kind.after_save is not None:
+            await kind.after_save(services, rule)
         return rule
 
     async def delete_rule(name: rule_name, services: ServicesDep, caller: CallerDep) -> None:
@@ -94,6 +100,8 @@ def build_router(prefix: str, tag: str, kind: RuleKind[Any, Any], name_pattern: 
         if rule is None:
             raise HTTPException(404, f"no {label} rule {name}")
         await publish_visible(services, kind.deleted(name, rule.version, caller.name))
+        if kind.after_delete is not None:
+            await kind.after_delete(services, name)
 
     router.add_api_route("", list_rules, methods=["GET"], response_model=list[kind.rule])  # type: ignore[name-defined]
     router.add_api_route("/{name}", get_rule, methods=["GET"], response_model=kind.rule)

@@ -37,6 +37,9 @@ from schemas.events import (
     SecurityEvent,
     StudyDeidentified,
     StudyLabelsSet,
+    SyncCompleted,
+    SyncRelationDeleted,
+    SyncRelationSaved,
     UserSaved,
     WorklistItemCancelled,
     WorklistItemScheduled,
@@ -132,6 +135,10 @@ def event_row(record: LogRecord) -> list[Any]:
         sop, client = event_key(event), event.actor
     elif isinstance(event, PrefetchCompleted):
         patient, sop, client = event.patient_id, event.workflow_id, event.rule
+    elif isinstance(event, SyncRelationSaved | SyncRelationDeleted):
+        sop, client = event_key(event), event.actor
+    elif isinstance(event, SyncCompleted):
+        sop, client = event.workflow_id, event.relation  # the history of a relation, by name
     elif isinstance(event, RouteEvent):
         study, client = event.study_instance_uid, event.destination
     elif not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):

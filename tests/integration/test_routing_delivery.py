@@ -170,14 +170,16 @@ async def test_rules_deliver_to_orthanc_through_an_outage(
 
 
 class StoreScp:
-    def __init__(self, folder: Path, port: int) -> None:
+    def __init__(self, folder: Path, port: int, unique: bool = False) -> None:
         self.folder, self.port = folder, port
+        # Unique file names: a copy received twice is two files.
+        self.options = ["-uf"] if unique else []
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["storescp", "-aet", "DEADEND", "-od", str(self.folder), str(self.port)],
+            ["storescp", "-aet", "DEADEND", *self.options, "-od", str(self.folder), str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -355,3 +357,45 @@ async def test_a_de_identifying_rule_sends_a_copy_and_a_windowed_rule_waits(
         scp.stop()
         for rule in ("route-anon", "route-night"):
             platform.client().delete(f"{RULES}/{rule}")
+
+
+async def test_a_worker_killed_mid_delivery_resends_at_most_the_batch_in_flight(
+    platform: Platform, tmp_path: Path, dcmtk: None
+) -> None:
+    port = free_port()
+    node = {"ae_title": "KILLEND", "host": "127.0.0.1", "port": port}
+    put(platform, "/api/nodes/route-kill", node)
+    put(
+        platform,
+        f"{RULES}/route-kill",
+        {"match": {"CallingAE": "ROUTEKILL"}, "destinations": ["route-kill"]},
+    )
+    await asyncio.sleep(REFRESH_SECONDS + 0.5)
+    scp = StoreScp(tmp_path / "scp", port, unique=True)
+    scp.start()
+    count = 300
+    try:
+        folder = tmp_path / "kill"
+        write_series(folder, ct_series(count, size=128, patient_id="ROUTE-KILL"))
+        host, dicom_port = platform.dicom
+        argv = ["storescu", "-aet", "ROUTEKILL", "-aec", "PACS", "+sd", host, str(dicom_port)]
+        result = run([*argv, str(folder)])
+        assert result.returncode == 0, result.stderr
+        received = tmp_path / "scp"
+        await eventually(lambda: len(list(received.glob("*"))) >= 1, 60, interval=0.02)
+        worker = next(p for p in platform.stack.app_processes() if p.name == "worker")
+        worker.kill()  # SIGKILL, mid-delivery
+        at_kill = len(list(received.glob("*")))
+        assert at_kill < count, "the kill must land mid-delivery"
+        worker.start()
+        await eventually(lambda: len(list(received.glob("*"))) >= count, 120)
+        await asyncio.sleep(3)  # a late duplicate would show by now
+        sops = [
+            str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+            for p in received.iterdir()
+        ]
+        assert set(sops) == set(sent_pixels(folder))  # every instance, none lost
+        assert len(sops) - len(set(sops)) <= 50  # at most the batch in flight sent again
+    finally:
+        scp.stop()
+        platform.client().delete(f"{RULES}/route-kill")

@@ -29,6 +29,16 @@ def distinct_node_names(values: list[str]) -> list[str]:
 NodeNames = Annotated[list[str], AfterValidator(distinct_node_names)]
 
 
+class SavedVersion(BaseModel):
+    """What every saved, versioned document (routing and prefetch rules, sync relations)
+    has: its name, its version (1, then one more at each change), who saved it and when."""
+
+    name: str = Field(pattern=NODE_NAME_PATTERN)
+    version: int = Field(ge=1)
+    saved_at: datetime | None = None
+    saved_by: str = ""
+
+
 class NodeBody(BaseModel):
     """A remote AE: where to reach it, and (as a service user of ours) what it may use."""
 

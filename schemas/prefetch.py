@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.nodes import NODE_NAME_PATTERN, NodeNames
+from schemas.nodes import NODE_NAME_PATTERN, NodeNames, SavedVersion
 from schemas.routing import value_matches
 
 RULE_NAME_PATTERN = NODE_NAME_PATTERN
@@ -52,11 +52,8 @@ class PrefetchRuleBody(PriorChoice):
         return all(value_matches(p, attributes.get(k, "")) for k, p in self.match.items())
 
 
-class PrefetchRule(PrefetchRuleBody):
-    name: str = Field(pattern=RULE_NAME_PATTERN)
-    version: int = Field(ge=1)
-    saved_at: datetime | None = None
-    saved_by: str = ""
+class PrefetchRule(PrefetchRuleBody, SavedVersion):
+    """A saved rule."""
 
 
 class PrefetchRequest(PriorChoice):

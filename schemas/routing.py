@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from schemas.deidentify import DeidentifyOptions
 from schemas.instance_ref import InstanceRef
-from schemas.nodes import NODE_NAME_PATTERN, NodeNames
+from schemas.nodes import NODE_NAME_PATTERN, NodeNames, SavedVersion
 
 # The attributes a rule can match on: DICOM keywords, and the sender's AE title.
 MatchKey = Literal[
@@ -118,13 +118,8 @@ class RoutingRuleBody(BaseModel):
         return all(value_matches(p, attributes.get(k, "")) for k, p in self.match.items())
 
 
-class RoutingRule(RoutingRuleBody):
-    """A saved rule: its name and its version (1, then one more at each change)."""
-
-    name: str = Field(pattern=RULE_NAME_PATTERN)
-    version: int = Field(ge=1)
-    saved_at: datetime | None = None
-    saved_by: str = ""
+class RoutingRule(RoutingRuleBody, SavedVersion):
+    """A saved rule."""
 
 
 # ---- delivery -----------------------------------------------------------------------------

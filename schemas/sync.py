@@ -8,12 +8,12 @@ Which studies move is decided here, as a pure function of the two study lists
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from schemas.nodes import NODE_NAME_PATTERN
+from schemas.nodes import NODE_NAME_PATTERN, SavedVersion
 from schemas.prefetch import PrefetchVia
 
 RELATION_NAME_PATTERN = NODE_NAME_PATTERN
@@ -44,11 +44,8 @@ class SyncRelationBody(BaseModel):
         return value
 
 
-class SyncRelation(SyncRelationBody):
-    name: str = Field(pattern=RELATION_NAME_PATTERN)
-    version: int = Field(ge=1)
-    saved_at: datetime | None = None
-    saved_by: str = ""
+class SyncRelation(SyncRelationBody, SavedVersion):
+    """A saved relation."""
 
 
 class StudyCount(BaseModel):

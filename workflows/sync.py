@@ -24,18 +24,10 @@ with workflow.unsafe.imports_passed_through():
     from schemas.prefetch import PullStudy, RemoteStudy
     from schemas.sync import ListStudies, PushStudy, SyncInput, SyncResult, plan_sync
     from schemas.workflows import JobProgress, PublishEvents
+    from workflows.prefetch import FIND_RETRY, PULL_RETRY
 
-LIST_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=5,
-)
-MOVE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=6,
-    non_retryable_error_types=["UnknownNode"],
-)
+# As a prefetch's: listing like finding priors, moving a study like pulling one.
+LIST_RETRY, MOVE_RETRY = FIND_RETRY, PULL_RETRY
 
 
 def sync_workflow_id(relation: str) -> str:

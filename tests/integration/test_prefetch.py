@@ -7,7 +7,6 @@ WADO-RS."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,15 +23,9 @@ from schemas.prefetch import PrefetchResult
 from tests.dicom_factory import ct_dataset, part10_bytes, write_series
 from tests.integration.conftest import Platform, eventually, run
 from tests.orthanc import Orthanc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def study(patient: str, when: str, modality: str, count: int) -> list[pydicom.Dataset]:

@@ -6,7 +6,6 @@ undeliverable becomes dead letters that a replay delivers; pause holds, resume s
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,18 +22,12 @@ from apps.rules_cache import REFRESH_SECONDS
 from tests.dicom_factory import ct_series, write_series
 from tests.integration.conftest import Platform, eventually, run
 from tests.orthanc import Orthanc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 RULES = "/api/routing/rules"
 DELIVERIES = "/api/routing/deliveries"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,12 @@ import pytest
 
 from tests.dicom_factory import ct_series, write_series
 from tests.integration.conftest import run
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 ORTHANC_AET = "ORTHANC"
 CLI_AET = "PACS-CLI"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

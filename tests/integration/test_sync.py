@@ -5,7 +5,6 @@ with the same bytes; then the second against Debian's Orthanc, the same."""
 from __future__ import annotations
 
 import hashlib
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,9 @@ from tests.integration.conftest import (
     running_platform,
 )
 from tests.orthanc import Orthanc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def site(folder: Path, base: int, ae_title: str) -> AsyncIterator[Platform]:

@@ -3,7 +3,6 @@ tests/integration/test_scu_cli_orthanc.py)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,7 @@ from infra.scu.identifier import Level, build_identifier
 from infra.scu.peer import AssociationError, Peer, ScuError
 from infra.scu.store import FileResult, collect_files, store_files
 from tests.dicom_factory import ct_series, write_series
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.ports import free_port
 
 
 class Scp:

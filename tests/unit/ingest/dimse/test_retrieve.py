@@ -4,7 +4,6 @@ read model and storage standing in for the platform (tests/integration runs the 
 from __future__ import annotations
 
 import io
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,13 +42,7 @@ from ingest.dimse.retrieve import RetrieveError, RetrieveSource, instance_query
 from ingest.dimse.server import build_ae
 from schemas.catalog import CatalogInstance, InstanceQuery
 from tests.dicom_factory import ct_series, part10_bytes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.ports import free_port
 
 
 def dataset_bytes(part10: bytes) -> bytes:

@@ -8,11 +8,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom.dataset import Dataset
+from pynetdicom import _config
+
 from infra.dicom.header import HeaderError, InstanceHeader, read_header
 from infra.dicom.transcode import TranscodeError
 from infra.dimse.sending import accepted_syntaxes, prepare
 from infra.dimse.store_contexts import store_contexts
 from infra.scu.peer import Peer, ScuError, associate
+
+# A path is given to send_c_store only when the peer takes the file's own transfer syntax
+# (below): pynetdicom then streams the stored data set as it is, with no decoding and
+# encoding again (pydicom's parse and write were most of a forwarded image's CPU).
+_config.STORE_SEND_CHUNKED_DATASET = True
 
 
 @dataclass(frozen=True)
@@ -62,8 +70,11 @@ def _send_share(
             except queue.Empty:
                 return
             sop = header.sop_instance_uid
+            accepted = accepted_syntaxes(assoc, header.sop_class_uid)
+            dataset: Dataset | Path = path
             try:
-                dataset = prepare(path.read_bytes(), accepted_syntaxes(assoc, header.sop_class_uid))
+                if header.transfer_syntax_uid not in accepted:
+                    dataset = prepare(path.read_bytes(), accepted)
             except TranscodeError as exc:
                 report(FileResult(path, sop, None, exc.reason))
                 continue
@@ -73,7 +84,7 @@ def _send_share(
             message_id = message_id % 65535 + 1
             try:
                 status = assoc.send_c_store(dataset, msg_id=message_id)
-            except (ValueError, AttributeError) as exc:
+            except (ValueError, AttributeError, OSError) as exc:
                 report(FileResult(path, sop, None, str(exc)))
                 continue
             if "Status" not in status:

@@ -27,6 +27,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
+from activities.sending import registered_node
 from infra.internal_api import InternalApi
 from infra.multipart import parse_content_type, split_multipart
 from infra.scu.find import find
@@ -134,12 +135,7 @@ class PrefetchActivities:
         self._limits: dict[str, asyncio.Semaphore] = {}
 
     def _node(self, name: str) -> Node:
-        node = next((n for n in self.registry.nodes() if n.name == name), None)
-        if node is None:
-            raise ApplicationError(
-                f"source {name} is not a registered node", type="UnknownNode", non_retryable=True
-            )
-        return node
+        return registered_node(self.registry, name)
 
     def _peer(self, node: Node) -> Peer:
         return Peer.of_node(node, self.calling_ae, self.timeout, self.tls)

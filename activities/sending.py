@@ -9,11 +9,24 @@ import tempfile
 from pathlib import Path
 
 import httpx
+from temporalio.exceptions import ApplicationError
 
+from infra.internal_api import InternalApi
 from infra.multipart import build_multipart
 from infra.scu.peer import Peer
 from infra.scu.store import store_files
 from schemas.nodes import Node
+
+
+def registered_node(registry: InternalApi, name: str) -> Node:
+    """The node of that name; a non-retryable `UnknownNode` failure when there is none (a
+    relation or rule naming a node since deleted: trying again cannot help)."""
+    node = next((n for n in registry.nodes() if n.name == name), None)
+    if node is None:
+        raise ApplicationError(
+            f"{name} is not a registered node", type="UnknownNode", non_retryable=True
+        )
+    return node
 
 
 def send_dimse(

@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
 from activities.prefetch import dicom_date
-from activities.sending import send_dimse, send_stow
+from activities.sending import registered_node, send_dimse, send_stow
 from infra.internal_api import InternalApi
 from infra.scu.find import find
 from infra.scu.identifier import Level, Root
@@ -74,12 +74,7 @@ class SyncActivities:
         self.timeout = timeout
 
     def _node(self, name: str) -> Node:
-        node = next((n for n in self.catalog.nodes() if n.name == name), None)
-        if node is None:
-            raise ApplicationError(
-                f"{name} is not a registered node", type="UnknownNode", non_retryable=True
-            )
-        return node
+        return registered_node(self.catalog, name)
 
     @staticmethod
     def _since(request: ListStudies) -> str:

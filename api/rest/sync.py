@@ -24,7 +24,7 @@ from temporalio.client import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.deps import Services, ServicesDep, audit, nodes_of
+from api.deps import Services, ServicesDep, audit, audited, nodes_of
 from api.rest.rule_crud import RuleKind, build_router
 from infra.schedules import ensure_schedule
 from schemas.events import SyncRelationDeleted, SyncRelationSaved
@@ -144,13 +144,20 @@ async def _run(client: Client, execution: WorkflowExecution) -> SyncRun:
     )
 
 
-@router.get("/{name}/history", response_model=list[SyncRun])
+@router.get("/{name}/history", response_model=list[SyncRun], dependencies=[audited("sync-history")])
 async def sync_history(
-    name: RelationName, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    name: RelationName,
+    request: Request,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[SyncRun]:
     """The relation's runs, newest first, with what each did (from Temporal, which keeps
     closed runs for its retention period; `pacs.sync.completed` events keep them for good)."""
     client = await services.temporal()
     query = f"WorkflowId = '{sync_workflow_id(name)}'"
     executions = [e async for e in client.list_workflows(query, limit=limit)]
-    return list(await asyncio.gather(*(_run(client, e) for e in executions)))
+    runs = list(await asyncio.gather(*(_run(client, e) for e in executions)))
+    # The studies the answer names, each an access in the audit trail as any study read.
+    shown = sorted({uid for r in runs if r.result for uid in (*r.result.pulled, *r.result.pushed)})
+    request.state.audit_subjects = [{"study_instance_uid": uid} for uid in shown]
+    return runs

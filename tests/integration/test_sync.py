@@ -166,6 +166,14 @@ async def test_two_sites_and_orthanc_converge_on_the_union(
         there = await eventually(lambda: (h := holdings(site_b, studies)) and len(h) == 3 and h, 30)
         assert here == there  # the same instances, byte for byte, on both sides
         assert {sop: 1 for sop in here[studies[0]]} == {str(d.SOPInstanceUID): 1 for d in only_a}
+
+        # Reading the history names the studies moved: each an audited access.
+        def history_audited() -> bool:
+            params = {"action": "sync-history", "StudyInstanceUID": studies[0], "limit": 100}
+            entries = platform.get("/api/audit/access", params=params).json()["entries"]
+            return bool(entries)
+
+        await eventually(history_audited, 30)
     finally:
         platform.client().delete("/api/sync/relations/with-b")
 

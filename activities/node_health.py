@@ -9,7 +9,10 @@ import time
 import httpx
 from pydantic import BaseModel
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from activities.sending import node_headers
+from infra.auth.sealing import Sealer
 from infra.internal_api import InternalApi
 from infra.scu.echo import echo
 from infra.scu.peer import Peer, ScuError
@@ -33,8 +36,10 @@ class NodeHealthActivities:
         calling_ae: str,
         timeout: float,
         tls: ssl.SSLContext | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.registry = registry
+        self.sealer = sealer
         self.calling_ae = calling_ae
         self.timeout = timeout
         self.tls = tls
@@ -52,7 +57,7 @@ class NodeHealthActivities:
         """C-ECHO, and a QIDO request when the node has a DICOMweb URL."""
         probes = [await asyncio.to_thread(self._echo, node)]
         if node.dicomweb_url:
-            probes.append(await self._qido(node.dicomweb_url))
+            probes.append(await self._qido(node, node.dicomweb_url))
         return probes
 
     def _echo(self, node: Node) -> NodeProbe:
@@ -65,14 +70,18 @@ class NodeHealthActivities:
             return NodeProbe(kind="c-echo", ok=False, error=str(exc))
         return NodeProbe(kind="c-echo", ok=True, rtt_ms=round(seconds * 1000, 2))
 
-    async def _qido(self, url: str) -> NodeProbe:
+    async def _qido(self, node: Node, url: str) -> NodeProbe:
         started = time.perf_counter()
+        try:
+            credentials = node_headers(node, self.sealer)
+        except ApplicationError as exc:
+            return NodeProbe(kind="qido", ok=False, error=str(exc))
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.get(
                     f"{url.rstrip('/')}/studies",
                     params={"limit": "1"},
-                    headers={"Accept": "application/dicom+json"},
+                    headers={"Accept": "application/dicom+json", **credentials},
                 )
         except httpx.HTTPError as exc:
             return NodeProbe(kind="qido", ok=False, error=f"{type(exc).__name__}: {exc}")

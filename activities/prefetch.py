@@ -27,7 +27,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from activities.sending import registered_node
+from activities.sending import node_headers, registered_node
+from infra.auth.sealing import Sealer
 from infra.internal_api import InternalApi
 from infra.multipart import parse_content_type, split_multipart
 from infra.scu.find import find
@@ -36,7 +37,7 @@ from infra.scu.peer import Peer, ScuError
 from infra.scu.retrieve import get, move
 from schemas.catalog import InstanceQuery
 from schemas.nodes import Node
-from schemas.prefetch import FindPriors, LocalCounts, Pulled, PullStudy, RemoteStudy
+from schemas.prefetch import FindPriors, LocalCounts, PrefetchVia, Pulled, PullStudy, RemoteStudy
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,10 @@ class PrefetchActivities:
         tls: ssl.SSLContext | None = None,
         timeout: float = 30.0,
         per_source: int = 2,
+        sealer: Sealer | None = None,
     ) -> None:
         self.registry = registry
+        self.sealer = sealer
         self.writer = writer
         self.calling_ae = calling_ae
         self.tls = tls
@@ -177,7 +180,8 @@ class PrefetchActivities:
             "StudyDate": f"{since:%Y%m%d}-",
             "includefield": "ModalitiesInStudy,NumberOfStudyRelatedInstances,StudyDescription",
         }
-        with httpx.Client(timeout=self.timeout) as client:
+        headers = node_headers(node, self.sealer)
+        with httpx.Client(timeout=self.timeout, headers=headers) as client:
             answer = client.get(f"{base}/studies", params=params)
             if answer.status_code == 204:
                 return []
@@ -246,41 +250,51 @@ class PrefetchActivities:
         return stored
 
     def _pull(self, request: PullStudy) -> Pulled:
+        """The whole study, or (`series_instance_uids`) those series of it, one at a time."""
         study = request.study
         node = self._node(study.source)
         uid = study.study_instance_uid
-        keys = [f"StudyInstanceUID={uid}"]
-        if request.via == "c-move":
-            outcome = move(self._peer(node), Root.STUDY, Level.STUDY, keys, self.calling_ae)
+        received = 0
+        targets: list[str | None] = [*request.series_instance_uids] or [None]
+        for series in targets:
+            received += self._pull_one(node, request.via, uid, series)
+        return Pulled(study_instance_uid=uid, source=node.name, received=received)
+
+    def _pull_one(self, node: Node, via: PrefetchVia, study: str, series: str | None) -> int:
+        level = Level.SERIES if series else Level.STUDY
+        keys = [f"StudyInstanceUID={study}", *([f"SeriesInstanceUID={series}"] if series else [])]
+        what = f"series {series} of {study}" if series else study
+        if via == "c-move":
+            outcome = move(self._peer(node), Root.STUDY, level, keys, self.calling_ae)
             if not outcome.ok or outcome.failed:
                 raise OSError(
-                    f"C-MOVE of {uid} from {node.name}: status 0x{outcome.status:04X}, "
+                    f"C-MOVE of {what} from {node.name}: status 0x{outcome.status:04X}, "
                     f"{outcome.failed} failed {outcome.comment}".strip()
                 )
-            return Pulled(study_instance_uid=uid, source=node.name, received=outcome.completed)
-        if request.via == "c-get":
+            return outcome.completed
+        if via == "c-get":
             with tempfile.TemporaryDirectory(prefix="prefetch-") as folder:
                 outcome = get(
-                    self._peer(node), Root.STUDY, Level.STUDY, keys, Path(folder), lambda _: None
+                    self._peer(node), Root.STUDY, level, keys, Path(folder), lambda _: None
                 )
                 if not outcome.ok or outcome.failed:
                     raise OSError(
-                        f"C-GET of {uid} from {node.name}: status 0x{outcome.status:04X}, "
+                        f"C-GET of {what} from {node.name}: status 0x{outcome.status:04X}, "
                         f"{outcome.failed} failed {outcome.comment}".strip()
                     )
-                stored = self._store(p.read_bytes() for p in sorted(outcome.received))
-            return Pulled(study_instance_uid=uid, source=node.name, received=stored)
+                return self._store(p.read_bytes() for p in sorted(outcome.received))
         if not node.dicomweb_url:
             raise ApplicationError(
                 f"source {node.name} has no dicomweb_url for WADO-RS", non_retryable=True
             )
-        url = f"{node.dicomweb_url.rstrip('/')}/studies/{uid}"
+        url = f"{node.dicomweb_url.rstrip('/')}/studies/{study}"
+        url += f"/series/{series}" if series else ""
         accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-        answer = httpx.get(url, headers={"Accept": accept}, timeout=max(self.timeout, 300.0))
+        headers = {"Accept": accept, **node_headers(node, self.sealer)}
+        answer = httpx.get(url, headers=headers, timeout=max(self.timeout, 300.0))
         if answer.status_code != 200:
-            raise OSError(f"WADO-RS of {uid} from {node.name}: HTTP {answer.status_code}")
-        stored = self._store(dicom_parts(answer.content, answer.headers.get("content-type", "")))
-        return Pulled(study_instance_uid=uid, source=node.name, received=stored)
+            raise OSError(f"WADO-RS of {what} from {node.name}: HTTP {answer.status_code}")
+        return self._store(dicom_parts(answer.content, answer.headers.get("content-type", "")))
 
     @activity.defn
     async def pull_study(self, request: PullStudy) -> Pulled:

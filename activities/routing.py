@@ -19,6 +19,7 @@ from temporalio import activity
 
 from activities.heartbeat import heartbeating
 from activities.sending import send_dimse, send_stow
+from infra.auth.sealing import Sealer
 from infra.dicom.deidentify.keyed import DeidentificationKey
 from infra.dicom.deidentify.transform import DeidentificationRefused, deidentify
 from infra.internal_api import InternalApi
@@ -40,8 +41,10 @@ class RoutingActivities:
         deidentification_key: bytes,
         tls: ssl.SSLContext | None = None,
         timeout: float = 30.0,
+        sealer: Sealer | None = None,
     ) -> None:
         self.registry = registry
+        self.sealer = sealer
         self.landings = landings
         self.archive = archive
         self.deidentification_key = deidentification_key
@@ -101,7 +104,7 @@ class RoutingActivities:
                 )
         if instances:
             if batch.via == "stow":
-                send_stow(node, [data for _, data in instances], self.timeout)
+                send_stow(node, [data for _, data in instances], self.timeout, self.sealer)
             else:
                 pairs = [(item.instance.sop_instance_uid, data) for item, data in instances]
                 send_dimse(node, pairs, self.calling_ae, self.timeout, self.tls)

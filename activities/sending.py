@@ -11,11 +11,17 @@ from pathlib import Path
 import httpx
 from temporalio.exceptions import ApplicationError
 
+from infra.auth.sealing import Sealer
 from infra.internal_api import InternalApi
 from infra.multipart import build_multipart
 from infra.scu.peer import Peer
 from infra.scu.store import store_files
 from schemas.nodes import Node
+
+
+class NotStored(OSError):
+    """The node answered, and did not store (a failure status, a 4xx): sending the same
+    again gets the same answer."""
 
 
 def registered_node(registry: InternalApi, name: str) -> Node:
@@ -27,6 +33,19 @@ def registered_node(registry: InternalApi, name: str) -> Node:
             f"{name} is not a registered node", type="UnknownNode", non_retryable=True
         )
     return node
+
+
+def node_headers(node: Node, sealer: Sealer | None) -> dict[str, str]:
+    """What every DICOMweb or REST request to the node carries: its API key, when it has
+    one (non-retryable when it cannot be unsealed: only entering it again helps)."""
+    if not node.api_key_sealed or sealer is None:
+        return {}
+    try:
+        return {"Authorization": f"Bearer {sealer.unseal(node.api_key_sealed)}"}
+    except ValueError as exc:
+        raise ApplicationError(
+            f"the API key of node {node.name} cannot be opened: {exc}", non_retryable=True
+        ) from exc
 
 
 def send_dimse(
@@ -50,10 +69,12 @@ def send_dimse(
     if failed or len(results) != len(files):
         first = failed[0] if failed else None
         why = f"{first.sop_instance_uid}: {first.reason or first.status}" if first else "?"
-        raise OSError(f"{len(failed)} of {len(files)} not stored at {node.name} ({why})")
+        raise NotStored(f"{len(failed)} of {len(files)} not stored at {node.name} ({why})")
 
 
-def send_stow(node: Node, instances: list[bytes], timeout: float) -> None:
+def send_stow(
+    node: Node, instances: list[bytes], timeout: float, sealer: Sealer | None = None
+) -> None:
     """One STOW-RS request to the node's dicomweb_url."""
     if not node.dicomweb_url:
         raise OSError(f"{node.name} has no dicomweb_url")
@@ -62,10 +83,13 @@ def send_stow(node: Node, instances: list[bytes], timeout: float) -> None:
     response = httpx.post(
         f"{node.dicomweb_url.rstrip('/')}/studies",
         content=body,
-        headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+        headers={
+            "Content-Type": content_type,
+            "Accept": "application/dicom+json",
+            **node_headers(node, sealer),
+        },
         timeout=max(timeout, 120.0),
     )
     if response.status_code != 200:
-        raise OSError(
-            f"STOW-RS to {node.name} answered HTTP {response.status_code}: {response.text[:200]}"
-        )
+        why = f"STOW-RS to {node.name} answered HTTP {response.status_code}: {response.text[:200]}"
+        raise NotStored(why) if 400 <= response.status_code < 500 else OSError(why)

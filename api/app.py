@@ -22,6 +22,7 @@ from api.rest import (
     certificates,
     changes,
     deidentify,
+    deletion,
     deliveries,
     docs,
     health,
@@ -34,6 +35,7 @@ from api.rest import (
     prefetch_rules,
     routing,
     studies,
+    study_storage,
     sync,
     users,
     worklist,
@@ -105,7 +107,10 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
                 # Catalog first: a change listed in /api/changes is already queryable.
                 [
                     CatalogProjection(
-                        clickhouse, resident, MetadataStore(clients.minio, cfg.s3.metadata_bucket)
+                        clickhouse,
+                        resident,
+                        MetadataStore(clients.minio, cfg.s3.metadata_bucket),
+                        services.pending_deletions,
                     ),
                     services.worklist,
                     services.security,
@@ -172,6 +177,8 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         jobs,
         deidentify,
         studies,
+        study_storage,
+        deletion,
         certificates,
         observability,
     ):

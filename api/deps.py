@@ -26,6 +26,7 @@ from infra.auth.permissions import Permission
 from infra.clickhouse import ClickHouse
 from infra.eventlog import EventPublisher
 from infra.readmodels.audit import AuditTrail
+from infra.readmodels.catalog.deletions import PendingDeletions
 from infra.readmodels.catalog.scope import Visible, VisibleStudies
 from infra.readmodels.catalog.search import CatalogReader
 from infra.readmodels.nodes import NodeRegistry
@@ -61,6 +62,8 @@ class Services:
     clickhouse: ClickHouse | None = None
     projector: ProjectorRunner | None = None
     catalog: CatalogReader | None = None
+    # Deletions whose bytes are not purged yet: retrieves by UID ask it first.
+    pending_deletions: PendingDeletions = field(default_factory=PendingDeletions)
     # Which studies a scoped caller may read (infra/auth/scope.py).
     visible: VisibleStudies | None = None
     worklist: WorklistProjection | None = None

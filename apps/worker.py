@@ -10,6 +10,7 @@ from temporalio.worker import Worker
 
 from activities.commitment import CommitmentActivities
 from activities.deidentify import DeidentificationActivities
+from activities.deletion import DeletionActivities
 from activities.events import EventActivities
 from activities.mpps import MppsActivities
 from activities.node_health import NodeHealthActivities
@@ -19,6 +20,7 @@ from activities.storage import StorageActivities
 from activities.sync import SyncActivities
 from apps.landings import landings
 from apps.schedules import ensure_node_health_schedule
+from infra.auth.sealing import Sealer
 from infra.auth.secrets import load_or_create
 from infra.auth.tokens import service_token
 from infra.eventlog import EventPublisher
@@ -30,6 +32,7 @@ from infra.temporal_client import connect_temporal, prometheus_runtime
 from infra.tls.contexts import client_context, server_credentials
 from ingest.wiring import start_with_retry
 from workflows.deidentify import DeidentificationWorkflow
+from workflows.deletion import DeletionWorkflow
 from workflows.mpps import MppsWorkflow
 from workflows.node_health import NodeHealthWorkflow
 from workflows.prefetch import PrefetchWorkflow
@@ -89,8 +92,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         deid_key,
         settings.dicom.ae_title,
     )
+    sealer = Sealer.of(settings)  # opens the API keys of nodes (schemas/nodes.py)
     health = NodeHealthActivities(
-        catalog, settings.dicom.ae_title, settings.federation.probe_timeout_seconds, tls
+        catalog, settings.dicom.ae_title, settings.federation.probe_timeout_seconds, tls, sealer
     )
     routing = RoutingActivities(
         catalog,
@@ -99,6 +103,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         settings.dicom.ae_title,
         deid_key,
         tls,
+        sealer=sealer,
     )
     prefetch = PrefetchActivities(
         catalog,
@@ -106,8 +111,24 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         settings.dicom.ae_title,
         tls,
         per_source=settings.federation.prefetch_per_source,
+        sealer=sealer,
     )
-    sync = SyncActivities(catalog, landing_areas.values(), archive, settings.dicom.ae_title, tls)
+    sync = SyncActivities(
+        catalog,
+        landing_areas.values(),
+        archive,
+        settings.dicom.ae_title,
+        tls,
+        sealer=sealer,
+        writer=writer,
+    )
+    deletion = DeletionActivities(
+        catalog,
+        archive,
+        list(landing_areas.values()),
+        archive.client,
+        settings.s3.metadata_bucket,
+    )
     await ensure_node_health_schedule(client, settings)
     worker = Worker(
         client,
@@ -121,6 +142,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             RouteDeliveryWorkflow,
             PrefetchWorkflow,
             SyncWorkflow,
+            DeletionWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -141,6 +163,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             prefetch.pull_study,
             sync.list_studies,
             sync.push_study,
+            sync.compare_studies,
+            sync.settle_conflicts,
+            deletion.purge_deleted,
         ],
         max_concurrent_activities=16,
     )

@@ -137,12 +137,14 @@ class InternalApi:
         """STOW-RS the Part 10 `instances` through the API's ingest path (accepted means
         durable and announced, as for any client); the DICOM JSON response. Resending the
         same bytes is a no-op success, so the one retry of `_request` is safe here too.
-        ApiRefused unless every instance was stored (HTTP 200)."""
+        ApiRefused unless every instance was stored (HTTP 200), ApiUnavailable for a 5xx
+        (nothing stored for lack of resources: worth trying again)."""
         body, boundary = build_multipart(("application/dicom", data) for data in instances)
         content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
         status, content = self._exchange("POST", "/dicom-web/studies", body, content_type)
         if status != 200:
-            raise ApiRefused(f"STOW-RS answered {status}: {content.decode(errors='replace')}")
+            why = f"STOW-RS answered {status}: {content.decode(errors='replace')}"
+            raise ApiUnavailable(why) if status >= 500 else ApiRefused(why)
         answer: dict[str, Any] = json.loads(content)
         return answer
 

@@ -380,6 +380,14 @@ class FederationSettings(BaseModel):
         return value
 
 
+class LifecycleSettings(BaseModel):
+    """Deleting what is stored."""
+
+    # How long a deleted study's bytes stay in storage before they are purged: the time to
+    # notice a wrong deletion (the read models drop it at once).
+    delete_grace_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
+
+
 def system_timezone() -> str:
     """The machine's IANA zone name: $TZ, /etc/timezone, the /etc/localtime link; else UTC."""
     candidates = [os.environ.get("TZ", "").lstrip(":")]
@@ -420,6 +428,7 @@ class Settings(BaseSettings):
     tls: TlsSettings = Field(default_factory=TlsSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     # The built OHIF viewer (npm @ohif/app) served at /viewer; absent = /viewer answers 503.
     viewer_dir: Path = Field(default_factory=default_viewer_dir)
 

@@ -15,7 +15,7 @@ import time
 import zlib
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from infra.dicom.header import HeaderError, InstanceHeader, read_header
 from infra.dicom.statuses import (
@@ -93,11 +93,14 @@ def received_event(
     origin: Origin,
     replaces: str | None,
     metadata_ref: MetadataRef | None = None,
+    after_deletion: str = "",
 ) -> InstanceReceived:
-    """The announcement of landed bytes; the same fact always gets the same event id. The
-    header travels inside it, or, stored beforehand, as `metadata_ref`."""
+    """The announcement of landed bytes; the same fact always gets the same event id (an
+    arrival after a deletion is another fact). The header travels inside it, or, stored
+    beforehand, as `metadata_ref`."""
+    parts = ("received", ref.sop_instance_uid, ref.sha256, replaces or "")
     return InstanceReceived(
-        event_id=fact_event_id("received", ref.sop_instance_uid, ref.sha256, replaces or ""),
+        event_id=fact_event_id(*parts, *([after_deletion] if after_deletion else [])),
         instance=ref,
         transfer_syntax_uid=header.transfer_syntax_uid,
         patient_id=header.patient_id,
@@ -111,6 +114,12 @@ def received_event(
         metadata=None if metadata_ref else header.metadata,
         metadata_ref=metadata_ref,
     )
+
+
+class PendingDeletions(Protocol):
+    def covering(self, study: str, series: str, sop: str) -> str:
+        """The id of a deletion not yet purged that covers this instance, or ""."""
+        ...
 
 
 class _StripedLocks:
@@ -134,6 +143,7 @@ class Acceptor:
         settings: IngestSettings,
         loop: asyncio.AbstractEventLoop,
         metadata: MetadataStore | None = None,
+        deletions: PendingDeletions | None = None,
     ) -> None:
         self.landing = landing
         # Without it, every header travels inside its event, whatever its size.
@@ -144,6 +154,8 @@ class Acceptor:
         self.loop = loop
         self._locks = _StripedLocks()
         self.known = KnownInstances(archive, landing)
+        # Pending deletions (infra/storage/deletions.py); none: nothing is ever deleted.
+        self.deletions = deletions
 
     # -- blocking part: runs on a DIMSE association thread or a worker thread ------------
 
@@ -164,9 +176,16 @@ class Acceptor:
         uids = (header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid)
         key = landing_key(*uids, sha256)
         with self._locks.for_key(header.sop_instance_uid):
-            current, in_landing = None, False
+            current, in_landing, deletion = None, False, ""
             if self.known.may_exist(header.study_instance_uid, header.sop_instance_uid):
                 current, in_landing = self._current_version(uids)
+            if (
+                current is not None
+                and self.deletions
+                and (deletion := self.deletions.covering(*uids))
+            ):
+                # The version held was deleted (its purge is pending): this is a new arrival.
+                current, in_landing = None, False
             if current == sha256:
                 if not in_landing:
                     return Outcome(SUCCESS, "identical instance already archived", header)
@@ -184,7 +203,9 @@ class Acceptor:
             )
             self.known.add(header.study_instance_uid, header.sop_instance_uid)
         stored = self._store_large_metadata(header, sha256)
-        event = received_event(ref, header, key, self.landing.mode, origin, current, stored)
+        event = received_event(
+            ref, header, key, self.landing.mode, origin, current, stored, after_deletion=deletion
+        )
         return _Landed(header, event, Outcome(SUCCESS, "", header))
 
     def _store_large_metadata(self, header: InstanceHeader, sha256: str) -> MetadataRef | None:

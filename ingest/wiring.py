@@ -11,6 +11,7 @@ from minio import Minio
 from infra.eventlog import EventPublisher
 from infra.settings import LandingMode, Settings
 from infra.storage.archive import ArchiveStore, make_minio
+from infra.storage.deletions import Deletions
 from infra.storage.landing import Landing, S3Landing, SpoolLanding
 from infra.storage.metadata import MetadataStore
 from ingest.accept import Acceptor
@@ -60,6 +61,7 @@ class IngestClients:
             settings.ingest,
             asyncio.get_running_loop(),
             MetadataStore(client, settings.s3.metadata_bucket),
+            Deletions(archive),
         )
         return cls(client, archive, landing, publisher, acceptor)
 

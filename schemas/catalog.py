@@ -6,7 +6,9 @@ gateway's retrieve services (which ask the API over HTTP).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from schemas.security import StudyRuleModel
 
@@ -27,6 +29,13 @@ class CatalogInstance(BaseModel):
     columns: int = 0
     size: int = 0
     sha256: str = ""
+    received_at: datetime | None = None
+
+    @field_validator("received_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # The catalog keeps UTC; a driver may hand it back without its zone.
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 
 class InstanceQuery(BaseModel):

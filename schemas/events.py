@@ -17,12 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from schemas.audit import AccessEntry
 from schemas.commitment import CommitmentFailure, CommitmentRef, DeliveryPath
 from schemas.instance_ref import InstanceRef as InstanceRef  # re-exported: events name it
+from schemas.lifecycle import DeletionScope
 from schemas.mpps import InstanceVerification, MppsState
 from schemas.nodes import HealthStatus, Node, NodeProbe
 from schemas.prefetch import PrefetchRule
 from schemas.routing import RoutingRule, Via
 from schemas.security import ApiKey, User
-from schemas.sync import SyncRelation
+from schemas.sync import SettledConflict, SyncRelation
 from schemas.worklist import WorklistItem
 
 # Fixed namespace for deterministic event ids (uuid5); changing it would break dedup.
@@ -105,6 +106,41 @@ class InstanceStored(EventBase):
     archive_key: str
     # Where the earlier version went when this one replaced it (duplicate policy overwrite).
     previous_version_key: str | None = None
+
+
+class InstancesDeleted(EventBase):
+    """A study, series or instance was deleted: gone from every read model at once; its
+    bytes stay until `purge_after`, then a DeletionWorkflow removes them. What is received
+    again after this event is a new arrival."""
+
+    type: Literal["pacs.instances.deleted"] = "pacs.instances.deleted"
+    version: Literal[1] = 1
+    deletion_id: str
+    scope: DeletionScope
+    patient_id: str = ""
+    reason: str = ""
+    actor: str
+    purge_after: datetime
+
+    @property
+    def study_instance_uid(self) -> str:
+        return self.scope.study_instance_uid
+
+
+class InstancesPurged(EventBase):
+    """The bytes of a deletion were removed from storage."""
+
+    type: Literal["pacs.instances.purged"] = "pacs.instances.purged"
+    version: Literal[1] = 1
+    deletion_id: str
+    scope: DeletionScope
+    objects_removed: int
+    bytes_removed: int
+    kept: list[str] = Field(default_factory=list)  # received again since the deletion
+
+    @property
+    def study_instance_uid(self) -> str:
+        return self.scope.study_instance_uid
 
 
 class StudyStabilized(EventBase):
@@ -387,6 +423,22 @@ class SyncCompleted(EventBase):
     pulled: list[str]
     pushed: list[str]
     failed: list[str]
+    # Of studies both sides held: series moved, and conflicts found (each its own event).
+    series_pulled: int = 0
+    series_pushed: int = 0
+    conflicts: int = 0
+
+
+class SyncConflictFound(EventBase):
+    """A sync run found the same SOP Instance UID with different content on the two sides,
+    and what its conflict policy did about it."""
+
+    type: Literal["pacs.sync.conflict"] = "pacs.sync.conflict"
+    version: Literal[1] = 1
+    relation: str
+    node: str
+    workflow_id: str
+    conflict: SettledConflict
 
 
 class RouteDelivered(EventBase):
@@ -481,8 +533,9 @@ SecurityEvent = (
 NodeHealthEvent = NodeChecked | NodeStatusChanged
 RoutingRuleEvent = RoutingRuleSaved | RoutingRuleDeleted
 PrefetchEvent = PrefetchRuleSaved | PrefetchRuleDeleted | PrefetchCompleted
-SyncEvent = SyncRelationSaved | SyncRelationDeleted | SyncCompleted
+SyncEvent = SyncRelationSaved | SyncRelationDeleted | SyncCompleted | SyncConflictFound
 RouteEvent = RouteDelivered | RouteFailed
+DeletionEvent = InstancesDeleted | InstancesPurged
 
 Event = Annotated[
     InstanceReceived
@@ -500,6 +553,7 @@ Event = Annotated[
     | PrefetchEvent
     | SyncEvent
     | RouteEvent
+    | DeletionEvent
     | AccessAudited,
     Field(discriminator="type"),
 ]
@@ -520,8 +574,12 @@ def event_key(event: Event) -> str:
     """
     if isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         return event.instance.study_instance_uid
-    if isinstance(event, StudyStabilized | StudyDeidentified | StudyLabelsSet | RouteEvent):
+    if isinstance(
+        event, StudyStabilized | StudyDeidentified | StudyLabelsSet | RouteEvent | DeletionEvent
+    ):
         return event.study_instance_uid
+    if isinstance(event, SyncConflictFound):
+        return event.conflict.study_instance_uid
     if isinstance(event, WorklistItemScheduled | WorklistItemUpdated):
         return f"worklist:{event.item.item_id}"
     if isinstance(event, WorklistItemCancelled):

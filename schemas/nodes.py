@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
 
 DimseService = Literal["echo", "store", "find", "move", "get", "worklist", "mpps", "commitment"]
 ALL_SERVICES: tuple[DimseService, ...] = (
@@ -58,6 +58,11 @@ class NodeBody(BaseModel):
     # Probed by the health schedule (C-ECHO, and QIDO when it has a DICOMweb URL). Off for
     # a node with no SCP of its own to answer (a modality that only sends).
     health_check: bool = True
+    # A key to act as a user of that node (another instance of this platform, or any
+    # DICOMweb server taking Bearer tokens), sent as `Authorization: Bearer` with every
+    # DICOMweb and REST request to it. Kept sealed (infra/auth/sealing.py): the log, the
+    # read models and this API hold only ciphertext.
+    api_key_sealed: str = ""
 
     @field_validator("ae_title")
     @classmethod
@@ -82,6 +87,13 @@ class NodeBody(BaseModel):
 
     def may_move_to(self, ae_title: str) -> bool:
         return "*" in self.move_destinations or ae_title.strip() in self.move_destinations
+
+
+class NodeInput(NodeBody):
+    """What PUT /api/nodes/{name} takes: a node, and optionally its API key in clear, which
+    is sealed before it is kept. Left out, the key kept before stays; "" removes it."""
+
+    api_key: SecretStr | None = None
 
 
 class Node(NodeBody):

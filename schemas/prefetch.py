@@ -167,6 +167,7 @@ class PullStudy(BaseModel):
     study: RemoteStudy
     via: PrefetchVia
     expected: int | None = None  # instances the source reported
+    series_instance_uids: list[str] = Field(default_factory=list)  # none: the whole study
 
 
 class Pulled(BaseModel):

@@ -33,8 +33,17 @@ def check_uids(**uids: str | None) -> None:
 
 
 async def instance_bytes(services: Services, study: str, series: str, instance: str) -> bytes:
-    """The stored Part-10 bytes, or 404 naming what is missing."""
+    """The stored Part-10 bytes, or 404 naming what is missing (or deleted: its bytes stay
+    until the purge, but it is no longer stored as far as anyone may see)."""
     check_uids(study=study, series=series, instance=instance)
+    if services.pending_deletions.covers(study, series, instance):
+        query = InstanceQuery(
+            study_instance_uids=[study], series_instance_uids=[series], sop_instance_uids=[instance]
+        )
+        if not await asyncio.to_thread(catalog_of(services).instances, query):
+            raise HTTPException(
+                404, f"instance {instance} of series {series} not found in study {study}"
+            )
     data = await asyncio.to_thread(
         load_instance, services.landing, services.archive, study, series, instance
     )

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Services, ServicesDep, audit, require
+from api.deps import Services, ServicesDep, audit, audited, require
 from infra.auth.permissions import Permission
 from schemas.nodes import NODE_NAME_PATTERN
 from schemas.routing import DeliveryState, Via
@@ -40,8 +40,15 @@ async def _state(handle: WorkflowHandle[RouteDeliveryWorkflow, None], name: str)
         raise HTTPException(502, f"Temporal: {exc.message}") from exc
 
 
-@router.get("", response_model=list[DeliveryState])
-async def list_deliveries(services: ServicesDep) -> list[DeliveryState]:
+def _audit_shown(request: Request, states: list[DeliveryState]) -> None:
+    """Dead letters name studies (and their instances): showing them is an access to each
+    study, in the audit trail as any study read."""
+    shown = sorted({d.item.instance.study_instance_uid for s in states for d in s.dead_letters})
+    request.state.audit_subjects = [{"study_instance_uid": uid} for uid in shown]
+
+
+@router.get("", response_model=list[DeliveryState], dependencies=[audited("deliveries")])
+async def list_deliveries(request: Request, services: ServicesDep) -> list[DeliveryState]:
     """Every destination that has a delivery workflow running."""
     client = await services.temporal()
     query = "WorkflowType = 'RouteDeliveryWorkflow' AND ExecutionStatus = 'Running'"
@@ -53,14 +60,17 @@ async def list_deliveries(services: ServicesDep) -> list[DeliveryState]:
         *(h.query(RouteDeliveryWorkflow.state) for h in handles), return_exceptions=True
     )
     found = [s for s in states if isinstance(s, DeliveryState)]
+    _audit_shown(request, found)
     return sorted(found, key=lambda s: (s.destination, s.via))
 
 
-@router.get("/{destination}", response_model=DeliveryState)
+@router.get("/{destination}", response_model=DeliveryState, dependencies=[audited("deliveries")])
 async def get_delivery(
-    destination: Destination, services: ServicesDep, via: ViaQuery = "dimse"
+    destination: Destination, request: Request, services: ServicesDep, via: ViaQuery = "dimse"
 ) -> DeliveryState:
-    return await _state(await _handle(services, destination, via), destination)
+    state = await _state(await _handle(services, destination, via), destination)
+    _audit_shown(request, [state])
+    return state
 
 
 @router.post("/{destination}/{action}", response_model=DeliveryState)

@@ -18,8 +18,9 @@ from pydantic import BaseModel
 
 from api.deps import CallerDep, ServicesDep, nodes_of, publish_visible, require
 from infra.auth.permissions import Permission
+from infra.auth.sealing import Sealer
 from schemas.events import NodeDeleted, NodeSaved
-from schemas.nodes import NODE_NAME_PATTERN, Node, NodeBody, NodeStatusChange, NodeView
+from schemas.nodes import NODE_NAME_PATTERN, Node, NodeInput, NodeStatusChange, NodeView
 from workflows.node_health import NodeHealthWorkflow
 
 router = APIRouter(prefix="/api/nodes", tags=["nodes"], dependencies=[require(Permission.ADMIN)])
@@ -84,11 +85,18 @@ async def node_history(
 
 @router.put("/{name}", response_model=Node)
 async def save_node(
-    name: NamePath, body: NodeBody, services: ServicesDep, caller: CallerDep
+    name: NamePath, body: NodeInput, services: ServicesDep, caller: CallerDep
 ) -> Node:
-    """Register a node or replace it."""
+    """Register a node or replace it. An `api_key` given is sealed before it is kept;
+    without one, the node keeps the key it had."""
     registry = nodes_of(services)
-    saved = Node(name=name, **body.model_dump())
+    fields = body.model_dump(exclude={"api_key"})
+    if body.api_key is not None:
+        secret = body.api_key.get_secret_value()
+        fields["api_key_sealed"] = Sealer.of(services.settings).seal(secret) if secret else ""
+    elif not body.api_key_sealed and (before := registry.node(name)) is not None:
+        fields["api_key_sealed"] = before.api_key_sealed
+    saved = Node(name=name, **fields)
     clash = [n.name for n in registry.nodes() if n.ae_title == saved.ae_title and n.name != name]
     if clash:
         raise HTTPException(409, f"AE title {saved.ae_title} is already node {clash[0]}")

@@ -46,6 +46,18 @@ def _check_node(services: Services, body: SyncRelationBody) -> None:
         raise HTTPException(422, f"node {body.node} has no dicomweb_url for STOW-RS")
     if body.pull_via == "wado" and not node.dicomweb_url:
         raise HTTPException(422, f"node {body.node} has no dicomweb_url for QIDO/WADO-RS")
+    if body.compare == "instances" and not (
+        (node.dicomweb_url or "").rstrip("/").endswith("/dicom-web") and node.api_key_sealed
+    ):
+        raise HTTPException(
+            422,
+            f"compare: instances needs node {body.node} to be another instance of this "
+            "platform: its dicomweb_url <base>/dicom-web and an api_key of a user there",
+        )
+    if body.conflicts != "keep-both" and body.compare != "instances":
+        raise HTTPException(
+            422, "a conflict policy needs compare: instances (only digests find conflicts)"
+        )
 
 
 def _schedule(services: Services, relation: SyncRelation) -> Schedule:

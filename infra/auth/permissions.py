@@ -13,6 +13,7 @@ from enum import StrEnum
 class Permission(StrEnum):
     STUDIES_READ = "studies:read"  # QIDO, WADO (all kinds), metadata, change feed: PHI
     STUDIES_STORE = "studies:store"  # STOW-RS, C-STORE
+    STUDIES_DELETE = "studies:delete"  # DELETE a study, series or instance (then purged)
     WORKLIST_READ = "worklist:read"
     WORKLIST_WRITE = "worklist:write"
     MPPS_READ = "mpps:read"

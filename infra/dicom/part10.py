@@ -8,6 +8,7 @@ follow are kept exactly as sent.
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 from pydicom.filebase import DicomBytesIO
@@ -32,3 +33,20 @@ def normalize_part10(data: bytes) -> bytes:
     out.write(PREAMBLE)
     write_file_meta_info(out, meta, enforce_standard=True)
     return out.getvalue() + dataset
+
+
+def dataset_offset(part10: bytes) -> int:
+    """Where the data set starts: after the preamble and File Meta group (0 without them)."""
+    if part10[128:132] != b"DICM":
+        return 0
+    stream = io.BytesIO(part10)
+    stream.seek(132)
+    _read_file_meta_info(stream)
+    return stream.tell()
+
+
+def dataset_sha256(part10: bytes) -> str:
+    """SHA-256 of the data set as encoded, without the File Meta group: that group is each
+    receiver's own (its implementation, the AE title the object came from), so two archives
+    holding the same object agree on this digest and not on the file's."""
+    return hashlib.sha256(memoryview(part10)[dataset_offset(part10) :]).hexdigest()

@@ -19,9 +19,11 @@ from schemas.events import (
     ApiKeyCreated,
     CommitmentReported,
     CommitmentRequested,
+    DeletionEvent,
     Event,
     InstanceReceived,
     InstanceRejected,
+    InstancesDeleted,
     InstanceStored,
     MppsCompleted,
     MppsCreated,
@@ -38,6 +40,7 @@ from schemas.events import (
     StudyDeidentified,
     StudyLabelsSet,
     SyncCompleted,
+    SyncConflictFound,
     SyncRelationDeleted,
     SyncRelationSaved,
     UserSaved,
@@ -139,8 +142,19 @@ def event_row(record: LogRecord) -> list[Any]:
         sop, client = event_key(event), event.actor
     elif isinstance(event, SyncCompleted):
         sop, client = event.workflow_id, event.relation  # the history of a relation, by name
+    elif isinstance(event, SyncConflictFound):
+        found = event.conflict
+        study, series, sop = (found.study_instance_uid, found.series_instance_uid,
+                              found.sop_instance_uid)  # fmt: skip
+        client = event.relation
     elif isinstance(event, RouteEvent):
         study, client = event.study_instance_uid, event.destination
+    elif isinstance(event, DeletionEvent):
+        scope = event.scope
+        study, series, sop = (scope.study_instance_uid, scope.series_instance_uid,
+                              scope.sop_instance_uid)  # fmt: skip
+        if isinstance(event, InstancesDeleted):
+            patient, client = event.patient_id, event.actor
     elif not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         study, patient = event.study_instance_uid, event.patient_id
         sop, calling, client = _subject(event)

@@ -22,6 +22,7 @@ from infra.settings import (
     HttpSettings,
     IngestSettings,
     KafkaSettings,
+    LifecycleSettings,
     MetricsSettings,
     RemoteAE,
     S3Settings,
@@ -84,6 +85,8 @@ def platform_settings(data_dir: Path, base: int, **ingest: Any) -> Settings:
         # Health rounds only on demand (POST /api/nodes/check): a scheduled probe of the nodes
         # other tests register would show up in their association and audit counts.
         federation=FederationSettings(health_interval_seconds=0),
+        # Long enough to send a deleted study again before its purge, short enough to see it.
+        lifecycle=LifecycleSettings(delete_grace_seconds=12),
         ingest=IngestSettings(
             stable_after_seconds=ingest.pop("stable_after_seconds", 3.0),
             orphan_after_seconds=ingest.pop("orphan_after_seconds", 20.0),

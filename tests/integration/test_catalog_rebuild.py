@@ -1,4 +1,5 @@
-"""`pacs projections rebuild` over ≥10,000 instances yields exactly the live read models."""
+"""`pacs projections rebuild` over ≥10,000 instances yields exactly the live read models,
+deletions (of a study, a series and an instance) included."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +16,8 @@ from temporalio.service import RPCError
 
 from infra.eventlog import EventPublisher
 from infra.stack import settings_to_env
+from schemas.events import Event, InstanceReceived, InstancesDeleted
+from schemas.lifecycle import DeletionScope
 from tests.integration.conftest import Platform, eventually
 from tests.synthetic import synthetic_events
 
@@ -21,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 INSTANCES = 10_000
 PER_STUDY = 200  # 4 series of 50
+DELETED = PER_STUDY + PER_STUDY // 4 + 1  # a study, a series and an instance
 
 
 def _status(platform: Platform) -> dict[str, Any]:
@@ -60,6 +65,28 @@ async def _quiet_positions(platform: Platform) -> dict[str, Any]:
     raise AssertionError(f"the log never went quiet: {previous}")
 
 
+def deletions(events: list[InstanceReceived]) -> list[Event]:
+    """A whole study, a series of the second and an instance of the third."""
+    first, second, third = (
+        next(e for e in events if e.instance.study_instance_uid == uid).instance
+        for uid in sorted({e.instance.study_instance_uid for e in events})[:3]
+    )
+    scopes = [
+        DeletionScope(study_instance_uid=first.study_instance_uid),
+        DeletionScope(study_instance_uid=second.study_instance_uid,
+                      series_instance_uid=second.series_instance_uid),
+        DeletionScope(study_instance_uid=third.study_instance_uid,
+                      series_instance_uid=third.series_instance_uid,
+                      sop_instance_uid=third.sop_instance_uid),
+    ]  # fmt: skip
+    purge_after = datetime.now(UTC) + timedelta(days=7)
+    return [
+        InstancesDeleted(deletion_id=f"rebuild-{n}", scope=scope, actor="test",
+                         purge_after=purge_after)
+        for n, scope in enumerate(scopes)
+    ]  # fmt: skip
+
+
 async def test_rebuild_equals_live_at_ten_thousand_instances(
     platform: Platform, temporal_client: Any
 ) -> None:
@@ -69,6 +96,7 @@ async def test_rebuild_equals_live_at_ten_thousand_instances(
         events = list(synthetic_events(INSTANCES, seed=10))
         for start in range(0, len(events), 1000):
             await publisher.publish_many(events[start : start + 1000])
+        await publisher.publish_many(deletions(events))
     finally:
         await publisher.stop()
     patients = sorted({e.patient_id for e in events})
@@ -82,7 +110,7 @@ async def test_rebuild_equals_live_at_ten_thousand_instances(
         )  # fmt: skip
         counts = [s["00201208"]["Value"][0] for s in response.json()]
         seen.append((len(counts), sum(counts)))
-        return len(counts) == INSTANCES // PER_STUDY and sum(counts) == INSTANCES
+        return len(counts) == INSTANCES // PER_STUDY - 1 and sum(counts) == INSTANCES - DELETED
 
     seen: list[tuple[int, int]] = []
     started = asyncio.get_running_loop().time()
@@ -116,9 +144,10 @@ async def test_rebuild_equals_live_at_ten_thousand_instances(
         live = _checksums(platform)
         if _positions(platform) == live_positions:
             break
-    assert live["instances"]["rows"] >= INSTANCES
-    assert live["instance_metadata"]["rows"] >= INSTANCES
-    assert live["studies"]["rows"] >= INSTANCES // PER_STUDY
+    assert live["instances"]["rows"] >= INSTANCES - DELETED
+    assert live["instance_metadata"]["rows"] >= INSTANCES - DELETED
+    assert live["studies"]["rows"] >= INSTANCES // PER_STUDY - 1
+    assert live["catalog_deletions"]["rows"] >= 3
     assert live["patients"]["rows"] >= len(patients)
     rebuilds = _status(platform)["catalog"]["rebuilds"]
 

@@ -175,3 +175,35 @@ async def test_the_schedule_runs_rounds_on_its_own_and_goes_when_turned_off(
     with pytest.raises(RPCError):
         await temporal_client.get_schedule_handle(SCHEDULE_ID).describe()
     assert platform.client().delete("/api/nodes/health-sched").status_code == 204
+
+
+async def test_a_dicomweb_node_that_wants_a_key_is_probed_with_the_one_kept_sealed(
+    platform: Platform, peer: Peer
+) -> None:
+    """Our own DICOMweb root as the node's: without a key its QIDO probe is refused (401),
+    with one it answers. Saving the node again without a key keeps it; "" removes it."""
+    name = "keyed-web"
+    web = {"dicomweb_url": f"{platform.http}/dicom-web"}
+    key = platform.post("/api/api-keys", json={"name": "probe", "roles": ["integration"]})
+    assert key.status_code == 201, key.text
+    secret = key.json()["api_key"]
+    try:
+        register(platform, name, peer, **web)
+        check_now(platform)
+        found = await checked_after(platform, name, None)
+        qido = next(p for p in found["probes"] if p["kind"] == "qido")
+        assert (found["status"], qido["ok"]) == ("degraded", False) and "401" in qido["error"]
+
+        register(platform, name, peer, **web, api_key=secret)
+        sealed = platform.get(f"/api/nodes/{name}").json()["api_key_sealed"]
+        assert sealed and secret not in sealed
+        register(platform, name, peer, **web)  # no key given: the one kept stays
+        assert platform.get(f"/api/nodes/{name}").json()["api_key_sealed"] == sealed
+        check_now(platform)
+        found = await checked_after(platform, name, found["checked_at"])
+        assert found["status"] == "up", found
+
+        register(platform, name, peer, **web, api_key="")
+        assert platform.get(f"/api/nodes/{name}").json()["api_key_sealed"] == ""
+    finally:
+        platform.client().delete(f"/api/nodes/{name}")

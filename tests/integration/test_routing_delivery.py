@@ -6,6 +6,7 @@ undeliverable becomes dead letters that a replay delivers; pause holds, resume s
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -84,6 +85,12 @@ def sent_pixels(folder: Path) -> dict[str, bytes]:
     return out
 
 
+# Acceptance 1 of issue 13 at full size: PACS_TEST_ROUTING_INSTANCES=500
+# PACS_TEST_ROUTING_SIZE=512 (the suite sends 30 small images).
+FIRST = int(os.environ.get("PACS_TEST_ROUTING_INSTANCES", "30"))
+FIRST_SIZE = int(os.environ.get("PACS_TEST_ROUTING_SIZE", "64"))
+
+
 async def test_rules_deliver_to_orthanc_through_an_outage(
     platform: Platform, orthancs: tuple[Orthanc, Orthanc], tmp_path: Path, dcmtk: None
 ) -> None:
@@ -114,9 +121,10 @@ async def test_rules_deliver_to_orthanc_through_an_outage(
     await asyncio.sleep(REFRESH_SECONDS + 0.5)  # rules apply to what arrives after they do
     try:
         first = tmp_path / "first"
-        write_series(first, ct_series(30, size=64, patient_id="ROUTE-1"))
+        write_series(first, ct_series(FIRST, size=FIRST_SIZE, patient_id="ROUTE-1"))
         store(platform, first)
-        await eventually(lambda: a.instance_count() == 30 and b.instance_count() == 30, 90)
+        wait = 90 + FIRST * FIRST_SIZE**2 * 2 / 2e6  # and a second per 2 MB past the 30 small
+        await eventually(lambda: a.instance_count() == FIRST == b.instance_count(), wait)
         sent = sent_pixels(first)
         assert orthanc_pixels(a) == sent  # C-STORE: every instance, pixel data identical
         assert orthanc_pixels(b) == sent  # STOW-RS: the same
@@ -126,7 +134,7 @@ async def test_rules_deliver_to_orthanc_through_an_outage(
         second = tmp_path / "second"
         write_series(second, ct_series(20, size=64, patient_id="ROUTE-2"))
         store(platform, second)
-        await eventually(lambda: b.instance_count() == 50, 90)
+        await eventually(lambda: b.instance_count() == FIRST + 20, 90)
 
         def waiting() -> dict[str, Any] | None:
             state = delivery(platform, "route-a")
@@ -135,11 +143,14 @@ async def test_rules_deliver_to_orthanc_through_an_outage(
         held = await eventually(waiting, 60)
         assert held["failing_since"] and held["next_attempt_at"]
         a.start()
-        await eventually(lambda: a.instance_count() == 50, 120)
+        await eventually(lambda: a.instance_count() == FIRST + 20, 120)
         assert orthanc_pixels(a) == sent | sent_pixels(second)  # none lost, none twice
         # Orthanc holds them a moment before the batch is recorded as delivered.
         done = await eventually(
-            lambda: (s := delivery(platform, "route-a")) and s["delivered_total"] == 50 and s, 30
+            lambda: (
+                (s := delivery(platform, "route-a")) and s["delivered_total"] == FIRST + 20 and s
+            ),
+            30,
         )
         assert done["queued"] == 0 and done["dead_letters"] == [] and done["last_error"] == ""
 
@@ -151,9 +162,9 @@ async def test_rules_deliver_to_orthanc_through_an_outage(
         store(platform, third)
         await eventually(lambda: (delivery(platform, "route-a") or {}).get("queued") == 3, 30)
         time.sleep(2)
-        assert a.instance_count() == 50
+        assert a.instance_count() == FIRST + 20
         assert platform.post(f"{DELIVERIES}/route-a/resume").status_code == 200
-        await eventually(lambda: a.instance_count() == 53, 60)
+        await eventually(lambda: a.instance_count() == FIRST + 23, 60)
 
         listed = {(d["destination"], d["via"]) for d in platform.get(DELIVERIES).json()}
         assert {("route-a", "dimse"), ("route-b", "stow")} <= listed
@@ -226,6 +237,14 @@ async def test_undeliverable_instances_become_dead_letters_and_replay_delivers_t
         state = await eventually(dead, 60)
         assert state["queued"] == 0
         assert all(d["reason"] for d in state["dead_letters"])
+        # Dead letters name the study: reading them is an audited access to it.
+        study = state["dead_letters"][0]["item"]["instance"]["study_instance_uid"]
+
+        def read_audited() -> bool:
+            params = {"action": "deliveries", "StudyInstanceUID": study, "limit": 100}
+            return bool(platform.get("/api/audit/access", params=params).json()["entries"])
+
+        await eventually(read_audited, 30)
 
         # The dead letters show in the state as they are made; their event follows.
         def failed_event() -> bool:

@@ -6,6 +6,12 @@ patient rows of everything the batch touched, recomputed inside ClickHouse from 
 instance table (so counts are right however the log was cut into batches, and a replayed
 event cannot double-count), then the log position. A crash between steps replays the batch,
 which rewrites the same rows.
+
+A deletion (`pacs.instances.deleted`) removes the instance and metadata rows it covers
+(ClickHouse lightweight DELETE, all versions) and the series, study and patient rows of
+its study, which are then recomputed from the instances left, as after any batch. Rows
+are applied in log order around it, so an instance received again after its deletion is
+listed again, and a replayed batch ends in the same state.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 from infra.clickhouse import ClickHouse
 from infra.readmodels.base import LogRecord
 from infra.readmodels.catalog.attributes import COPIED, LISTS, TABLES, Level, first_value
+from infra.readmodels.catalog.deletions import DELETION_COLUMNS, DELETIONS_DDL, PendingDeletions
 from infra.readmodels.catalog.resident import ResidentCatalog
 from infra.readmodels.catalog.tables import (
     KEYS,
@@ -31,7 +38,8 @@ from infra.readmodels.catalog.tables import (
     table_ddl,
 )
 from infra.storage.metadata import MetadataStore
-from schemas.events import InstanceReceived, StudyLabelsSet
+from schemas.events import InstanceReceived, InstancesDeleted, InstancesPurged, StudyLabelsSet
+from schemas.lifecycle import DeletionScope
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,9 @@ METADATA_COLUMNS = [
     "metadata", "log_partition", "log_offset",
 ]  # fmt: skip
 LABEL_COLUMNS = ["study_instance_uid", "labels", "log_partition", "log_offset"]
-ALL_TABLES = (*TABLES.values(), "instance_metadata", "study_labels", "catalog_positions")
+ALL_TABLES = (
+    *TABLES.values(), "instance_metadata", "study_labels", "catalog_deletions", "catalog_positions",
+)  # fmt: skip
 
 
 def event_metadata(event: InstanceReceived, store: MetadataStore | None = None) -> dict[str, Any]:
@@ -172,8 +182,11 @@ class CatalogProjection:
         clickhouse: ClickHouse,
         resident: ResidentCatalog | None = None,
         metadata: MetadataStore | None = None,
+        pending: PendingDeletions | None = None,
     ) -> None:
         self.clickhouse = clickhouse
+        # Deletions not purged yet, which retrieves by UID consult (kept equal here).
+        self.pending = pending
         # Headers too large for their events are read back from here.
         self.metadata = metadata
         # The in-memory copy of the upper levels that searches read; kept equal here.
@@ -197,9 +210,12 @@ class CatalogProjection:
             self._add_skip_indexes(level, table)
         self.clickhouse.command(METADATA_DDL)
         self.clickhouse.command(LABELS_DDL)
+        self.clickhouse.command(DELETIONS_DDL)
         self.clickhouse.command(POSITIONS_DDL)
         if self.resident is not None:
             self.resident.load()
+        if self.pending is not None:
+            self.pending.load(self.clickhouse)
 
     def _missing_columns(self) -> list[str]:
         present: dict[str, set[str]] = {}
@@ -241,7 +257,7 @@ class CatalogProjection:
     def apply(self, records: list[LogRecord]) -> None:
         if not records:
             return
-        rows, meta_rows, labels = [], [], []
+        rows, meta_rows, labels, deletions = [], [], [], []
         studies: set[str] = set()
         patients: set[str] = set()
         for record in records:
@@ -256,16 +272,20 @@ class CatalogProjection:
                 meta_rows.append(meta_row)
                 studies.add(record.event.instance.study_instance_uid)
                 patients.add(row[self._patient_column])
-        if rows:
-            self.clickhouse.insert("instances", rows, self._instance_columns)
-            self.clickhouse.insert("instance_metadata", meta_rows, METADATA_COLUMNS)
-            for level, sql in self._aggregates.items():
-                keys = sorted(patients if level is Level.PATIENT else studies)
-                self.clickhouse.command(sql, {"keys": keys})
-            if self.resident is not None:
-                self.resident.refresh(studies, patients)
+            elif isinstance(record.event, InstancesDeleted):
+                # What came before it in the log is written first, so it can be deleted.
+                self._write(rows, meta_rows, studies, patients)
+                rows, meta_rows = [], []
+                studies, patients = set(), set()
+                self._delete(record.event.scope)
+                deletions.append(self._deletion_row(record, record.event, purged=False))
+            elif isinstance(record.event, InstancesPurged):
+                deletions.append(self._deletion_row(record, record.event, purged=True))
+        self._write(rows, meta_rows, studies, patients)
         if labels:
             self.clickhouse.insert("study_labels", labels, LABEL_COLUMNS)
+        if deletions:
+            self.clickhouse.insert("catalog_deletions", deletions, DELETION_COLUMNS)
         last: dict[int, int] = {}
         for record in records:
             last[record.partition] = max(last.get(record.partition, -1), record.offset)
@@ -273,8 +293,76 @@ class CatalogProjection:
             "catalog_positions", [[p, o] for p, o in last.items()], ["log_partition", "log_offset"]
         )
 
+    def _deletion_row(
+        self, record: LogRecord, event: InstancesDeleted | InstancesPurged, purged: bool
+    ) -> list[Any]:
+        scope = event.scope
+        if self.pending is not None:
+            if purged:
+                self.pending.purged(scope.study_instance_uid, event.deletion_id)
+            else:
+                self.pending.add(event.deletion_id, scope)
+        return [
+            event.deletion_id, scope.study_instance_uid, scope.series_instance_uid,
+            scope.sop_instance_uid, int(purged), record.partition, record.offset,
+        ]  # fmt: skip
+
+    def _write(
+        self,
+        rows: list[list[Any]],
+        meta_rows: list[list[Any]],
+        studies: set[str],
+        patients: set[str],
+    ) -> None:
+        if not rows:
+            return
+        self.clickhouse.insert("instances", rows, self._instance_columns)
+        self.clickhouse.insert("instance_metadata", meta_rows, METADATA_COLUMNS)
+        self._aggregate(studies, patients)
+
+    def _aggregate(self, studies: set[str], patients: set[str]) -> None:
+        for level, sql in self._aggregates.items():
+            keys = sorted(patients if level is Level.PATIENT else studies)
+            self.clickhouse.command(sql, {"keys": keys})
+        if self.resident is not None:
+            self.resident.refresh(studies, patients)
+
+    def _delete(self, scope: DeletionScope) -> None:
+        study = scope.study_instance_uid
+        params = {"study": study, "series": scope.series_instance_uid,
+                  "sop": scope.sop_instance_uid}  # fmt: skip
+        where = "study_instance_uid = {study:String}"
+        if scope.series_instance_uid:
+            where += " AND series_instance_uid = {series:String}"
+        if scope.sop_instance_uid:
+            where += " AND sop_instance_uid = {sop:String}"
+        patients = {
+            str(r[0])
+            for r in self.clickhouse.rows(
+                "SELECT DISTINCT patient_id FROM studies FINAL"
+                " WHERE study_instance_uid = {study:String}",
+                params,
+            )
+        }
+        for table in ("instances", "instance_metadata"):
+            self.clickhouse.command(f"DELETE FROM {table} WHERE {where}", params)
+        # The upper rows of the study (and its patients) go, and come back recomputed from
+        # what is left: the aggregate writes nothing for a study with no instance left.
+        for table in (TABLES[Level.SERIES], TABLES[Level.STUDY]):
+            self.clickhouse.command(
+                f"DELETE FROM {table} WHERE study_instance_uid = {{study:String}}", params
+            )
+        if patients:
+            self.clickhouse.command(
+                f"DELETE FROM {TABLES[Level.PATIENT]} WHERE patient_id IN {{p:Array(String)}}",
+                {"p": sorted(patients)},
+            )
+        self._aggregate({study}, patients)
+
     def drop(self) -> None:
         for table in ALL_TABLES:
             self.clickhouse.command(f"DROP TABLE IF EXISTS {table}")
         if self.resident is not None:
             self.resident.clear()
+        if self.pending is not None:
+            self.pending.clear()

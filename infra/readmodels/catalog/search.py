@@ -178,7 +178,7 @@ class CatalogReader:
         rows = self.clickhouse.rows(
             "SELECT study_instance_uid, series_instance_uid, sop_instance_uid, sop_class_uid,"
             " available_transfer_syntax_uid, instance_number, number_of_frames, rows, columns,"
-            f" size, sha256 FROM instances FINAL WHERE {conditions.where()}"
+            f" size, sha256, received_at FROM instances FINAL WHERE {conditions.where()}"
             " ORDER BY study_instance_uid, series_instance_uid, instance_number, sop_instance_uid",
             conditions.params,
         )
@@ -195,6 +195,7 @@ class CatalogReader:
                 columns=r[8] or 0,
                 size=r[9],
                 sha256=r[10],
+                received_at=r[11],
             )
             for r in rows
         ]

@@ -68,7 +68,11 @@ def test_every_route_but_the_public_ones_answers_401_without_credentials(
 
 # What a researcher may use: de-identified results, and reads of studies (which its scope
 # narrows to de-identified ones: tests/integration/test_scoping.py).
-RESEARCHER_MAY = {("GET", "/api/deidentify/1.2.3"), ("GET", "/api/deidentify/1.2.3/zip")}
+RESEARCHER_MAY = {
+    ("GET", "/api/deidentify/1.2.3"),
+    ("GET", "/api/deidentify/1.2.3/zip"),
+    ("GET", "/api/studies/1.2.3/storage"),  # a study read, like WADO
+}
 
 
 def researcher_may(method: str, path: str) -> bool:

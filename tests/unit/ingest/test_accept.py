@@ -98,6 +98,33 @@ async def test_resend_of_archived_identical_instance_publishes_nothing(tmp_path:
     assert len(publisher.events) == 1
 
 
+class Deleted:
+    """A pending deletion of study 1.2.3."""
+
+    def covering(self, study: str, series: str, sop: str) -> str:
+        return "d1" if study == "1.2.3" else ""
+
+
+async def test_a_deleted_instance_sent_again_is_a_new_arrival(tmp_path: Path) -> None:
+    """Still archived (its purge pending), yet deleted: landed and announced again, under
+    an event id of its own, and a different version is not refused as a duplicate."""
+    acceptor, archive, publisher = make(tmp_path)
+    ds = ct_dataset("1.2.3", "1.2.3.4", 1, size=8)
+    data = part10_bytes(ds)
+    await acceptor.accept(data, ORIGIN)
+    (event,) = publisher.events
+    acceptor.landing.delete(event.landing_key)
+    key = f"1.2.3/1.2.3.4/{ds.SOPInstanceUID}.dcm"
+    archive.objects[key] = StoredObject(key, event.instance.sha256, len(data))
+    acceptor.deletions = Deleted()
+    assert (await acceptor.accept(data, ORIGIN)).status == SUCCESS
+    again = publisher.events[-1]
+    assert isinstance(again, InstanceReceived) and again.event_id != event.event_id
+    assert again.replaces_sha256 is None and acceptor.landing.get(again.landing_key) == data
+    ds.PatientName = "Other^Name"
+    assert (await acceptor.accept(part10_bytes(ds), ORIGIN)).status == SUCCESS
+
+
 async def test_different_bytes_are_rejected_and_recorded(tmp_path: Path) -> None:
     acceptor, _, publisher = make(tmp_path)
     ds = ct_dataset("1.2.3", "1.2.3.4", 1, size=8)

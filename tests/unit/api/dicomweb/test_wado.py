@@ -25,9 +25,11 @@ from api.deps import Services
 from api.dicomweb import frames, rendered, wado, wado_uri
 from infra.dicom.header import read_header
 from infra.multipart import Part, parse_content_type, split_multipart
+from infra.readmodels.catalog.deletions import PendingDeletions
 from infra.settings import Settings
 from infra.storage.archive import archive_key
 from schemas.catalog import CatalogInstance, InstanceQuery
+from schemas.lifecycle import DeletionScope
 from tests.dicom_factory import ct_dataset, part10_bytes
 from tests.unit.api.auth import ADMIN, authenticator
 
@@ -56,6 +58,7 @@ class MemoryStore:
 class MemoryCatalog:
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
+        self.deleted: set[str] = set()  # SOP Instance UIDs no longer listed
 
     def instances(self, query: InstanceQuery) -> list[CatalogInstance]:
         found = []
@@ -66,6 +69,10 @@ class MemoryCatalog:
             if (
                 query.series_instance_uids
                 and ds.SeriesInstanceUID not in query.series_instance_uids
+            ):
+                continue
+            if ds.SOPInstanceUID in self.deleted or (
+                query.sop_instance_uids and ds.SOPInstanceUID not in query.sop_instance_uids
             ):
                 continue
             found.append(
@@ -91,6 +98,7 @@ class Server:
             app.include_router(module.router)
         self.authenticator = authenticator()
         self.recorder = None  # no audit trail in these tests
+        self.pending_deletions = PendingDeletions()
         app.state.services = cast(Services, self)
         self.client = TestClient(app, headers=ADMIN)
 
@@ -179,6 +187,23 @@ def test_instance_404_and_400(server: Server) -> None:
     response = server.client.get("/dicom-web/studies/1.2/series/1.3/instances/abc")
     assert response.status_code == 400
     assert "SOPInstanceUID" in response.json()["detail"]
+
+
+def test_a_deleted_instance_is_not_found_though_its_bytes_await_the_purge(
+    server: Server,
+) -> None:
+    data = bundled("MR_small.dcm")
+    url = server.add(data)
+    header = read_header(data)
+    scope = DeletionScope(study_instance_uid=header.study_instance_uid)
+    server.pending_deletions.add("d1", scope)
+    assert server.client.get(url).status_code == 200  # listed again (sent since)
+    assert server.catalog is not None
+    server.catalog.deleted.add(header.sop_instance_uid)
+    for path in (url, f"{url}/frames/1", f"{url}/rendered"):
+        assert server.client.get(path).status_code == 404, path
+    server.pending_deletions.purged(header.study_instance_uid, "d1")
+    assert server.client.get(url).status_code == 200  # (in truth the purge removed it)
 
 
 def test_series_and_study_retrieve_every_instance(server: Server) -> None:

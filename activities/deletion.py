@@ -1,0 +1,98 @@
+"""Purging a deletion's bytes once its grace period has passed.
+
+What the deletion covered is removed from the archive bucket (each object and its kept
+versions) and the metadata bucket (headers stored beside their events), except instances
+received again since the deletion, which the catalog lists again: those are current and
+stay. An object is moved to trash first and removed only once the catalog, caught up, still
+does not list its instance, so an arrival racing the purge is put back, never lost. A copy
+still in landing is waited for (the study's archiving moves it; the activity retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from minio import Minio
+from temporalio import activity
+
+from activities.heartbeat import heartbeating
+from infra.internal_api import InternalApi
+from infra.storage.archive import ArchiveStore, archive_key
+from infra.storage.deletions import Deletions, StoredPart
+from infra.storage.landing import Landing
+from schemas.lifecycle import DeletionScope, PurgeInput, PurgeResult
+
+log = logging.getLogger(__name__)
+
+
+class DeletionActivities:
+    def __init__(
+        self,
+        catalog: InternalApi,
+        archive: ArchiveStore,
+        landings: list[Landing],
+        metadata_client: Minio,
+        metadata_bucket: str,
+    ) -> None:
+        self.catalog = catalog
+        self.archive = archive
+        self.deletions = Deletions(archive)
+        self.landings = landings
+        self.metadata_client, self.metadata_bucket = metadata_client, metadata_bucket
+
+    def _listed(self, scope: DeletionScope) -> set[str]:
+        """SOP Instance UIDs in scope the catalog lists now (received again since)."""
+        return {i.sop_instance_uid for i in self.catalog.instances(scope.instance_query(True))}
+
+    def _landed(self, study: str, part: StoredPart) -> bool:
+        ids = (study, part.series_instance_uid, part.sop_instance_uid)
+        return any(area.versions(*ids) for area in self.landings)
+
+    def _metadata_parts(self, scope: DeletionScope) -> list[StoredPart]:
+        study = scope.study_instance_uid
+        prefix = f"{study}/" + (
+            f"{scope.series_instance_uid}/" if scope.series_instance_uid else ""
+        )
+        out = []
+        for item in self.metadata_client.list_objects(self.metadata_bucket, prefix, recursive=True):
+            key = str(item.object_name)
+            _, series, name = key.split("/", 2)
+            sop = name.split(".json", 1)[0].rsplit(".", 1)[0]  # <sop>.<sha256>.json
+            if scope.covers(study, series, sop):
+                out.append(StoredPart(key, int(item.size or 0), series, sop))
+        return out
+
+    def _purge(self, request: PurgeInput) -> PurgeResult:
+        scope, study = request.scope, request.scope.study_instance_uid
+        result = PurgeResult()
+        listed = self._listed(scope)
+        parts = [p for p in self.deletions.parts(scope) if p.sop_instance_uid not in listed]
+        waiting = sorted({p.sop_instance_uid for p in parts if self._landed(study, p)})
+        if waiting:
+            # Deleted while still landing: archiving will move it (then purge it all).
+            raise OSError(f"{len(waiting)} deleted instance(s) still landing, e.g. {waiting[0]}")
+        trashed = [(p, self.deletions.to_trash(request.deletion_id, p.key)) for p in parts]
+        again = self._listed(scope)
+        for part, trash in trashed:
+            current = archive_key(study, part.series_instance_uid, part.sop_instance_uid)
+            if part.sop_instance_uid in again and part.key == current:
+                if self.archive.head(current) is None and not self._landed(study, part):
+                    log.warning("%s arrived again during its purge: put back", current)
+                    self.deletions.restore(trash, current)
+                continue
+            result.objects_removed += 1
+            result.bytes_removed += part.size
+        self.deletions.empty_trash(request.deletion_id)
+        for part in self._metadata_parts(scope):
+            if part.sop_instance_uid not in again:
+                self.metadata_client.remove_object(self.metadata_bucket, part.key)
+                result.objects_removed += 1
+                result.bytes_removed += part.size
+        self.deletions.drop_tombstone(study, request.deletion_id)
+        result.kept = sorted(again)
+        return result
+
+    @activity.defn
+    async def purge_deleted(self, request: PurgeInput) -> PurgeResult:
+        return await heartbeating(asyncio.to_thread(self._purge, request))

@@ -1,0 +1,79 @@
+"""DeletionWorkflow: a deletion's purge. The read models dropped what it covers when the
+deletion was recorded; this waits out the grace period (a durable timer: a restart or a
+worker crash does not shorten or lose it), then purges the bytes (activities/deletion.py),
+retrying until storage answers, and records `pacs.instances.purged`.
+
+Id `delete:<deletion id>`; found in the jobs API by StudyInstanceUID (and PatientID).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+
+with workflow.unsafe.imports_passed_through():
+    from activities.deletion import DeletionActivities
+    from activities.events import EventActivities
+    from schemas.events import InstancesPurged
+    from schemas.lifecycle import PurgeInput, PurgeResult
+    from schemas.workflows import JobProgress, PublishEvents
+    from workflows.prefetch import PATIENT_ID, STUDY_UID
+
+# Storage down, or a deleted copy still landing: keep trying, backing off to 10 minutes.
+PURGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=10)
+)
+
+
+def deletion_workflow_id(deletion_id: str) -> str:
+    return f"delete:{deletion_id}"
+
+
+def search_attributes(start: PurgeInput, patient_id: str) -> TypedSearchAttributes:
+    pairs = [SearchAttributePair(STUDY_UID, start.scope.study_instance_uid)]
+    if patient_id:
+        pairs.append(SearchAttributePair(PATIENT_ID, patient_id))
+    return TypedSearchAttributes(pairs)
+
+
+@workflow.defn
+class DeletionWorkflow:
+    def __init__(self) -> None:
+        self._stage = "grace period"
+
+    @workflow.query
+    def progress(self) -> JobProgress:
+        return JobProgress(done=int(self._stage == "purged"), total=1, stage=self._stage)
+
+    @workflow.run
+    async def run(self, start: PurgeInput) -> PurgeResult:
+        wait = (start.purge_after - workflow.now()).total_seconds()
+        if wait > 0:
+            await workflow.sleep(wait)
+        self._stage = "purging"
+        result = await workflow.execute_activity_method(
+            DeletionActivities.purge_deleted,
+            start,
+            start_to_close_timeout=timedelta(hours=2),
+            heartbeat_timeout=timedelta(seconds=90),
+            retry_policy=PURGE_RETRY,
+        )
+        purged = InstancesPurged(
+            event_id=workflow.uuid4(),
+            occurred_at=workflow.now(),
+            deletion_id=start.deletion_id,
+            scope=start.scope,
+            objects_removed=result.objects_removed,
+            bytes_removed=result.bytes_removed,
+            kept=result.kept,
+        )
+        await workflow.execute_activity_method(
+            EventActivities.publish_events,
+            PublishEvents(events=[purged]),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
+        self._stage = "purged"
+        return result

@@ -21,7 +21,7 @@ from infra.internal_api import InternalApi
 from infra.storage.archive import ArchiveStore, archive_key
 from infra.storage.deletions import Deletions, StoredPart
 from infra.storage.landing import Landing
-from schemas.lifecycle import DeletionScope, PurgeInput, PurgeResult
+from schemas.lifecycle import DeletionScope, PurgeInput, PurgeResult, RejectionInput, Tombstoned
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,27 @@ class DeletionActivities:
         self.deletions.drop_tombstone(study, request.deletion_id)
         result.kept = sorted(again)
         return result
+
+    def _tombstone_rejected(self, request: RejectionInput) -> list[Tombstoned]:
+        stored: list[Tombstoned] = []
+        for deletion_id, scope in zip(request.deletion_ids, request.note.scopes, strict=True):
+            listed = self._listed(scope)
+            if not listed:
+                continue
+            # Only what is stored: an instance the note names that never arrived here is
+            # a new arrival when it does (as after a DELETE).
+            narrowed = scope.model_copy(
+                update={"sop_instance_uids": [u for u in scope.sop_instance_uids if u in listed]}
+            )
+            self.deletions.put_tombstone(deletion_id, narrowed)
+            stored.append(Tombstoned(deletion_id=deletion_id, scope=narrowed))
+        return stored
+
+    @activity.defn
+    async def tombstone_rejected(self, request: RejectionInput) -> list[Tombstoned]:
+        """Tombstones for what a rejection note lists and the catalog (caught up) holds: the
+        deletions to record, each with its scope narrowed to the instances stored."""
+        return await asyncio.to_thread(self._tombstone_rejected, request)
 
     @activity.defn
     async def purge_deleted(self, request: PurgeInput) -> PurgeResult:

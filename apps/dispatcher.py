@@ -22,6 +22,7 @@ from temporalio.common import TypedSearchAttributes
 
 from apps.landings import landings
 from apps.prefetcher import Prefetcher
+from apps.rejections import Rejections
 from apps.router import Router
 from infra.auth.tokens import service_token
 from infra.dicom.header import HeaderError, read_header
@@ -214,6 +215,7 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     api = InternalApi(api_base_url(settings), service_token(settings, "dispatcher"))
     router = Router(client, api, settings)
     prefetcher = Prefetcher(client, api, settings)
+    rejections = Rejections(client, settings)
     publisher = EventPublisher(settings.kafka)
     await start_with_retry(publisher)
     consumer = make_consumer(settings.kafka, GROUP_ID)
@@ -248,6 +250,7 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
                     key=lambda e: e.occurred_at,
                 )
                 await router.route(received)
+                await rejections.on_received(received)
             if stable:
                 await router.release(stable)
             if scheduled:

@@ -36,6 +36,7 @@ from workflows.deletion import DeletionWorkflow
 from workflows.mpps import MppsWorkflow
 from workflows.node_health import NodeHealthWorkflow
 from workflows.prefetch import PrefetchWorkflow
+from workflows.rejection import RejectionWorkflow
 from workflows.route_delivery import RouteDeliveryWorkflow
 from workflows.storage_commitment import StorageCommitmentWorkflow
 from workflows.study_ingest import StudyIngestWorkflow
@@ -143,6 +144,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             PrefetchWorkflow,
             SyncWorkflow,
             DeletionWorkflow,
+            RejectionWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -166,6 +168,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             sync.compare_studies,
             sync.settle_conflicts,
             deletion.purge_deleted,
+            deletion.tombstone_rejected,
         ],
         max_concurrent_activities=16,
     )

@@ -9,6 +9,7 @@ deletion is a new arrival: it is listed again and never purged.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 
 from pydantic import BaseModel, Field
 
@@ -16,32 +17,40 @@ from schemas.catalog import InstanceQuery
 
 
 class DeletionScope(BaseModel):
-    """A study, one of its series, or one instance (the narrower UIDs empty for wider)."""
+    """A study, one of its series, or instances of one series (the narrower UIDs empty for
+    wider): a REST deletion names one instance, a rejection note (IOCM) any of a series."""
 
     study_instance_uid: str
     series_instance_uid: str = ""
-    sop_instance_uid: str = ""
+    sop_instance_uids: list[str] = Field(default_factory=list)
 
     def covers(self, study: str, series: str, sop: str) -> bool:
         return (
             study == self.study_instance_uid
             and self.series_instance_uid in ("", series)
-            and self.sop_instance_uid in ("", sop)
+            and (not self.sop_instance_uids or sop in self._sops)
         )
+
+    @cached_property
+    def _sops(self) -> frozenset[str]:
+        return frozenset(self.sop_instance_uids)
 
     def instance_query(self, caught_up: bool = False) -> InstanceQuery:
         """The catalog's listing of what this covers (still listed, or listed again)."""
         return InstanceQuery(
             study_instance_uids=[self.study_instance_uid],
             series_instance_uids=[self.series_instance_uid] if self.series_instance_uid else [],
-            sop_instance_uids=[self.sop_instance_uid] if self.sop_instance_uid else [],
+            sop_instance_uids=self.sop_instance_uids,
             caught_up=caught_up,
         )
 
     @property
     def label(self) -> str:
-        if self.sop_instance_uid:
-            return f"instance {self.sop_instance_uid} of series {self.series_instance_uid}"
+        if len(self.sop_instance_uids) == 1:
+            return f"instance {self.sop_instance_uids[0]} of series {self.series_instance_uid}"
+        if self.sop_instance_uids:
+            count = len(self.sop_instance_uids)
+            return f"{count} instances of series {self.series_instance_uid}"
         if self.series_instance_uid:
             return f"series {self.series_instance_uid}"
         return f"study {self.study_instance_uid}"
@@ -60,3 +69,37 @@ class PurgeResult(BaseModel):
     objects_removed: int = 0  # archive objects and their kept versions, landing copies
     bytes_removed: int = 0
     kept: list[str] = Field(default_factory=list)  # SOP UIDs received again since: kept
+
+
+class RejectionNote(BaseModel):
+    """An IHE IOCM rejection note: a Key Object Selection whose title rejects the instances
+    it lists (e.g. "Rejected for Quality Reasons"), one scope per series it names."""
+
+    sop_instance_uid: str  # the note's own
+    study_instance_uid: str
+    reason_code: str  # DCM code value, e.g. 113001
+    reason: str  # its meaning
+    scopes: list[DeletionScope]
+
+
+class RejectionInput(BaseModel):
+    """Start of a RejectionWorkflow: delete what a rejection note lists, as a DELETE would."""
+
+    note: RejectionNote
+    deletion_ids: list[str]  # one per scope, derived from the note so a retry reuses them
+    patient_id: str = ""
+    actor: str  # who sent the note, e.g. "iocm:CT_SCANNER"
+    grace_seconds: float
+
+
+class Tombstoned(BaseModel):
+    """A deletion whose tombstone is stored, to be recorded."""
+
+    deletion_id: str
+    scope: DeletionScope
+
+
+class RejectionResult(BaseModel):
+    deletions: list[str] = Field(default_factory=list)  # the ids that covered something
+    instances: int = 0  # how many the note rejected
+    not_found: list[str] = Field(default_factory=list)  # listed, but not stored here

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from highdicom.ko import KeyObjectSelection, KeyObjectSelectionDocument
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
@@ -106,3 +110,31 @@ def write_series(folder: Path, datasets: Iterator[Dataset]) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def key_object_selection(
+    rejected: list[Dataset], title: Code | None = None, series_number: int = 99
+) -> Dataset:
+    """A Key Object Selection Document (highdicom) listing `rejected`, in their study; titled
+    "Rejected for Quality Reasons" (an IOCM rejection note) unless `title` says otherwise."""
+    # highdicom copies the Patient and Study modules from the evidence: their type 2
+    # attributes must be there (empty), which the synthetic images leave out.
+    evidence = [copy.deepcopy(ds) for ds in rejected]
+    for ds in evidence:
+        for keyword in ("PatientBirthDate", "PatientSex", "StudyTime", "StudyID",
+                        "AccessionNumber", "ReferringPhysicianName"):  # fmt: skip
+            setattr(ds, keyword, getattr(ds, keyword, ""))
+    content = KeyObjectSelection(
+        document_title=title or codes.DCM.RejectedForQualityReasons,
+        referenced_objects=evidence,
+    )
+    document = KeyObjectSelectionDocument(
+        evidence=evidence,
+        content=content,
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="PACS tests",
+    )
+    return document

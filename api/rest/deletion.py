@@ -131,6 +131,6 @@ async def delete_instance(
     reason: Reason = "",
 ) -> DeletionAccepted:
     scope = DeletionScope(
-        study_instance_uid=study, series_instance_uid=series, sop_instance_uid=instance
+        study_instance_uid=study, series_instance_uid=series, sop_instance_uids=[instance]
     )
     return await _delete(scope, reason, services, caller)

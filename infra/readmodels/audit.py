@@ -151,8 +151,9 @@ def event_row(record: LogRecord) -> list[Any]:
         study, client = event.study_instance_uid, event.destination
     elif isinstance(event, DeletionEvent):
         scope = event.scope
-        study, series, sop = (scope.study_instance_uid, scope.series_instance_uid,
-                              scope.sop_instance_uid)  # fmt: skip
+        study, series = scope.study_instance_uid, scope.series_instance_uid
+        # One instance in the SOP column; several (a rejection note's) are in the body.
+        sop = scope.sop_instance_uids[0] if len(scope.sop_instance_uids) == 1 else ""
         if isinstance(event, InstancesDeleted):
             patient, client = event.patient_id, event.actor
     elif not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):

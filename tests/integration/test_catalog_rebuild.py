@@ -77,7 +77,7 @@ def deletions(events: list[InstanceReceived]) -> list[Event]:
                       series_instance_uid=second.series_instance_uid),
         DeletionScope(study_instance_uid=third.study_instance_uid,
                       series_instance_uid=third.series_instance_uid,
-                      sop_instance_uid=third.sop_instance_uid),
+                      sop_instance_uids=[third.sop_instance_uid]),
     ]  # fmt: skip
     purge_after = datetime.now(UTC) + timedelta(days=7)
     return [

@@ -1,7 +1,8 @@
 """Deleting on the real platform: an instance, a series, then the study, each gone from
 QIDO, C-FIND and WADO when the DELETE is answered; their bytes stay through the grace
 period and are then purged from the archive, except an instance sent again meanwhile,
-which is a new arrival: listed again, retrievable byte for byte, never purged."""
+which is a new arrival: listed again, retrievable byte for byte, never purged. An IHE IOCM
+rejection note does the same for the instances it lists."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pydicom
 import pytest
 
 from infra.storage.archive import make_minio
-from tests.dicom_factory import ct_series
+from tests.dicom_factory import ct_series, key_object_selection, part10_bytes
 from tests.integration.conftest import Platform, eventually, run
 from tests.integration.test_sync import dataset_digest
 
@@ -124,3 +125,56 @@ async def test_deleted_objects_vanish_at_once_and_are_purged_after_the_grace_per
     events = platform.get("/api/audit/events", params={"limit": 1000,
                           "type": "pacs.instances.purged"}).json()  # fmt: skip
     assert {e["study_instance_uid"] for e in events} >= {study}
+
+
+async def test_a_rejection_note_deletes_exactly_the_instances_it_lists(
+    platform: Platform, tmp_path: Path, dcmtk: None
+) -> None:
+    first = list(ct_series(4, size=32, patient_id="IOCM-1"))
+    study = str(first[0].StudyInstanceUID)
+    second = list(ct_series(2, size=32, study_uid=study, patient_id="IOCM-1"))
+    send(platform, tmp_path / "in", first + second)
+    await eventually(lambda: len(qido_instances(platform, study)) == 6, 30)
+    rejected = [first[0], first[2], second[1]]
+    kept = {str(ds.SOPInstanceUID) for ds in (first[1], first[3], second[0])}
+
+    # An IOCM "Rejected for Quality Reasons" note, sent by DCMTK's storescu like any object.
+    note = key_object_selection(rejected)
+    send(platform, tmp_path / "note", [note])
+    remaining = kept | {str(note.SOPInstanceUID)}
+    assert await eventually(lambda: set(qido_instances(platform, study)) == remaining, 60)
+    for ds in rejected:
+        wado = f"/dicom-web/studies/{study}/series/{ds.SeriesInstanceUID}/instances/"
+        assert platform.get(wado + str(ds.SOPInstanceUID)).status_code == 404
+    [row] = platform.get("/dicom-web/studies", params={"StudyInstanceUID": study}).json()
+    assert row["00201208"]["Value"] == [4]
+    job = await eventually(
+        lambda: (
+            (j := platform.get(f"/api/jobs/iocm:{note.SOPInstanceUID}").json()).get("status")
+            == "Completed"
+            and j
+        ),
+        60,
+    )
+    assert job["type"] == "RejectionWorkflow"
+
+    # Recorded as two deletions (one per series), made by the note's sender.
+    params = {"limit": 100, "type": "pacs.instances.deleted", "StudyInstanceUID": study}
+    events = platform.get("/api/audit/events", params=params).json()
+    assert len(events) == 2
+    assert {e["client"] for e in events} == {"iocm:DELETER"}
+
+    # After the grace period the rejected objects are purged, everything else stays.
+    s3 = platform.settings.s3
+    client = make_minio(s3)
+
+    def archived() -> set[str]:
+        objects = client.list_objects(s3.archive_bucket, f"{study}/", recursive=True)
+        return {str(o.object_name).rsplit("/", 1)[-1].removesuffix(".dcm") for o in objects}
+
+    assert await eventually(lambda: archived() == remaining, 120)
+    for ds in (first[1], second[0]):
+        wado = f"/dicom-web/studies/{study}/series/{ds.SeriesInstanceUID}/instances/"
+        raw = platform.get(wado + str(ds.SOPInstanceUID), headers={"Accept": "application/dicom"})
+        assert raw.status_code == 200
+        assert dataset_digest(raw.content) == dataset_digest(part10_bytes(ds))

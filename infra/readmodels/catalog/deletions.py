@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS catalog_deletions (
     deletion_id String,
     study_instance_uid String,
     series_instance_uid String,
-    sop_instance_uid String,
+    sop_instance_uids Array(String),
     purged UInt8,
     log_partition UInt32,
     log_offset UInt64
@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS catalog_deletions (
 ORDER BY (study_instance_uid, deletion_id)
 """
 DELETION_COLUMNS = [
-    "deletion_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid", "purged",
+    "deletion_id", "study_instance_uid", "series_instance_uid", "sop_instance_uids", "purged",
     "log_partition", "log_offset",
 ]  # fmt: skip
 
@@ -39,14 +39,16 @@ class PendingDeletions:
 
     def load(self, clickhouse: ClickHouse) -> None:
         rows = clickhouse.rows(
-            "SELECT deletion_id, study_instance_uid, series_instance_uid, sop_instance_uid"
+            "SELECT deletion_id, study_instance_uid, series_instance_uid, sop_instance_uids"
             " FROM catalog_deletions FINAL WHERE purged = 0"
         )
         with self._lock:
             self._by_study.clear()
-            for deletion_id, study, series, sop in rows:
+            for deletion_id, study, series, sops in rows:
                 scope = DeletionScope(
-                    study_instance_uid=study, series_instance_uid=series, sop_instance_uid=sop
+                    study_instance_uid=study,
+                    series_instance_uid=series,
+                    sop_instance_uids=list(sops),
                 )
                 self._by_study.setdefault(str(study), {})[str(deletion_id)] = scope
 

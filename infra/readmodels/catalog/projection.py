@@ -304,7 +304,7 @@ class CatalogProjection:
                 self.pending.add(event.deletion_id, scope)
         return [
             event.deletion_id, scope.study_instance_uid, scope.series_instance_uid,
-            scope.sop_instance_uid, int(purged), record.partition, record.offset,
+            scope.sop_instance_uids, int(purged), record.partition, record.offset,
         ]  # fmt: skip
 
     def _write(
@@ -330,12 +330,12 @@ class CatalogProjection:
     def _delete(self, scope: DeletionScope) -> None:
         study = scope.study_instance_uid
         params = {"study": study, "series": scope.series_instance_uid,
-                  "sop": scope.sop_instance_uid}  # fmt: skip
+                  "sops": scope.sop_instance_uids}  # fmt: skip
         where = "study_instance_uid = {study:String}"
         if scope.series_instance_uid:
             where += " AND series_instance_uid = {series:String}"
-        if scope.sop_instance_uid:
-            where += " AND sop_instance_uid = {sop:String}"
+        if scope.sop_instance_uids:
+            where += " AND sop_instance_uid IN {sops:Array(String)}"
         patients = {
             str(r[0])
             for r in self.clickhouse.rows(

@@ -19,11 +19,11 @@ from schemas.lifecycle import DeletionScope
 from tests.synthetic import synthetic_events
 
 
-def deletion(study: str, series: str = "", sop: str = "") -> InstancesDeleted:
+def deletion(study: str, series: str = "", *sops: str) -> InstancesDeleted:
     return InstancesDeleted(
         deletion_id="d1",
         scope=DeletionScope(
-            study_instance_uid=study, series_instance_uid=series, sop_instance_uid=sop
+            study_instance_uid=study, series_instance_uid=series, sop_instance_uids=list(sops)
         ),
         actor="admin",
         purge_after=datetime(2026, 12, 9, tzinfo=UTC),
@@ -41,20 +41,23 @@ def test_deleted_instances_series_and_studies_leave_every_level(tmp_path: Path) 
     same_study = [e for e in received if e.instance.study_instance_uid == study]
     assert len(same_study) == 8
     other_series = next(e for e in same_study if e.instance.series_instance_uid != series)
-    events: list[Event] = [
-        *received,
-        deletion(study, series, first.sop_instance_uid),  # one instance: 7 left
-        deletion(study, series),  # its series: 4 left
-    ]
-    records = [LogRecord(0, n, e, b"") for n, e in enumerate(events)]
+    second = next(e for e in same_study[1:] if e.instance.series_instance_uid == series)
+    records = [LogRecord(0, n, e, b"") for n, e in enumerate(received)]
     projection.apply(records[:10])
     projection.apply(records[10:])
-    projection.apply(records[10:])  # a replay
     reader = CatalogReader(clickhouse, resident)
 
     def study_row(uid: str) -> list[dict[str, dict[str, list[object]]]]:
         return reader.search(Search(Level.STUDY, {"StudyInstanceUID": uid})).rows
 
+    # Two instances of a series (what a rejection note lists): 6 left, then the series.
+    two = deletion(study, series, first.sop_instance_uid, second.instance.sop_instance_uid)
+    projection.apply([LogRecord(0, len(received), two, b"")])
+    [row] = study_row(study)
+    assert row["00201208"]["Value"] == [6] and row["00201206"]["Value"] == [2]
+    events: list[Event] = [*received, two, deletion(study, series)]
+    projection.apply([LogRecord(0, len(events) - 1, events[-1], b"")])
+    projection.apply([LogRecord(0, n, e, b"") for n, e in enumerate(events)][10:])  # a replay
     [row] = study_row(study)
     assert row["00201208"]["Value"] == [4] and row["00201206"]["Value"] == [1]
     left = reader.instances(InstanceQuery(study_instance_uids=[study]))

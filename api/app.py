@@ -25,6 +25,7 @@ from api.rest import (
     deletion,
     deliveries,
     docs,
+    fixity,
     health,
     internal,
     jobs,
@@ -179,6 +180,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         studies,
         study_storage,
         deletion,
+        fixity,
         certificates,
         observability,
     ):

@@ -16,6 +16,9 @@ from temporalio.client import (
 
 from infra.schedules import ensure_schedule
 from infra.settings import Settings
+from schemas.lifecycle import FixityInput
+from workflows.fixity import SCHEDULE_ID as FIXITY_SCHEDULE
+from workflows.fixity import FixityWorkflow, fixity_workflow_id
 from workflows.node_health import SCHEDULE_ID, NodeHealthWorkflow
 
 
@@ -43,3 +46,29 @@ async def ensure_node_health_schedule(client: Client, settings: Settings) -> Non
     """The `node-health` schedule as the settings say: made, updated, or (interval 0) gone."""
     wanted = settings.federation.health_interval_seconds > 0
     await ensure_schedule(client, SCHEDULE_ID, node_health_schedule(settings) if wanted else None)
+
+
+def fixity_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            FixityWorkflow.run,
+            FixityInput(),
+            id=fixity_workflow_id("", "scheduled"),  # the server appends the run's time
+            task_queue=settings.temporal.ingest_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(
+                    every=timedelta(seconds=settings.lifecycle.fixity_interval_seconds)
+                )
+            ]
+        ),
+        # A scrub of a large archive still reading when the next is due: let it finish.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_fixity_schedule(client: Client, settings: Settings) -> None:
+    """The `fixity` schedule as the settings say: made, updated, or (interval 0) gone."""
+    wanted = settings.lifecycle.fixity_interval_seconds > 0
+    await ensure_schedule(client, FIXITY_SCHEDULE, fixity_schedule(settings) if wanted else None)

@@ -12,6 +12,7 @@ from activities.commitment import CommitmentActivities
 from activities.deidentify import DeidentificationActivities
 from activities.deletion import DeletionActivities
 from activities.events import EventActivities
+from activities.fixity import FixityActivities
 from activities.mpps import MppsActivities
 from activities.node_health import NodeHealthActivities
 from activities.prefetch import PrefetchActivities
@@ -19,7 +20,7 @@ from activities.routing import RoutingActivities
 from activities.storage import StorageActivities
 from activities.sync import SyncActivities
 from apps.landings import landings
-from apps.schedules import ensure_node_health_schedule
+from apps.schedules import ensure_fixity_schedule, ensure_node_health_schedule
 from infra.auth.sealing import Sealer
 from infra.auth.secrets import load_or_create
 from infra.auth.tokens import service_token
@@ -33,6 +34,7 @@ from infra.tls.contexts import client_context, server_credentials
 from ingest.wiring import start_with_retry
 from workflows.deidentify import DeidentificationWorkflow
 from workflows.deletion import DeletionWorkflow
+from workflows.fixity import FixityWorkflow
 from workflows.mpps import MppsWorkflow
 from workflows.node_health import NodeHealthWorkflow
 from workflows.prefetch import PrefetchWorkflow
@@ -131,6 +133,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         settings.s3.metadata_bucket,
     )
     await ensure_node_health_schedule(client, settings)
+    await ensure_fixity_schedule(client, settings)
+    fixity = FixityActivities(archive)
     worker = Worker(
         client,
         task_queue=settings.temporal.ingest_task_queue,
@@ -145,6 +149,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             SyncWorkflow,
             DeletionWorkflow,
             RejectionWorkflow,
+            FixityWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -169,6 +174,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             sync.settle_conflicts,
             deletion.purge_deleted,
             deletion.tombstone_rejected,
+            fixity.check_fixity,
         ],
         max_concurrent_activities=16,
     )

@@ -381,11 +381,13 @@ class FederationSettings(BaseModel):
 
 
 class LifecycleSettings(BaseModel):
-    """Deleting what is stored."""
+    """Deleting what is stored, and checking what stays."""
 
     # How long a deleted study's bytes stay in storage before they are purged: the time to
     # notice a wrong deletion (the read models drop it at once).
     delete_grace_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
+    # How often the `fixity` schedule re-reads the whole archive (0: never; on demand only).
+    fixity_interval_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
 
 
 def system_timezone() -> str:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from schemas.audit import AccessEntry
 from schemas.commitment import CommitmentFailure, CommitmentRef, DeliveryPath
 from schemas.instance_ref import InstanceRef as InstanceRef  # re-exported: events name it
-from schemas.lifecycle import DeletionScope
+from schemas.lifecycle import DeletionScope, FixityProblem
 from schemas.mpps import InstanceVerification, MppsState
 from schemas.nodes import HealthStatus, Node, NodeProbe
 from schemas.prefetch import PrefetchRule
@@ -125,6 +125,31 @@ class InstancesDeleted(EventBase):
     @property
     def study_instance_uid(self) -> str:
         return self.scope.study_instance_uid
+
+
+class InstanceDamaged(EventBase):
+    """A fixity check found an archived object that no longer reads back as stored."""
+
+    type: Literal["pacs.instance.damaged"] = "pacs.instance.damaged"
+    version: Literal[1] = 1
+    problem: FixityProblem
+    workflow_id: str  # the FixityWorkflow run that found it
+
+    @property
+    def study_instance_uid(self) -> str:
+        return self.problem.study_instance_uid
+
+
+class FixityChecked(EventBase):
+    """A fixity run re-read archived objects and compared their SHA-256 with the recorded."""
+
+    type: Literal["pacs.fixity.checked"] = "pacs.fixity.checked"
+    version: Literal[1] = 1
+    workflow_id: str
+    study_instance_uid: str = ""  # the study checked; "" for the whole archive
+    checked: int
+    bytes_read: int
+    damaged: int
 
 
 class InstancesPurged(EventBase):
@@ -536,6 +561,7 @@ PrefetchEvent = PrefetchRuleSaved | PrefetchRuleDeleted | PrefetchCompleted
 SyncEvent = SyncRelationSaved | SyncRelationDeleted | SyncCompleted | SyncConflictFound
 RouteEvent = RouteDelivered | RouteFailed
 DeletionEvent = InstancesDeleted | InstancesPurged
+FixityEvent = InstanceDamaged | FixityChecked
 
 Event = Annotated[
     InstanceReceived
@@ -554,6 +580,7 @@ Event = Annotated[
     | SyncEvent
     | RouteEvent
     | DeletionEvent
+    | FixityEvent
     | AccessAudited,
     Field(discriminator="type"),
 ]
@@ -575,7 +602,13 @@ def event_key(event: Event) -> str:
     if isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         return event.instance.study_instance_uid
     if isinstance(
-        event, StudyStabilized | StudyDeidentified | StudyLabelsSet | RouteEvent | DeletionEvent
+        event,
+        StudyStabilized
+        | StudyDeidentified
+        | StudyLabelsSet
+        | RouteEvent
+        | DeletionEvent
+        | InstanceDamaged,
     ):
         return event.study_instance_uid
     if isinstance(event, SyncConflictFound):
@@ -620,4 +653,6 @@ def event_key(event: Event) -> str:
         return f"sync-relation:{event.relation}"
     if isinstance(event, CertificateIssued):
         return f"certificate:{event.ae_title}"
+    if isinstance(event, FixityChecked):
+        return f"fixity:{event.study_instance_uid or '*'}"
     return f"commitment:{event.transaction_uid}"

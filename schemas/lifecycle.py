@@ -103,3 +103,46 @@ class RejectionResult(BaseModel):
     deletions: list[str] = Field(default_factory=list)  # the ids that covered something
     instances: int = 0  # how many the note rejected
     not_found: list[str] = Field(default_factory=list)  # listed, but not stored here
+
+
+class FixityProblem(BaseModel):
+    """An archived object whose content no longer reads back as the SHA-256 it was stored
+    with (or cannot be read at all)."""
+
+    key: str
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    expected_sha256: str  # recorded when it was archived (verified then)
+    found_sha256: str  # "" when it could not be read, or no SHA-256 was recorded
+    reason: str  # "content differs", "unreadable", "no recorded SHA-256"
+
+
+class FixityInput(BaseModel):
+    """Start of a FixityWorkflow: re-read every archived object under `study_instance_uid`
+    (all when empty); the rest carries a run across continue-as-new."""
+
+    study_instance_uid: str = ""
+    page_size: int = Field(default=200, ge=1, le=5000)
+    start_after: str = ""
+    checked: int = 0
+    bytes_read: int = 0
+    damaged: int = 0
+    problems: list[FixityProblem] = Field(default_factory=list)  # the first KEPT_PROBLEMS
+
+
+class FixityPage(BaseModel):
+    """What one activity call checked: up to `page_size` objects after `start_after`."""
+
+    checked: int = 0
+    bytes_read: int = 0
+    problems: list[FixityProblem] = Field(default_factory=list)
+    last_key: str = ""  # where the next page starts; "" when this was the last
+
+
+class FixityResult(BaseModel):
+    study_instance_uid: str = ""
+    checked: int = 0
+    bytes_read: int = 0
+    damaged: int = 0
+    problems: list[FixityProblem] = Field(default_factory=list)

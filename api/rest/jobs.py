@@ -16,7 +16,7 @@ import asyncio
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
@@ -61,6 +61,8 @@ class Job(BaseModel):
     keys: dict[str, str]  # the business keys it is indexed by
     # Running jobs' `progress` query (done/total/stage); null when closed or not answering.
     progress: JobProgress | None = None
+    # A completed job's return value as JSON (e.g. a fixity run's counts), in GET of one job.
+    result: Any = None
 
 
 class JobPage(BaseModel):
@@ -182,13 +184,16 @@ async def list_jobs(
 
 @router.get("/{workflow_id}", response_model=Job, dependencies=[audited("jobs")])
 async def get_job(workflow_id: str, request: Request, services: ServicesDep) -> Job:
-    """One job, with its progress while it runs."""
+    """One job, with its progress while it runs, its result once it completed."""
     client = await services.temporal()
+    handle = client.get_workflow_handle(workflow_id)
     try:
-        described = await client.get_workflow_handle(workflow_id).describe()
+        described = await handle.describe()
+        job = await _progress(client, _job(described))
+        if described.status is WorkflowExecutionStatus.COMPLETED:
+            job.result = await handle.result(follow_runs=False)
     except RPCError as exc:
         raise _not_found(exc, workflow_id) from exc
-    job = await _progress(client, _job(described))
     _subjects(request, [job])
     return job
 

@@ -21,6 +21,8 @@ from schemas.events import (
     CommitmentRequested,
     DeletionEvent,
     Event,
+    FixityChecked,
+    InstanceDamaged,
     InstanceReceived,
     InstanceRejected,
     InstancesDeleted,
@@ -149,6 +151,13 @@ def event_row(record: LogRecord) -> list[Any]:
         client = event.relation
     elif isinstance(event, RouteEvent):
         study, client = event.study_instance_uid, event.destination
+    elif isinstance(event, InstanceDamaged):
+        damage = event.problem
+        study, series, sop = (damage.study_instance_uid, damage.series_instance_uid,
+                              damage.sop_instance_uid)  # fmt: skip
+        sha, client = damage.found_sha256, event.workflow_id
+    elif isinstance(event, FixityChecked):
+        study, sop = event.study_instance_uid, event.workflow_id  # the run, found by its id
     elif isinstance(event, DeletionEvent):
         scope = event.scope
         study, series = scope.study_instance_uid, scope.series_instance_uid

@@ -35,6 +35,7 @@ from api.rest import (
     prefetch,
     prefetch_rules,
     routing,
+    schedules,
     studies,
     study_storage,
     sync,
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         study_storage,
         deletion,
         fixity,
+        schedules,
         certificates,
         observability,
     ):

@@ -31,7 +31,9 @@ async def ensure_schedule(client: Client, schedule_id: str, schedule: Schedule |
         log.info("made schedule %s", schedule_id)
     except ScheduleAlreadyRunningError:
 
-        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        def replace(found: ScheduleUpdateInput) -> ScheduleUpdate:
+            # Paused by an operator (/api/schedules) stays paused across restarts.
+            schedule.state = found.description.schedule.state
             return ScheduleUpdate(schedule=schedule)
 
         await handle.update(replace)

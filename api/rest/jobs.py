@@ -149,6 +149,7 @@ async def list_jobs(
     accession: Annotated[str | None, Query(alias="AccessionNumber", max_length=16)] = None,
     modality: Annotated[str | None, Query(alias="Modality", max_length=16)] = None,
     calling_ae: Annotated[str | None, Query(alias="CallingAE", max_length=16)] = None,
+    schedule: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     page: Annotated[str | None, Query(max_length=4096)] = None,
     progress: bool = False,
@@ -161,7 +162,9 @@ async def list_jobs(
         "AccessionNumber": accession,
         "Modality": modality,
     }
-    query = _query(job_type, status, keys | {"CallingAE": calling_ae})
+    query = _query(
+        job_type, status, keys | {"CallingAE": calling_ae, "TemporalScheduledById": schedule}
+    )
     try:
         token = base64.urlsafe_b64decode(page) if page else None
     except (binascii.Error, ValueError):

@@ -48,6 +48,13 @@ def cfind_studies(platform: Platform, study: str, tmp_path: Path) -> int:
     return len(answers)
 
 
+def archived(platform: Platform, study: str) -> set[str]:
+    """The SOP Instance UIDs whose objects the archive bucket holds for the study."""
+    s3 = platform.settings.s3
+    objects = make_minio(s3).list_objects(s3.archive_bucket, f"{study}/", recursive=True)
+    return {str(o.object_name).rsplit("/", 1)[-1].removesuffix(".dcm") for o in objects}
+
+
 def delete(platform: Platform, path: str) -> dict[str, Any]:
     answer = platform.client().delete(path, params={"reason": "wrong patient"})
     assert answer.status_code == 202, answer.text
@@ -88,14 +95,8 @@ async def test_deleted_objects_vanish_at_once_and_are_purged_after_the_grace_per
     assert platform.client().delete(f"/api/studies/{study}").status_code == 404
 
     # In the grace period the bytes are still there; one instance is sent again.
-    s3 = platform.settings.s3
-    client = make_minio(s3)
-
-    def archived() -> set[str]:
-        objects = client.list_objects(s3.archive_bucket, f"{study}/", recursive=True)
-        return {str(o.object_name).rsplit("/", 1)[-1].removesuffix(".dcm") for o in objects}
-
-    await eventually(lambda: len(archived()) == 5, 60)  # archiving may still be under way
+    # Archiving may still be under way.
+    await eventually(lambda: len(archived(platform, study)) == 5, 60)
     send(platform, tmp_path / "again", [one])
     assert await eventually(lambda: qido_instances(platform, study) == [sop], 30)
     await eventually(lambda: cfind_studies(platform, study, tmp_path) == 1, 30)
@@ -109,8 +110,9 @@ async def test_deleted_objects_vanish_at_once_and_are_purged_after_the_grace_per
             120,
         )
         assert job["type"] == "DeletionWorkflow"
-    assert await eventually(lambda: archived() == {sop}, 60)
-    left = client.list_objects(s3.archive_bucket, f"tombstones/{study}/", recursive=True)
+    assert await eventually(lambda: archived(platform, study) == {sop}, 60)
+    s3 = platform.settings.s3
+    left = make_minio(s3).list_objects(s3.archive_bucket, f"tombstones/{study}/", recursive=True)
     assert [o.object_name for o in left if not o.is_dir] == []
     raw = platform.get(wado, headers={"Accept": "application/dicom"})
     assert raw.status_code == 200
@@ -165,14 +167,7 @@ async def test_a_rejection_note_deletes_exactly_the_instances_it_lists(
     assert {e["client"] for e in events} == {"iocm:DELETER"}
 
     # After the grace period the rejected objects are purged, everything else stays.
-    s3 = platform.settings.s3
-    client = make_minio(s3)
-
-    def archived() -> set[str]:
-        objects = client.list_objects(s3.archive_bucket, f"{study}/", recursive=True)
-        return {str(o.object_name).rsplit("/", 1)[-1].removesuffix(".dcm") for o in objects}
-
-    assert await eventually(lambda: archived() == remaining, 120)
+    assert await eventually(lambda: archived(platform, study) == remaining, 120)
     for ds in (first[1], second[0]):
         wado = f"/dicom-web/studies/{study}/series/{ds.SeriesInstanceUID}/instances/"
         raw = platform.get(wado + str(ds.SOPInstanceUID), headers={"Accept": "application/dicom"})

@@ -9,6 +9,7 @@ interval when the worker starts; a pause stays.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from temporalio.client import (
     ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
     ScheduleDescription,
+    ScheduleHandle,
     ScheduleIntervalSpec,
     ScheduleSpec,
     ScheduleUpdate,
@@ -118,17 +120,26 @@ async def get_schedule(schedule_id: ScheduleId, services: ServicesDep) -> Schedu
     return _view(await _describe(await services.temporal(), schedule_id))
 
 
+async def _change(
+    services: ServicesDep,
+    schedule_id: str,
+    change: Callable[[ScheduleHandle], Awaitable[None]],
+) -> ScheduleView:
+    """Apply `change` to an existing schedule (404 if none); the schedule as it is after."""
+    client = await services.temporal()
+    await _describe(client, schedule_id)
+    await change(client.get_schedule_handle(schedule_id))
+    return _view(await _describe(client, schedule_id))
+
+
 @router.post(
     "/{schedule_id}/pause", response_model=ScheduleView, dependencies=[audited("schedule-pause")]
 )
 async def pause_schedule(
     schedule_id: ScheduleId, body: ScheduleNote, request: Request, services: ServicesDep
 ) -> ScheduleView:
-    client = await services.temporal()
-    await _describe(client, schedule_id)
     note = body.note or f"paused by {request.state.caller.name}"
-    await client.get_schedule_handle(schedule_id).pause(note=note)
-    return _view(await _describe(client, schedule_id))
+    return await _change(services, schedule_id, lambda handle: handle.pause(note=note))
 
 
 @router.post(
@@ -137,11 +148,8 @@ async def pause_schedule(
 async def resume_schedule(
     schedule_id: ScheduleId, body: ScheduleNote, request: Request, services: ServicesDep
 ) -> ScheduleView:
-    client = await services.temporal()
-    await _describe(client, schedule_id)
     note = body.note or f"resumed by {request.state.caller.name}"
-    await client.get_schedule_handle(schedule_id).unpause(note=note)
-    return _view(await _describe(client, schedule_id))
+    return await _change(services, schedule_id, lambda handle: handle.unpause(note=note))
 
 
 @router.post(
@@ -152,10 +160,7 @@ async def resume_schedule(
 )
 async def trigger_schedule(schedule_id: ScheduleId, services: ServicesDep) -> ScheduleView:
     """Run it now (also while paused); the run shows in `recent_runs` and the jobs API."""
-    client = await services.temporal()
-    await _describe(client, schedule_id)
-    await client.get_schedule_handle(schedule_id).trigger()
-    return _view(await _describe(client, schedule_id))
+    return await _change(services, schedule_id, lambda handle: handle.trigger())
 
 
 @router.patch(
@@ -165,8 +170,6 @@ async def change_schedule(
     schedule_id: ScheduleId, body: ScheduleChange, services: ServicesDep
 ) -> ScheduleView:
     """A new interval, from now on."""
-    client = await services.temporal()
-    await _describe(client, schedule_id)
 
     def every(found: ScheduleUpdateInput) -> ScheduleUpdate:
         schedule = found.description.schedule
@@ -175,5 +178,4 @@ async def change_schedule(
         )
         return ScheduleUpdate(schedule=schedule)
 
-    await client.get_schedule_handle(schedule_id).update(every)
-    return _view(await _describe(client, schedule_id))
+    return await _change(services, schedule_id, lambda handle: handle.update(every))

@@ -277,8 +277,10 @@ class CatalogProjection:
                 self._write(rows, meta_rows, studies, patients)
                 rows, meta_rows = [], []
                 studies, patients = set(), set()
-                self._delete(record.event.scope)
+                # Pending first: a retrieve by UID that finds the catalog no longer listing
+                # the instance must find the deletion too, or it would serve its bytes.
                 deletions.append(self._deletion_row(record, record.event, purged=False))
+                self._delete(record.event.scope)
             elif isinstance(record.event, InstancesPurged):
                 deletions.append(self._deletion_row(record, record.event, purged=True))
         self._write(rows, meta_rows, studies, patients)

@@ -14,14 +14,14 @@ import uuid
 from collections.abc import Iterable
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from infra.dicom.rejection import rejection_note
 from infra.settings import Settings
 from schemas.events import InstanceReceived
 from schemas.lifecycle import RejectionInput, RejectionNote
-from workflows.prefetch import PATIENT_ID, STUDY_UID
+from workflows.deletion import study_keys
 from workflows.rejection import RejectionWorkflow, rejection_workflow_id
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,6 @@ class Rejections:
         return started
 
     async def _start(self, job: RejectionInput) -> int:
-        pairs = [SearchAttributePair(STUDY_UID, job.note.study_instance_uid)]
-        if job.patient_id:
-            pairs.append(SearchAttributePair(PATIENT_ID, job.patient_id))
         try:
             await self.client.start_workflow(
                 RejectionWorkflow.run,
@@ -84,7 +81,7 @@ class Rejections:
                 id=rejection_workflow_id(job.note.sop_instance_uid),
                 task_queue=self.settings.temporal.ingest_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=TypedSearchAttributes(pairs),
+                search_attributes=study_keys(job.note.study_instance_uid, job.patient_id),
             )
         except WorkflowAlreadyStartedError:
             return 0  # the note again, or re-read after a crash: rejected once

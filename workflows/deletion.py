@@ -31,11 +31,16 @@ def deletion_workflow_id(deletion_id: str) -> str:
     return f"delete:{deletion_id}"
 
 
-def search_attributes(start: PurgeInput, patient_id: str) -> TypedSearchAttributes:
-    pairs = [SearchAttributePair(STUDY_UID, start.scope.study_instance_uid)]
+def study_keys(study_instance_uid: str, patient_id: str) -> TypedSearchAttributes:
+    """A deletion's (or rejection's) job is found by its study and patient."""
+    pairs = [SearchAttributePair(STUDY_UID, study_instance_uid)]
     if patient_id:
         pairs.append(SearchAttributePair(PATIENT_ID, patient_id))
     return TypedSearchAttributes(pairs)
+
+
+def search_attributes(start: PurgeInput, patient_id: str) -> TypedSearchAttributes:
+    return study_keys(start.scope.study_instance_uid, patient_id)
 
 
 @workflow.defn

@@ -13,8 +13,9 @@ from temporalio.exceptions import ApplicationError
 from infra.dimse.commitment_report import send_on_new_association
 from infra.internal_api import ApiUnavailable, InternalApi
 from infra.settings import DicomSettings
-from infra.storage.archive import ArchiveStore, archive_key
+from infra.storage.archive import archive_key
 from infra.storage.landing import Landing
+from infra.storage.tiers import Tiers
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.commitment import (
     CommitmentCheck,
@@ -35,7 +36,7 @@ class CommitmentActivities:
         self,
         catalog: InternalApi,
         landings: Iterable[Landing],
-        archive: ArchiveStore,
+        archive: Tiers,  # committed in whichever tier it is
         dicom: DicomSettings,
         tls: ssl.SSLContext | None = None,
     ) -> None:

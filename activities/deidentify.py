@@ -28,9 +28,10 @@ from infra.dicom.deidentify.transform import DeidentificationRefused, Replacemen
 from infra.internal_api import ApiRefused, InternalApi
 from infra.scu.peer import Peer
 from infra.scu.store import store_files
-from infra.storage.archive import ArchiveStore, get_bytes
+from infra.storage.archive import get_bytes
 from infra.storage.landing import Landing
 from infra.storage.locate import load_instance
+from infra.storage.tiers import Tiers
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.deidentify import (
     DeidentificationInput,
@@ -75,14 +76,15 @@ class DeidentificationActivities:
         catalog: InternalApi,
         writer: InternalApi,
         landings: Iterable[Landing],
-        archive: ArchiveStore,
+        tiers: Tiers,  # read from any tier; staged in the archive bucket (hot)
         key: bytes,
         calling_ae_title: str,
     ) -> None:
         self.catalog = catalog
         self.writer = writer
         self.landings = list(landings)
-        self.archive = archive
+        self.tiers = tiers
+        self.archive = tiers.hot
         self.key = key
         self.calling_ae_title = calling_ae_title
         self._limit = asyncio.Semaphore(TRANSFORM_CONCURRENCY)
@@ -91,10 +93,10 @@ class DeidentificationActivities:
         ids = (instance.study_instance_uid, instance.series_instance_uid, instance.sop_instance_uid)
         for landing in self.landings:
             if landing.versions(*ids):
-                data = load_instance(landing, self.archive, *ids)
+                data = load_instance(landing, self.tiers, *ids)
                 if data is not None:
                     return data
-        data = self.archive.get(f"{ids[0]}/{ids[1]}/{ids[2]}.dcm")
+        data = self.tiers.instance(*ids)
         if data is None:
             raise OSError(f"instance {ids[2]} is in the catalog but its bytes were not found")
         return data

@@ -1,11 +1,12 @@
 """Purging a deletion's bytes once its grace period has passed.
 
 What the deletion covered is removed from the archive bucket (each object and its kept
-versions) and the metadata bucket (headers stored beside their events), except instances
-received again since the deletion, which the catalog lists again: those are current and
-stay. An object is moved to trash first and removed only once the catalog, caught up, still
-does not list its instance, so an arrival racing the purge is put back, never lost. A copy
-still in landing is waited for (the study's archiving moves it; the activity retries).
+versions), from the warm and cold tiers, and from the metadata bucket (headers stored beside
+their events), except instances received again since the deletion, which the catalog lists
+again: those are current and stay. An object is moved to trash first and removed only once
+the catalog, caught up, still does not list its instance, so an arrival racing the purge is
+put back, never lost. A copy still in landing is waited for (the study's archiving moves it;
+the activity retries).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from temporalio import activity
 
 from activities.heartbeat import heartbeating
 from infra.internal_api import InternalApi
-from infra.storage.archive import ArchiveStore, archive_key
+from infra.storage.archive import archive_key
 from infra.storage.deletions import Deletions, StoredPart
 from infra.storage.landing import Landing
+from infra.storage.tiers import Tiers
 from schemas.lifecycle import DeletionScope, PurgeInput, PurgeResult, RejectionInput, Tombstoned
 
 log = logging.getLogger(__name__)
@@ -30,14 +32,15 @@ class DeletionActivities:
     def __init__(
         self,
         catalog: InternalApi,
-        archive: ArchiveStore,
+        tiers: Tiers,
         landings: list[Landing],
         metadata_client: Minio,
         metadata_bucket: str,
     ) -> None:
         self.catalog = catalog
-        self.archive = archive
-        self.deletions = Deletions(archive)
+        self.tiers = tiers
+        self.archive = tiers.hot
+        self.deletions = Deletions(tiers.hot)
         self.landings = landings
         self.metadata_client, self.metadata_bucket = metadata_client, metadata_bucket
 
@@ -84,6 +87,9 @@ class DeletionActivities:
             result.objects_removed += 1
             result.bytes_removed += part.size
         self.deletions.empty_trash(request.deletion_id)
+        removed, size = self._purge_other_tiers(scope, again)
+        result.objects_removed += removed
+        result.bytes_removed += size
         for part in self._metadata_parts(scope):
             if part.sop_instance_uid not in again:
                 self.metadata_client.remove_object(self.metadata_bucket, part.key)
@@ -92,6 +98,22 @@ class DeletionActivities:
         self.deletions.drop_tombstone(study, request.deletion_id)
         result.kept = sorted(again)
         return result
+
+    def _purge_other_tiers(self, scope: DeletionScope, again: set[str]) -> tuple[int, int]:
+        """Remove what the scope covers from warm and cold. No trash there: arrivals land
+        in hot, so a copy in another tier of an instance not listed again is not a new one."""
+        study, removed, size = scope.study_instance_uid, 0, 0
+        prefix = f"{study}/" + (
+            f"{scope.series_instance_uid}/" if scope.series_instance_uid else ""
+        )
+        for store in self.tiers.stores[1:]:
+            for item in list(store.listing(prefix)):
+                _, series, name = item.key.split("/", 2)
+                sop = name.removesuffix(".dcm")
+                if scope.covers(study, series, sop) and sop not in again:
+                    store.remove(item.key)
+                    removed, size = removed + 1, size + item.size
+        return removed, size
 
     def _tombstone_rejected(self, request: RejectionInput) -> list[Tombstoned]:
         stored: list[Tombstoned] = []

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
+from azure.core.exceptions import AzureError
 from minio.error import S3Error
 from temporalio import activity
 
 from activities.heartbeat import heartbeating
-from infra.storage.archive import ArchiveStore
 from infra.storage.deletions import TOMBSTONES, TRASH
+from infra.storage.tiers import Tiers, TierStore
 from schemas.lifecycle import FixityPage, FixityProblem
 
 VERSIONS = "versions/"
@@ -33,12 +34,13 @@ def _uids(key: str) -> tuple[str, str, str] | None:
 
 
 class FixityActivities:
-    def __init__(self, archive: ArchiveStore) -> None:
-        self.archive = archive
-        self.client, self.bucket = archive.client, archive.bucket
+    def __init__(self, tiers: Tiers) -> None:
+        self.tiers = tiers
 
-    def _check(self, key: str, uids: tuple[str, str, str]) -> tuple[int, FixityProblem | None]:
-        stored = self.archive.head(key)
+    def _check(
+        self, store: TierStore, key: str, uids: tuple[str, str, str]
+    ) -> tuple[int, FixityProblem | None]:
+        stored = store.head(key)
         expected = stored.sha256 if stored else ""
 
         def problem(found: str, reason: str) -> FixityProblem:
@@ -51,13 +53,14 @@ class FixityActivities:
                 expected_sha256=expected,
                 found_sha256=found,
                 reason=reason,
+                tier=store.tier,
             )
 
         if stored is None:
             return 0, None  # removed since it was listed (a purge): nothing to check
         try:
-            found = self.archive.read_back_sha256(key)
-        except (S3Error, OSError):
+            found = store.read_back_sha256(key)
+        except (S3Error, AzureError, OSError):
             found = None
         if found is None:
             return 0, problem("", "unreadable")
@@ -67,20 +70,20 @@ class FixityActivities:
             return stored.size, problem(found, "content differs")
         return stored.size, None
 
-    def _page(self, study: str, start_after: str, page_size: int) -> FixityPage:
+    def _page(self, study: str, start_after: str, page_size: int, tier: str) -> FixityPage:
         page = FixityPage()
-        # A study's objects, then its kept versions: in key order, as a page resumes them.
+        store = self.tiers[tier]
+        # A study's objects, then its kept versions (in the archive bucket only): in key
+        # order, as a page resumes them.
         prefixes = [f"{study}/", f"{VERSIONS}{study}/"] if study else [""]
         listed = 0
         for prefix in prefixes:
             after = start_after if start_after > prefix else None
-            for item in self.client.list_objects(
-                self.bucket, prefix, recursive=True, start_after=after
-            ):
-                key = str(item.object_name)
+            for item in store.listing(prefix, after):
+                key = item.key
                 uids = _uids(key)
                 if uids is not None:
-                    size, problem = self._check(key, uids)
+                    size, problem = self._check(store, key, uids)
                     page.checked += 1
                     page.bytes_read += size
                     if problem is not None:
@@ -92,6 +95,10 @@ class FixityActivities:
         return page
 
     @activity.defn
-    async def check_fixity(self, study: str, start_after: str, page_size: int) -> FixityPage:
-        """Up to `page_size` archived objects after `start_after` (in key order), re-read."""
-        return await heartbeating(asyncio.to_thread(self._page, study, start_after, page_size))
+    async def check_fixity(
+        self, study: str, start_after: str, page_size: int, tier: str = "hot"
+    ) -> FixityPage:
+        """Up to `page_size` objects of a tier after `start_after` (in key order), re-read."""
+        return await heartbeating(
+            asyncio.to_thread(self._page, study, start_after, page_size, tier)
+        )

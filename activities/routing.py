@@ -23,8 +23,9 @@ from infra.auth.sealing import Sealer
 from infra.dicom.deidentify.keyed import DeidentificationKey
 from infra.dicom.deidentify.transform import DeidentificationRefused, deidentify
 from infra.internal_api import InternalApi
-from infra.storage.archive import ArchiveStore, archive_key
+from infra.storage.archive import archive_key
 from infra.storage.landing import Landing
+from infra.storage.tiers import Tiers
 from schemas.nodes import Node
 from schemas.routing import BatchOutcome, DeliverBatch, Refused, RouteItem
 
@@ -36,7 +37,7 @@ class RoutingActivities:
         self,
         registry: InternalApi,
         landings: Mapping[str, Landing],
-        archive: ArchiveStore,
+        archive: Tiers,  # every tier, hot first
         calling_ae: str,
         deidentification_key: bytes,
         tls: ssl.SSLContext | None = None,

@@ -12,8 +12,9 @@ from temporalio import activity
 from activities.heartbeat import heartbeating
 from infra.eventlog import EventPublisher
 from infra.metrics import ARCHIVE_LAG_SECONDS
-from infra.storage.archive import ArchiveStore, ContentDigest, archive_key, content_digest
+from infra.storage.archive import ContentDigest, archive_key, content_digest
 from infra.storage.landing import Landing
+from infra.storage.tiers import Tiers
 from schemas.events import InstanceStored, StudyStabilized, fact_event_id
 from schemas.workflows import (
     ArchiveBatch,
@@ -44,10 +45,11 @@ class StorageActivities:
     """Built once per worker with its clients; every method is safe to retry."""
 
     def __init__(
-        self, landings: Mapping[str, Landing], archive: ArchiveStore, publisher: EventPublisher
+        self, landings: Mapping[str, Landing], tiers: Tiers, publisher: EventPublisher
     ) -> None:
         self.landings = landings
-        self.archive = archive
+        self.tiers = tiers
+        self.archive = tiers.hot  # where instances are archived
         self.publisher = publisher
         self._limit = asyncio.Semaphore(ARCHIVE_CONCURRENCY)
 
@@ -58,15 +60,22 @@ class StorageActivities:
         the checksum taken when it was received), once to upload it. A retry that finds the
         object already archived verifies it against that digest too, and writes it again if
         it does not hold these bytes.
+
+        The instance may be in any tier (its study moved to warm or cold, then a copy sent
+        again): identical there, it stays there; another version replaces it in hot, the
+        one it replaces kept (in the archive bucket) and removed from its tier.
         """
         ref = landed.instance
         key = archive_key(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid)
-        current = self.archive.head(key)
+        found = self.tiers.find(key)
+        current = found.stored if found else None
+        holder = found.store if found else self.archive
         stored_event = InstanceStored(
             event_id=fact_event_id("stored", ref.sop_instance_uid, ref.sha256),
             instance=ref,
             bucket=self.archive.bucket,
             archive_key=key,
+            tier=holder.tier,
         )
         landing = self.landings[landed.landing_mode]
         with landing.reader(landed.landing_key) as stream:
@@ -75,22 +84,25 @@ class StorageActivities:
             # Landed copies are dropped after the announcement, one by one: an earlier attempt
             # may have archived and dropped this one. Only the archived bytes can tell.
             known = ContentDigest(sha256=ref.sha256, size=ref.size, etag=None)
-            if current is not None and self.archive.verify(current, known):
+            if current is not None and holder.verify(current, known):
                 return stored_event
             log.error("landed copy %s is gone and the archive does not hold it", landed.landing_key)
             return None
         if digest.sha256 != ref.sha256:
             raise OSError(f"landed copy {landed.landing_key} does not match its checksum")
         if current is not None and current.sha256 == ref.sha256:
-            if self.archive.verify(current, digest):
+            if holder.verify(current, digest):
                 return stored_event  # a retry after the write: verified, nothing left to copy
             log.warning("archived %s does not hold the landed bytes: writing it again", key)
-        elif current is not None:
-            stored_event.previous_version_key = self.archive.keep_version(key, current.sha256)
+        elif found is not None:
+            stored_event.previous_version_key = self.tiers.keep_version(found)
         with landing.reader(landed.landing_key) as stream:
             if stream is None:
                 raise OSError(f"landed copy {landed.landing_key} vanished while archiving it")
             self.archive.put_verified(key, stream, digest)
+        stored_event.tier = self.archive.tier
+        if found is not None and found.store is not self.archive:
+            found.store.remove(key)  # the replaced version, kept in the archive bucket now
         return stored_event
 
     async def _copy_limited(self, landed: LandedInstance) -> InstanceStored | None:

@@ -33,9 +33,9 @@ from infra.internal_api import ApiRefused, InternalApi
 from infra.scu.find import find
 from infra.scu.identifier import Level, Root
 from infra.scu.peer import Peer
-from infra.storage.archive import ArchiveStore
 from infra.storage.landing import Landing
 from infra.storage.locate import load_instance
+from infra.storage.tiers import Tiers
 from schemas.catalog import InstanceQuery
 from schemas.nodes import Node
 from schemas.sync import (
@@ -83,7 +83,7 @@ class SyncActivities:
         self,
         catalog: InternalApi,
         landings: Iterable[Landing],
-        archive: ArchiveStore,
+        archive: Tiers,
         calling_ae: str,
         tls: ssl.SSLContext | None = None,
         timeout: float = 30.0,

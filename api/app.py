@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             settings=cfg,
             minio=clients.minio,
             archive=clients.archive,
+            tiers=clients.tiers,
             landing=clients.landing,
             publisher=clients.publisher,
             acceptor=clients.acceptor,

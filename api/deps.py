@@ -39,6 +39,7 @@ from infra.readmodels.worklist import WorklistProjection
 from infra.settings import Settings
 from infra.storage.archive import ArchiveStore
 from infra.storage.landing import Landing
+from infra.storage.tiers import Tiers
 from infra.temporal_client import connect_temporal
 from ingest.accept import Acceptor
 from schemas.audit import Outcome
@@ -54,6 +55,7 @@ class Services:
     settings: Settings
     minio: Minio
     archive: ArchiveStore
+    tiers: Tiers
     landing: Landing
     publisher: EventPublisher
     acceptor: Acceptor

@@ -44,7 +44,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     def load(instance: CatalogInstance) -> bytes | None:
         return load_instance(
             clients.landing,
-            clients.archive,
+            clients.tiers,
             instance.study_instance_uid,
             instance.series_instance_uid,
             instance.sop_instance_uid,

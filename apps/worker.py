@@ -13,6 +13,7 @@ from activities.deidentify import DeidentificationActivities
 from activities.deletion import DeletionActivities
 from activities.events import EventActivities
 from activities.fixity import FixityActivities
+from activities.migration import MigrationActivities
 from activities.mpps import MppsActivities
 from activities.node_health import NodeHealthActivities
 from activities.prefetch import PrefetchActivities
@@ -29,12 +30,14 @@ from infra.internal_api import InternalApi, api_base_url
 from infra.metrics import serve_metrics
 from infra.settings import Settings
 from infra.storage.archive import ArchiveStore, make_minio
+from infra.storage.tier_stores import make_tiers
 from infra.temporal_client import connect_temporal, prometheus_runtime
 from infra.tls.contexts import client_context, server_credentials
 from ingest.wiring import start_with_retry
 from workflows.deidentify import DeidentificationWorkflow
 from workflows.deletion import DeletionWorkflow
 from workflows.fixity import FixityWorkflow
+from workflows.migration import StudyMigrationWorkflow
 from workflows.mpps import MppsWorkflow
 from workflows.node_health import NodeHealthWorkflow
 from workflows.prefetch import PrefetchWorkflow
@@ -69,8 +72,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     publisher = EventPublisher(settings.kafka)
     await start_with_retry(publisher)
     archive = ArchiveStore(make_minio(settings.s3), settings.s3.archive_bucket)
+    tiers = make_tiers(settings, archive)
+    # Buckets (or Azure containers) of tiers on other endpoints exist before any move.
+    await asyncio.to_thread(tiers.ensure)
     landing_areas = landings(settings)
-    activities = StorageActivities(landing_areas, archive, publisher)
+    activities = StorageActivities(landing_areas, tiers, publisher)
     events = EventActivities(publisher)
     catalog = InternalApi(api_base_url(settings), service_token(settings, "worker"))
     mpps = MppsActivities(catalog)
@@ -81,7 +87,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         if credentials is not None
         else None
     )
-    commitment = CommitmentActivities(catalog, landing_areas.values(), archive, settings.dicom, tls)
+    commitment = CommitmentActivities(catalog, landing_areas.values(), tiers, settings.dicom, tls)
     # A client of its own for STOW-RS: large bodies, not the catalog's short reads.
     writer = InternalApi(api_base_url(settings), service_token(settings, "worker"), timeout=300)
     # One key for de-identification jobs and routing's on-the-way-out copies: the same
@@ -91,7 +97,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         catalog,
         writer,
         landing_areas.values(),
-        archive,
+        tiers,
         deid_key,
         settings.dicom.ae_title,
     )
@@ -102,7 +108,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     routing = RoutingActivities(
         catalog,
         landing_areas,
-        archive,
+        tiers,
         settings.dicom.ae_title,
         deid_key,
         tls,
@@ -119,7 +125,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     sync = SyncActivities(
         catalog,
         landing_areas.values(),
-        archive,
+        tiers,
         settings.dicom.ae_title,
         tls,
         sealer=sealer,
@@ -127,14 +133,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     )
     deletion = DeletionActivities(
         catalog,
-        archive,
+        tiers,
         list(landing_areas.values()),
         archive.client,
         settings.s3.metadata_bucket,
     )
     await ensure_node_health_schedule(client, settings)
     await ensure_fixity_schedule(client, settings)
-    fixity = FixityActivities(archive)
+    fixity = FixityActivities(tiers)
+    migration = MigrationActivities(tiers, publisher)
     worker = Worker(
         client,
         task_queue=settings.temporal.ingest_task_queue,
@@ -150,6 +157,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             DeletionWorkflow,
             RejectionWorkflow,
             FixityWorkflow,
+            StudyMigrationWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -175,6 +183,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             deletion.purge_deleted,
             deletion.tombstone_rejected,
             fixity.check_fixity,
+            migration.migrate_page,
         ],
         max_concurrent_activities=16,
     )

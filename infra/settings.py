@@ -12,6 +12,7 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -390,6 +391,40 @@ class LifecycleSettings(BaseModel):
     fixity_interval_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
 
 
+class TierSettings(BaseModel):
+    """One storage tier: a bucket on an S3 endpoint, or a container on Azure Blob Storage."""
+
+    backend: Literal["s3", "azure"] = "s3"
+    # The S3 bucket or the Azure container (created when missing).
+    bucket: str
+    # Another S3 endpoint for this tier (None: the platform's own, `s3`).
+    s3: S3Settings | None = None
+    # S3 storage class of this tier's objects (x-amz-storage-class: STANDARD_IA, GLACIER_IR,
+    # ...); None: the endpoint's default. SeaweedFS accepts and ignores it.
+    storage_class: str | None = None
+    # backend azure: the account's connection string (Azurite's: see tests/azurite.py).
+    azure_connection_string: SecretStr | None = None
+
+
+class TiersSettings(BaseModel):
+    """Where studies go as they age. `hot` is always the archive bucket (`s3.archive_bucket`),
+    where every instance is first archived; warm and cold are where rules and manual moves
+    put them (docs/lifecycle.md)."""
+
+    warm: TierSettings = Field(default_factory=lambda: TierSettings(bucket="pacs-warm"))
+    cold: TierSettings = Field(default_factory=lambda: TierSettings(bucket="pacs-cold"))
+    # How often the `tier-migration` schedule applies the storage rules (0: never).
+    rules_interval_seconds: float = Field(default=3600.0, ge=0)
+    # Studies a rules run moves at once (each its own StudyMigrationWorkflow).
+    migrations_at_once: int = Field(default=4, ge=1)
+    # Read from warm or cold: start moving the study back to hot (a recall).
+    recall_on_read: bool = False
+
+    def local_buckets(self) -> list[str]:
+        """Buckets of tiers on the platform's own S3 endpoint (created with its others)."""
+        return [t.bucket for t in (self.warm, self.cold) if t.backend == "s3" and t.s3 is None]
+
+
 def system_timezone() -> str:
     """The machine's IANA zone name: $TZ, /etc/timezone, the /etc/localtime link; else UTC."""
     candidates = [os.environ.get("TZ", "").lstrip(":")]
@@ -431,6 +466,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    tiers: TiersSettings = Field(default_factory=TiersSettings)
     # The built OHIF viewer (npm @ohif/app) served at /viewer; absent = /viewer answers 503.
     viewer_dir: Path = Field(default_factory=default_viewer_dir)
 

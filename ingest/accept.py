@@ -27,9 +27,10 @@ from infra.dicom.statuses import (
 from infra.eventlog import EventPublisher
 from infra.metrics import ACCEPT_SECONDS, LANDING_SECONDS, PUBLISH_SECONDS, status_label
 from infra.settings import DuplicatePolicy, IngestSettings
-from infra.storage.archive import ArchiveStore, archive_key
+from infra.storage.archive import archive_key
 from infra.storage.landing import Landing, landing_key, sha_of_key
 from infra.storage.metadata import MetadataStore, encode_metadata, metadata_key
+from infra.storage.tiers import StoredCopies
 from ingest.known_instances import KnownInstances
 from schemas.events import (
     Event,
@@ -138,7 +139,7 @@ class Acceptor:
     def __init__(
         self,
         landing: Landing,
-        archive: ArchiveStore,
+        archive: StoredCopies,
         publisher: EventPublisher,
         settings: IngestSettings,
         loop: asyncio.AbstractEventLoop,

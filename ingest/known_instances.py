@@ -14,8 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from infra.storage.archive import ArchiveStore
 from infra.storage.landing import Landing
+from infra.storage.tiers import StoredCopies
 
 
 @dataclass
@@ -25,7 +25,7 @@ class _Study:
 
 
 class KnownInstances:
-    def __init__(self, archive: ArchiveStore, landing: Landing, ttl_seconds: float = 30.0) -> None:
+    def __init__(self, archive: StoredCopies, landing: Landing, ttl_seconds: float = 30.0) -> None:
         self.archive = archive
         self.landing = landing
         self.ttl = ttl_seconds

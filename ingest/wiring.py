@@ -14,6 +14,8 @@ from infra.storage.archive import ArchiveStore, make_minio
 from infra.storage.deletions import Deletions
 from infra.storage.landing import Landing, S3Landing, SpoolLanding
 from infra.storage.metadata import MetadataStore
+from infra.storage.tier_stores import make_tiers
+from infra.storage.tiers import Tiers
 from ingest.accept import Acceptor
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ async def start_with_retry(publisher: EventPublisher, attempts: int = 30) -> Non
 class IngestClients:
     minio: Minio
     archive: ArchiveStore
+    tiers: Tiers
     landing: Landing
     publisher: EventPublisher
     acceptor: Acceptor
@@ -51,19 +54,20 @@ class IngestClients:
         # Every association thread may ask the store at once (landing, duplicate checks).
         client = make_minio(settings.s3, connections=max(10, settings.dicom.max_associations))
         archive = ArchiveStore(client, settings.s3.archive_bucket)
+        tiers = make_tiers(settings, archive)
         landing = make_landing(settings, client)
         publisher = EventPublisher(settings.kafka)
         await start_with_retry(publisher)
         acceptor = Acceptor(
             landing,
-            archive,
+            tiers,
             publisher,
             settings.ingest,
             asyncio.get_running_loop(),
             MetadataStore(client, settings.s3.metadata_bucket),
             Deletions(archive),
         )
-        return cls(client, archive, landing, publisher, acceptor)
+        return cls(client, archive, tiers, landing, publisher, acceptor)
 
     async def close(self) -> None:
         await self.publisher.stop()

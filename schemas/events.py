@@ -106,6 +106,27 @@ class InstanceStored(EventBase):
     archive_key: str
     # Where the earlier version went when this one replaced it (duplicate policy overwrite).
     previous_version_key: str | None = None
+    # The storage tier that holds it: hot on arrival; a copy sent again while its study is in
+    # warm or cold is found there, identical, and stays there.
+    tier: str = "hot"
+
+
+class InstanceMigrated(EventBase):
+    """An instance's verified copy is now in another tier; the source copy is removed next
+    (an instance has one location after a move, and at least one at every step of it)."""
+
+    type: Literal["pacs.instance.migrated"] = "pacs.instance.migrated"
+    version: Literal[1] = 1
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sha256: str
+    size: int
+    from_tier: str
+    to_tier: str
+    key: str
+    location: str  # s3://bucket or azure://container of the new copy
+    migration_id: str  # the StudyMigrationWorkflow's id
 
 
 class InstancesDeleted(EventBase):
@@ -567,6 +588,7 @@ Event = Annotated[
     InstanceReceived
     | InstanceRejected
     | InstanceStored
+    | InstanceMigrated
     | StudyStabilized
     | StudyDeidentified
     | StudyLabelsSet
@@ -608,7 +630,8 @@ def event_key(event: Event) -> str:
         | StudyLabelsSet
         | RouteEvent
         | DeletionEvent
-        | InstanceDamaged,
+        | InstanceDamaged
+        | InstanceMigrated,
     ):
         return event.study_instance_uid
     if isinstance(event, SyncConflictFound):

@@ -116,6 +116,7 @@ class FixityProblem(BaseModel):
     expected_sha256: str  # recorded when it was archived (verified then)
     found_sha256: str  # "" when it could not be read, or no SHA-256 was recorded
     reason: str  # "content differs", "unreadable", "no recorded SHA-256"
+    tier: str = "hot"  # the storage tier that holds the object
 
 
 class FixityInput(BaseModel):
@@ -124,6 +125,7 @@ class FixityInput(BaseModel):
 
     study_instance_uid: str = ""
     page_size: int = Field(default=200, ge=1, le=5000)
+    tier: str = "hot"  # the tier being read; the run reads hot, then warm, then cold
     start_after: str = ""
     checked: int = 0
     bytes_read: int = 0

@@ -1,9 +1,10 @@
-"""FixityWorkflow: a scrub of the archive (or one study). Page by page, in key order, every
-archived object and kept version is re-read and its SHA-256 compared with the one recorded
-when it was archived (activities/fixity.py); each object that differs, cannot be read, or has
-no recorded SHA-256 is a `pacs.instance.damaged` event as soon as its page is done, and the
-run ends with `pacs.fixity.checked`. Objects are never changed here: a damaged one is
-reported (repair from a second copy needs a second copy, which the storage tiers will give).
+"""FixityWorkflow: a scrub of the archive (or one study). Tier by tier (hot, warm, cold), page
+by page in key order, every archived object and kept version is re-read and its SHA-256
+compared with the one recorded when it was archived (activities/fixity.py); each object that
+differs, cannot be read, or has no recorded SHA-256 is a `pacs.instance.damaged` event as
+soon as its page is done, and the run ends with `pacs.fixity.checked`. Objects are never
+changed here: a damaged one is reported: after a move an instance has one copy, in one tier,
+so there is none to repair from.
 
 Started by the `fixity` Temporal Schedule (every `PACS_LIFECYCLE__FIXITY_INTERVAL_SECONDS`)
 or on demand (`POST /api/storage/fixity`); ids `fixity:<study or all>:…`. Long runs continue
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.fixity import FixityActivities
     from schemas.events import Event, FixityChecked, InstanceDamaged
     from schemas.lifecycle import FixityInput, FixityResult
+    from schemas.tiers import TIER_NAMES
     from schemas.workflows import JobProgress, PublishEvents
 
 SCHEDULE_ID = "fixity"
@@ -60,7 +62,7 @@ class FixityWorkflow:
         while True:
             page = await workflow.execute_activity_method(
                 FixityActivities.check_fixity,
-                args=[start.study_instance_uid, start.start_after, start.page_size],
+                args=[start.study_instance_uid, start.start_after, start.page_size, start.tier],
                 start_to_close_timeout=timedelta(hours=1),
                 heartbeat_timeout=timedelta(seconds=90),
                 retry_policy=STEP_RETRY,
@@ -82,7 +84,11 @@ class FixityWorkflow:
                 start.damaged += len(page.problems)
                 start.problems = (start.problems + page.problems)[:KEPT_PROBLEMS]
             if not page.last_key:
-                break
+                later = TIER_NAMES[TIER_NAMES.index(start.tier) + 1 :]
+                if not later:
+                    break
+                start.tier, start.start_after = later[0], ""
+                continue
             start.start_after = page.last_key
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(start)

@@ -45,7 +45,7 @@ async def instance_bytes(services: Services, study: str, series: str, instance: 
                 404, f"instance {instance} of series {series} not found in study {study}"
             )
     data = await asyncio.to_thread(
-        load_instance, services.landing, services.archive, study, series, instance
+        load_instance, services.landing, services.tiers, study, series, instance
     )
     if data is None:
         raise HTTPException(
@@ -59,7 +59,7 @@ async def listed_bytes(services: Services, item: CatalogInstance) -> bytes | Non
     return await asyncio.to_thread(
         load_instance,
         services.landing,
-        services.archive,
+        services.tiers,
         item.study_instance_uid,
         item.series_instance_uid,
         item.sop_instance_uid,

@@ -51,7 +51,7 @@ async def _described(
     if digest:
         ids = (item.study_instance_uid, item.series_instance_uid, item.sop_instance_uid)
         async with limit:
-            data = await asyncio.to_thread(load_instance, services.landing, services.archive, *ids)
+            data = await asyncio.to_thread(load_instance, services.landing, services.tiers, *ids)
             found = await asyncio.to_thread(dataset_sha256, data) if data else None
     return StoredInstance(**item.model_dump(), dataset_sha256=found)
 

@@ -23,6 +23,7 @@ from schemas.events import (
     Event,
     FixityChecked,
     InstanceDamaged,
+    InstanceMigrated,
     InstanceReceived,
     InstanceRejected,
     InstancesDeleted,
@@ -165,6 +166,10 @@ def event_row(record: LogRecord) -> list[Any]:
         sop = scope.sop_instance_uids[0] if len(scope.sop_instance_uids) == 1 else ""
         if isinstance(event, InstancesDeleted):
             patient, client = event.patient_id, event.actor
+    elif isinstance(event, InstanceMigrated):
+        study, series, sop = (event.study_instance_uid, event.series_instance_uid,
+                              event.sop_instance_uid)  # fmt: skip
+        sha, size, client = event.sha256, event.size, event.migration_id
     elif not isinstance(event, InstanceReceived | InstanceRejected | InstanceStored):
         study, patient = event.study_instance_uid, event.patient_id
         sop, calling, client = _subject(event)

@@ -116,11 +116,17 @@ async def wait_healthy(
 # ---- provisioning: what must exist on the servers before the apps use them ---------------
 
 
-async def ensure_buckets(s3: S3Settings) -> None:
+async def ensure_buckets(s3: S3Settings, *more: str) -> None:
     client = minio_client(s3)
 
     def create() -> None:
-        buckets = (s3.archive_bucket, s3.landing_bucket, s3.metadata_bucket, s3.broker_bucket)
+        buckets = (
+            s3.archive_bucket,
+            s3.landing_bucket,
+            s3.metadata_bucket,
+            s3.broker_bucket,
+            *more,
+        )
         for bucket in dict.fromkeys(buckets):
             if not client.bucket_exists(bucket):
                 client.make_bucket(bucket)

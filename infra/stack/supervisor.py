@@ -130,7 +130,7 @@ class LocalStack:
             took = await readiness.wait_healthy(weed, self._check_s3)
             log.info("seaweedfs healthy after %.2fs", took)
             # Tansu's storage bucket has to exist before Tansu starts.
-            await readiness.ensure_buckets(self.settings.s3)
+            await readiness.ensure_buckets(self.settings.s3, *self.settings.tiers.local_buckets())
             tansu.start()
             took = await readiness.wait_healthy(tansu, self._check_kafka)
             log.info("tansu healthy after %.2fs", took)
@@ -150,7 +150,7 @@ class LocalStack:
         weed.start()
         try:
             await readiness.wait_healthy(weed, self._check_s3)
-            await readiness.ensure_buckets(self.settings.s3)
+            await readiness.ensure_buckets(self.settings.s3, *self.settings.tiers.local_buckets())
         except BaseException:
             weed.stop()
             raise

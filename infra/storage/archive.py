@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, cast
 
@@ -151,8 +153,18 @@ def _bare_etag(etag: str | None) -> str:
     return (etag or "").strip().strip('"').lower()
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One object of a listing."""
+
+    key: str
+    size: int
+
+
 class ArchiveStore:
-    """The archive bucket: one object per instance, its SHA-256 kept as object metadata.
+    """An S3 bucket of archived instances, one object each, its SHA-256 kept as object
+    metadata: the archive bucket (the `hot` tier, also home of kept versions, tombstones and
+    trash) or the bucket of another tier (infra/storage/tiers.py).
 
     Every write is verified by content, and so is every object a retry finds already there:
     the store's ETag must be the one computed from the landed bytes (per-part MD5s for a
@@ -161,10 +173,28 @@ class ArchiveStore:
     alone proves nothing: it is sent before the bytes, so a failed write carries it too.
     """
 
-    def __init__(self, client: Minio, bucket: str, part_size: int = ARCHIVE_PART_SIZE) -> None:
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        part_size: int = ARCHIVE_PART_SIZE,
+        tier: str = "hot",
+        storage_class: str | None = None,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.part_size = part_size
+        self.tier = tier
+        # Sent with each write: where the endpoint keeps this tier's objects. The SDK sends
+        # an x-amz- key of `metadata` as that header, not as user metadata.
+        self._class = {"x-amz-storage-class": storage_class} if storage_class else {}
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}"
+
+    def ensure(self) -> None:
+        ensure_buckets(self.client, self.bucket)
 
     def head(self, key: str) -> StoredObject | None:
         try:
@@ -193,7 +223,7 @@ class ArchiveStore:
             cast(BinaryIO, data),  # the SDK only ever calls read(size)
             digest.size,
             content_type="application/dicom",
-            metadata={SHA256_META: digest.sha256},
+            metadata={SHA256_META: digest.sha256, **self._class},
             part_size=self.part_size,
         )
         if not self._holds(key, _bare_etag(result.etag), digest):
@@ -233,10 +263,38 @@ class ArchiveStore:
             response.release_conn()
         return sha.hexdigest()
 
+    @contextmanager
+    def open(self, key: str) -> Iterator[Readable | None]:
+        """The object as a stream (None when it does not exist), closed on leaving."""
+        try:
+            response = self.client.get_object(self.bucket, key)
+        except S3Error as exc:
+            if not is_not_found(exc):
+                raise
+            yield None
+            return
+        try:
+            yield response
+        finally:
+            response.close()
+            response.release_conn()
+
+    def remove(self, key: str) -> None:
+        self.client.remove_object(self.bucket, key)
+
+    def listing(self, prefix: str, start_after: str | None = None) -> Iterator[Listed]:
+        """Objects under `prefix` in key order, after `start_after` when given."""
+        for item in self.client.list_objects(
+            self.bucket, prefix, recursive=True, start_after=start_after
+        ):
+            yield Listed(str(item.object_name), int(item.size or 0))
+
     def sops_in_study(self, study_instance_uid: str) -> set[str]:
         """SOP Instance UIDs archived for a study (one LIST, no per-object calls)."""
-        objects = self.client.list_objects(self.bucket, f"{study_instance_uid}/", recursive=True)
-        return {str(o.object_name).rsplit("/", 1)[-1].removesuffix(".dcm") for o in objects}
+        return {
+            o.key.rsplit("/", 1)[-1].removesuffix(".dcm")
+            for o in self.listing(f"{study_instance_uid}/")
+        }
 
     def keep_version(self, key: str, sha256: str) -> str:
         """Copy the current object aside before it is overwritten; returns the copy's key."""

@@ -1,22 +1,23 @@
-"""Where a stored instance's bytes are: the landing area first, then the archive.
+"""Where a stored instance's bytes are: the landing area first, then the archive's tiers.
 
 One lookup shared by every retrieve path (WADO-RS in the API, C-MOVE/C-GET in the gateway).
 """
 
 from __future__ import annotations
 
-from infra.storage.archive import ArchiveStore, archive_key
 from infra.storage.landing import Landing
+from infra.storage.tiers import Tiers
 
 
 def load_instance(
-    landing: Landing, archive: ArchiveStore, study: str, series: str, sop: str
+    landing: Landing, tiers: Tiers, study: str, series: str, sop: str
 ) -> bytes | None:
-    """The newest stored version: the landing area holds anything newer than the archive."""
+    """The newest stored version: the landing area holds anything newer than the archive's
+    tiers."""
     landed = landing.versions(study, series, sop)
     if landed:
         data = landing.get(landed[-1])
         if data is not None:
             return data
     # Archived while we looked: the archive has it now.
-    return archive.get(archive_key(study, series, sop))
+    return tiers.instance(study, series, sop)

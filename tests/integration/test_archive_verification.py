@@ -29,6 +29,7 @@ from infra.storage.archive import (
     make_minio,
 )
 from infra.storage.landing import Landing, S3Landing, SpoolLanding, landing_key
+from infra.storage.tiers import Tiers
 from schemas.events import InstanceRef
 from schemas.workflows import ArchiveBatch, ArchiveResult, LandedInstance
 from tests.integration.conftest import platform_settings
@@ -132,7 +133,8 @@ async def archive_batch(
     archive: ArchiveStore, landing: Landing, *landed: LandedInstance
 ) -> tuple[ArchiveResult, RecordingPublisher]:
     publisher = RecordingPublisher()
-    activities = StorageActivities({landing.mode: landing}, archive, publisher)  # type: ignore[arg-type]
+    tiers = Tiers(archive)  # hot only
+    activities = StorageActivities({landing.mode: landing}, tiers, publisher)  # type: ignore[arg-type]
     result = await ActivityEnvironment().run(
         activities.archive_instances, ArchiveBatch(instances=list(landed))
     )

@@ -54,6 +54,9 @@ class MemoryStore:
     def get(self, key: str) -> bytes | None:
         return self.objects.get(key)
 
+    def instance(self, study: str, series: str, sop: str) -> bytes | None:
+        return self.get(archive_key(study, series, sop))
+
 
 class MemoryCatalog:
     def __init__(self, store: MemoryStore) -> None:
@@ -107,7 +110,7 @@ class Server:
         return self.store
 
     @property
-    def archive(self) -> MemoryStore:
+    def tiers(self) -> MemoryStore:
         return self.store
 
     def add(self, data: bytes) -> str:

@@ -7,8 +7,12 @@ STAMP := $(VENV)/.installed
 OHIF_VERSION := 3.13.2
 VIEWER_DIR := .viewer
 VIEWER_STAMP := $(VIEWER_DIR)/.installed-$(OHIF_VERSION)
+# Azurite, Microsoft's Azure Storage emulator (npm), where tests keep an Azure Blob tier.
+AZURITE_VERSION := 3.35.0
+AZURITE_DIR := .azurite
+AZURITE_STAMP := $(AZURITE_DIR)/.installed-$(AZURITE_VERSION)
 
-.PHONY: up test lint typecheck check debian-tools viewer clean bench
+.PHONY: up test lint typecheck check debian-tools viewer azurite clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,10 +54,20 @@ $(VIEWER_STAMP):
 		-exec gzip -k -6 {} +
 	touch $@
 
+azurite: $(AZURITE_STAMP)
+
+$(AZURITE_STAMP):
+	@command -v npm >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	rm -rf $(AZURITE_DIR) && mkdir -p $(AZURITE_DIR)
+	cd $(AZURITE_DIR) && npm install --silent --no-audit --no-fund azurite@$(AZURITE_VERSION) >/dev/null
+	test -x $(AZURITE_DIR)/node_modules/.bin/azurite-blob
+	touch $@
+
 up: $(STAMP) viewer
 	$(BIN)/pacs up
 
-test: $(STAMP) debian-tools viewer
+test: $(STAMP) debian-tools viewer azurite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -65,4 +79,4 @@ bench: $(STAMP) debian-tools
 	$(BIN)/python bench/query_vs_orthanc.py --million
 
 clean:
-	rm -rf $(VENV) data $(VIEWER_DIR)
+	rm -rf $(VENV) data $(VIEWER_DIR) $(AZURITE_DIR)

@@ -36,6 +36,8 @@ from api.rest import (
     prefetch_rules,
     routing,
     schedules,
+    storage_rules,
+    storage_tiers,
     studies,
     study_storage,
     sync,
@@ -57,7 +59,9 @@ from infra.readmodels.prefetch import open_prefetch_rules
 from infra.readmodels.routing import open_routing_rules
 from infra.readmodels.runner import ProjectorRunner
 from infra.readmodels.security import SecurityProjection
+from infra.readmodels.storage_rules import open_storage_rules
 from infra.readmodels.sync import open_sync_relations
+from infra.readmodels.tiers import StorageTiers, TierUsageCollector
 from infra.readmodels.worklist import WorklistProjection
 from infra.settings import Settings, get_settings
 from infra.storage.metadata import MetadataStore
@@ -104,6 +108,9 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             services.routing = open_routing_rules(clickhouse)
             services.prefetch = open_prefetch_rules(clickhouse)
             services.sync = open_sync_relations(clickhouse)
+            services.tier_model = StorageTiers(clickhouse)
+            services.storage_rules = open_storage_rules(clickhouse)
+            TierUsageCollector.register(services.tier_model)
             services.projector = ProjectorRunner(
                 clickhouse,
                 cfg.kafka,
@@ -121,6 +128,8 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
                     services.routing,
                     services.prefetch,
                     services.sync,
+                    services.tier_model,
+                    services.storage_rules,
                     AuditProjection(clickhouse),
                 ],
                 cfg.kafka.projection_poll_interval_seconds,
@@ -183,6 +192,8 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         study_storage,
         deletion,
         fixity,
+        storage_rules,
+        storage_tiers,
         schedules,
         certificates,
         observability,

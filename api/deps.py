@@ -34,7 +34,9 @@ from infra.readmodels.prefetch import PrefetchRules
 from infra.readmodels.routing import RoutingRules
 from infra.readmodels.runner import ProjectorRunner
 from infra.readmodels.security import SecurityProjection
+from infra.readmodels.storage_rules import StorageRules
 from infra.readmodels.sync import SyncRelations
+from infra.readmodels.tiers import StorageTiers
 from infra.readmodels.worklist import WorklistProjection
 from infra.settings import Settings
 from infra.storage.archive import ArchiveStore
@@ -75,6 +77,8 @@ class Services:
     routing: RoutingRules | None = None
     prefetch: PrefetchRules | None = None
     sync: SyncRelations | None = None
+    tier_model: StorageTiers | None = None  # each instance's tier; usage per tier
+    storage_rules: StorageRules | None = None
     # PHI accesses and security decisions, published in batches (infra/audit_recorder.py).
     recorder: AuditRecorder | None = None
     # Set once the user admin is checked (api/bootstrap.py); until then not ready.

@@ -17,9 +17,12 @@ from temporalio.client import (
 from infra.schedules import ensure_schedule
 from infra.settings import Settings
 from schemas.lifecycle import FixityInput
+from schemas.tiers import RulesRunInput
 from workflows.fixity import SCHEDULE_ID as FIXITY_SCHEDULE
 from workflows.fixity import FixityWorkflow, fixity_workflow_id
 from workflows.node_health import SCHEDULE_ID, NodeHealthWorkflow
+from workflows.storage_rules import SCHEDULE_ID as TIER_SCHEDULE
+from workflows.storage_rules import StorageRulesWorkflow, rules_workflow_id
 
 
 def node_health_schedule(settings: Settings) -> Schedule:
@@ -66,6 +69,30 @@ def fixity_schedule(settings: Settings) -> Schedule:
         # A scrub of a large archive still reading when the next is due: let it finish.
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
+
+
+def tier_rules_schedule(settings: Settings) -> Schedule:
+    tiers = settings.tiers
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            StorageRulesWorkflow.run,
+            RulesRunInput(at_once=tiers.migrations_at_once),
+            id=rules_workflow_id("scheduled"),  # the server appends the run's time
+            task_queue=settings.temporal.ingest_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=tiers.rules_interval_seconds))]
+        ),
+        # Moves still running when the next run is due: let them finish first.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_tier_rules_schedule(client: Client, settings: Settings) -> None:
+    """The `tier-migration` schedule as the settings say: made, updated, or (0) gone."""
+    wanted = settings.tiers.rules_interval_seconds > 0
+    schedule = tier_rules_schedule(settings) if wanted else None
+    await ensure_schedule(client, TIER_SCHEDULE, schedule)
 
 
 async def ensure_fixity_schedule(client: Client, settings: Settings) -> None:

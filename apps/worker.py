@@ -19,9 +19,14 @@ from activities.node_health import NodeHealthActivities
 from activities.prefetch import PrefetchActivities
 from activities.routing import RoutingActivities
 from activities.storage import StorageActivities
+from activities.storage_rules import StorageRuleActivities
 from activities.sync import SyncActivities
 from apps.landings import landings
-from apps.schedules import ensure_fixity_schedule, ensure_node_health_schedule
+from apps.schedules import (
+    ensure_fixity_schedule,
+    ensure_node_health_schedule,
+    ensure_tier_rules_schedule,
+)
 from infra.auth.sealing import Sealer
 from infra.auth.secrets import load_or_create
 from infra.auth.tokens import service_token
@@ -44,6 +49,7 @@ from workflows.prefetch import PrefetchWorkflow
 from workflows.rejection import RejectionWorkflow
 from workflows.route_delivery import RouteDeliveryWorkflow
 from workflows.storage_commitment import StorageCommitmentWorkflow
+from workflows.storage_rules import StorageRulesWorkflow
 from workflows.study_ingest import StudyIngestWorkflow
 from workflows.sync import SyncWorkflow
 
@@ -140,8 +146,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     )
     await ensure_node_health_schedule(client, settings)
     await ensure_fixity_schedule(client, settings)
+    await ensure_tier_rules_schedule(client, settings)
     fixity = FixityActivities(tiers)
     migration = MigrationActivities(tiers, publisher)
+    storage_rules = StorageRuleActivities(catalog)
     worker = Worker(
         client,
         task_queue=settings.temporal.ingest_task_queue,
@@ -158,6 +166,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             RejectionWorkflow,
             FixityWorkflow,
             StudyMigrationWorkflow,
+            StorageRulesWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -184,6 +193,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             deletion.tombstone_rejected,
             fixity.check_fixity,
             migration.migrate_page,
+            storage_rules.storage_candidates,
         ],
         max_concurrent_activities=16,
     )

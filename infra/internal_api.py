@@ -29,6 +29,7 @@ from schemas.nodes import HealthStatus, Node
 from schemas.prefetch import PrefetchRule
 from schemas.routing import RoutingRule
 from schemas.security import DimseIdentity, StudyRuleModel
+from schemas.tiers import RuleMatch
 from schemas.worklist import WorklistItemView, WorklistQuery
 
 MAX_IDLE = 8
@@ -39,6 +40,7 @@ _INSTANCES: TypeAdapter[list[CatalogInstance]] = TypeAdapter(list[CatalogInstanc
 _NODES: TypeAdapter[list[Node]] = TypeAdapter(list[Node])
 _RULES: TypeAdapter[list[RoutingRule]] = TypeAdapter(list[RoutingRule])
 _PREFETCH_RULES: TypeAdapter[list[PrefetchRule]] = TypeAdapter(list[PrefetchRule])
+_MATCHES: TypeAdapter[list[RuleMatch]] = TypeAdapter(list[RuleMatch])
 _STATUSES: TypeAdapter[dict[str, HealthStatus]] = TypeAdapter(dict[str, HealthStatus])
 _WORKLIST_ITEMS: TypeAdapter[list[WorklistItemView]] = TypeAdapter(list[WorklistItemView])
 
@@ -128,6 +130,11 @@ class InternalApi:
     def prefetch_rules(self) -> list[PrefetchRule]:
         """The current prefetch rules."""
         return _PREFETCH_RULES.validate_json(self._request("GET", "/api/internal/prefetch-rules"))
+
+    def storage_candidates(self, limit: int) -> list[RuleMatch]:
+        """The studies the enabled storage rules move now, and to which tier."""
+        path = f"/api/internal/storage-candidates?limit={limit}"
+        return _MATCHES.validate_json(self._request("GET", path))
 
     def node_statuses(self) -> dict[str, HealthStatus]:
         """Each checked node's last health status."""

@@ -24,6 +24,7 @@ from schemas.prefetch import PrefetchRule
 from schemas.routing import RoutingRule, Via
 from schemas.security import ApiKey, User
 from schemas.sync import SettledConflict, SyncRelation
+from schemas.tiers import StorageRule
 from schemas.worklist import WorklistItem
 
 # Fixed namespace for deterministic event ids (uuid5); changing it would break dedup.
@@ -127,6 +128,23 @@ class InstanceMigrated(EventBase):
     key: str
     location: str  # s3://bucket or azure://container of the new copy
     migration_id: str  # the StudyMigrationWorkflow's id
+
+
+class StorageRuleSaved(EventBase):
+    """A storage rule was made or changed: its whole new version."""
+
+    type: Literal["pacs.storage-rule.saved"] = "pacs.storage-rule.saved"
+    version: Literal[1] = 1
+    rule: StorageRule
+    actor: str
+
+
+class StorageRuleDeleted(EventBase):
+    type: Literal["pacs.storage-rule.deleted"] = "pacs.storage-rule.deleted"
+    version: Literal[1] = 1
+    name: str
+    rule_version: int
+    actor: str
 
 
 class InstancesDeleted(EventBase):
@@ -578,6 +596,7 @@ SecurityEvent = (
 )
 NodeHealthEvent = NodeChecked | NodeStatusChanged
 RoutingRuleEvent = RoutingRuleSaved | RoutingRuleDeleted
+StorageRuleEvent = StorageRuleSaved | StorageRuleDeleted
 PrefetchEvent = PrefetchRuleSaved | PrefetchRuleDeleted | PrefetchCompleted
 SyncEvent = SyncRelationSaved | SyncRelationDeleted | SyncCompleted | SyncConflictFound
 RouteEvent = RouteDelivered | RouteFailed
@@ -589,6 +608,7 @@ Event = Annotated[
     | InstanceRejected
     | InstanceStored
     | InstanceMigrated
+    | StorageRuleEvent
     | StudyStabilized
     | StudyDeidentified
     | StudyLabelsSet
@@ -666,6 +686,10 @@ def event_key(event: Event) -> str:
         return f"prefetch-rule:{event.rule.name}"
     if isinstance(event, PrefetchRuleDeleted):
         return f"prefetch-rule:{event.name}"
+    if isinstance(event, StorageRuleSaved):
+        return f"storage-rule:{event.rule.name}"
+    if isinstance(event, StorageRuleDeleted):
+        return f"storage-rule:{event.name}"
     if isinstance(event, PrefetchCompleted):
         return f"patient:{event.patient_id}"
     if isinstance(event, SyncRelationSaved):

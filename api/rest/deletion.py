@@ -22,8 +22,6 @@ from pydantic import BaseModel
 from api.deps import CallerDep, ServicesDep, audited, catalog_of, publish_visible, require
 from api.rest.studies import UidPath
 from infra.auth.permissions import Permission
-from infra.readmodels.catalog.attributes import Level
-from infra.readmodels.catalog.search import Search
 from infra.storage.deletions import Deletions
 from schemas.events import InstancesDeleted
 from schemas.lifecycle import DeletionScope, PurgeInput
@@ -50,12 +48,7 @@ async def _delete(
     covered = await asyncio.to_thread(catalog.instances, scope.instance_query())
     if not covered:
         raise HTTPException(404, f"no {scope.label} is stored")
-    found = await asyncio.to_thread(
-        catalog.search,
-        Search(Level.STUDY, {"StudyInstanceUID": scope.study_instance_uid}, ["PatientID"]),
-    )
-    rows = found.rows
-    patient = str((rows[0].get("00100020", {}).get("Value") or [""])[0]) if rows else ""
+    patient = await asyncio.to_thread(catalog.patient_id_of, scope.study_instance_uid)
     deletion_id = uuid.uuid4().hex
     settings = services.settings
     now = datetime.now().astimezone()

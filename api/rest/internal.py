@@ -6,13 +6,15 @@ Not a public API: bound to the same loopback address as everything else, shapes 
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import CatalogDep, Services, ServicesDep, nodes_of, read_model_unavailable, require
 from api.identity import Caller, Unauthenticated, user_caller
+from api.rest.storage_tiers import rule_matches
 from infra.auth.permissions import Permission
 from infra.auth.scope import scope_from_models, scope_models
 from infra.readmodels.catalog.attributes import Level
@@ -24,6 +26,7 @@ from schemas.nodes import HealthStatus, Node
 from schemas.prefetch import PrefetchRule
 from schemas.routing import RoutingRule
 from schemas.security import DimseIdentity, StudyRuleModel
+from schemas.tiers import RuleMatch
 
 router = APIRouter(
     prefix="/api/internal",
@@ -153,6 +156,14 @@ async def prefetch_rules(services: ServicesDep) -> list[PrefetchRule]:
     if services.prefetch is None:
         read_model_unavailable("prefetch")
     return services.prefetch.rules()
+
+
+@router.get("/storage-candidates", response_model=list[RuleMatch])
+async def storage_candidates(
+    services: ServicesDep, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000
+) -> list[RuleMatch]:
+    """What the enabled storage rules move now, for the rules workflow."""
+    return await asyncio.to_thread(rule_matches, services, limit)
 
 
 @router.get("/node-health", response_model=dict[str, HealthStatus])

@@ -1,5 +1,7 @@
 """Where and what each stored instance of a study is: `GET /api/studies/{study}/storage`.
 
+The tier of each instance (and since when) comes from the tiers read model.
+
 Size, SHA-256 of the file and when it was received come from the catalog. With
 `?dataset_digest=true` each instance is also read to give the SHA-256 of its data set
 without the File Meta group, which every receiver writes for itself: two archives holding
@@ -17,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from api.deps import ServicesDep, audited, catalog_of, in_scope, require
+from api.rest.storage_tiers import tiers_of
 from api.rest.studies import UidPath
 from infra.auth.permissions import Permission
 from infra.dicom.part10 import dataset_sha256
@@ -41,11 +44,18 @@ class StoredInstance(BaseModel):
     size: int
     sha256: str  # of the file as stored
     received_at: datetime | None
+    # The storage tier that holds it (hot, warm, cold); "landing" until it is archived.
+    tier: str = "landing"
+    tier_since: datetime | None = None
     dataset_sha256: str | None = None  # asked for, and the bytes were found
 
 
 async def _described(
-    services: ServicesDep, item: CatalogInstance, digest: bool, limit: asyncio.Semaphore
+    services: ServicesDep,
+    item: CatalogInstance,
+    digest: bool,
+    limit: asyncio.Semaphore,
+    tiers: dict[str, tuple[str, datetime]],
 ) -> StoredInstance:
     found = None
     if digest:
@@ -53,7 +63,8 @@ async def _described(
         async with limit:
             data = await asyncio.to_thread(load_instance, services.landing, services.tiers, *ids)
             found = await asyncio.to_thread(dataset_sha256, data) if data else None
-    return StoredInstance(**item.model_dump(), dataset_sha256=found)
+    tier, since = tiers.get(item.sop_instance_uid, ("landing", None))
+    return StoredInstance(**item.model_dump(), tier=tier, tier_since=since, dataset_sha256=found)
 
 
 @router.get(
@@ -71,7 +82,10 @@ async def study_storage(
     items = await asyncio.to_thread(catalog_of(services).instances, query)
     if not items:
         raise HTTPException(404, f"no instances of study {study} are stored")
+    located = await asyncio.to_thread(tiers_of(services).of_study, study)
     limit = asyncio.Semaphore(READ_CONCURRENCY)
     return list(
-        await asyncio.gather(*(_described(services, i, dataset_digest, limit) for i in items))
+        await asyncio.gather(
+            *(_described(services, i, dataset_digest, limit, located) for i in items)
+        )
     )

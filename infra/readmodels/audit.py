@@ -40,6 +40,7 @@ from schemas.events import (
     RouteEvent,
     RoutingRuleEvent,
     SecurityEvent,
+    StorageRuleEvent,
     StudyDeidentified,
     StudyLabelsSet,
     SyncCompleted,
@@ -137,7 +138,9 @@ def event_row(record: LogRecord) -> list[Any]:
         study, client = event.study_instance_uid, event.actor
     elif isinstance(event, NodeHealthEvent):
         sop = event_key(event)  # about a node, found by it; the schedule is the actor
-    elif isinstance(event, RoutingRuleEvent | PrefetchRuleSaved | PrefetchRuleDeleted):
+    elif isinstance(
+        event, RoutingRuleEvent | PrefetchRuleSaved | PrefetchRuleDeleted | StorageRuleEvent
+    ):
         sop, client = event_key(event), event.actor
     elif isinstance(event, PrefetchCompleted):
         patient, sop, client = event.patient_id, event.workflow_id, event.rule

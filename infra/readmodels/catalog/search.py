@@ -122,6 +122,11 @@ class CatalogReader:
         self.clickhouse = clickhouse
         self.resident = resident
 
+    def patient_id_of(self, study: str) -> str:
+        """The study's PatientID ("" when the study or its PatientID is not known)."""
+        rows = self.search(Search(Level.STUDY, {"StudyInstanceUID": study}, ["PatientID"])).rows
+        return str((rows[0].get("00100020", {}).get("Value") or [""])[0]) if rows else ""
+
     def search(self, search: Search) -> SearchResult:
         """From memory when the level is resident, else from ClickHouse (blocking)."""
         plan = _Plan(search)

@@ -27,6 +27,7 @@ from tests.integration.conftest import (
     running_platform,
 )
 from tests.integration.test_deletion import send
+from tests.integration.test_sync import dataset_digest
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,11 @@ def storage(platform: Platform, study: str) -> list[dict[str, Any]]:
 
 
 async def in_tier(platform: Platform, study: str, tier: str, count: int) -> None:
-    await eventually(lambda: [r["tier"] for r in storage(platform, study)] == [tier] * count, 60)
+    def tiers() -> list[str]:
+        answer = platform.get(f"/api/studies/{study}/storage")
+        return [r["tier"] for r in answer.json()] if answer.status_code == 200 else []
+
+    await eventually(lambda: tiers() == [tier] * count, 60)
 
 
 def hot_and_warm_keys(platform: Platform, study: str) -> dict[str, set[str]]:
@@ -100,11 +105,23 @@ def wado_bytes(platform: Platform, study: str, series: str, sop: str) -> bytes:
     return answer.content
 
 
+def as_stored(platform: Platform, images: list[pydicom.Dataset]) -> dict[str, bytes]:
+    """Each instance's bytes as the archive holds them (File Meta written by our receiver;
+    the data set as sent)."""
+    study = str(images[0].StudyInstanceUID)
+    stored = {}
+    for ds in images:
+        sop = str(ds.SOPInstanceUID)
+        stored[sop] = wado_bytes(platform, study, str(ds.SeriesInstanceUID), sop)
+        assert dataset_digest(stored[sop]) == dataset_digest(part10_bytes(ds))
+    return stored
+
+
 def check_reads(
     platform: Platform, images: list[pydicom.Dataset], sent: dict[str, bytes], tmp: Path
 ) -> None:
-    """WADO-RS gives each instance's bytes as sent; C-GET (DCMTK getscu) every instance with
-    its pixel data as sent."""
+    """WADO-RS gives each instance's bytes as stored; C-GET (DCMTK getscu) every instance
+    with its pixel data as sent."""
     study = str(images[0].StudyInstanceUID)
     for ds in images:
         sop = str(ds.SOPInstanceUID)
@@ -126,9 +143,9 @@ async def test_a_study_moves_hot_to_warm_to_cold_and_reads_the_same_from_each(
 ) -> None:
     images = list(ct_series(4, size=32, patient_id="TIERS-1"))
     study = str(images[0].StudyInstanceUID)
-    sent = {str(ds.SOPInstanceUID): part10_bytes(ds) for ds in images}
     send(tiered, tmp_path / "in", images)
     await in_tier(tiered, study, "hot", 4)
+    sent = as_stored(tiered, images)
     check_reads(tiered, images, sent, tmp_path / "got-hot")
 
     # By hand: hot → warm.
@@ -190,9 +207,9 @@ async def test_a_worker_killed_mid_move_leaves_one_verified_copy_of_each(
 ) -> None:
     images = list(ct_series(40, size=64, patient_id="TIERS-2"))
     study = str(images[0].StudyInstanceUID)
-    sent = {str(ds.SOPInstanceUID): part10_bytes(ds) for ds in images}
     send(tiered, tmp_path / "in", images)
     await in_tier(tiered, study, "hot", 40)
+    sent = as_stored(tiered, images)
     client = tiered.client()
     moved = client.post(f"/api/studies/{study}/migrate", json={"tier": "cold"})
     assert moved.status_code == 202, moved.text
@@ -202,6 +219,8 @@ async def test_a_worker_killed_mid_move_leaves_one_verified_copy_of_each(
     await eventually(lambda: len(cold_blobs(azurite, study)) > 0, 30, interval=0.05)
     [worker] = [p for p in tiered.stack.app_processes() if p.name == "worker"]
     worker.kill()
+    # Sources are removed only after the whole page is copied and announced.
+    assert hot_and_warm_keys(tiered, study)["hot"], "the kill must land mid-move"
     worker.start()
     await job_done(tiered, moved.json()["status_url"])
     await in_tier(tiered, study, "cold", 40)

@@ -155,11 +155,16 @@ class Tiers:
         return found[1] if found else None
 
     def fetch(self, key: str) -> tuple[str, bytes] | None:
-        """The object's tier and bytes: one GET per tier asked, hot first."""
-        for store in self.stores:
-            data = store.get(key)
-            if data is not None:
-                return store.tier, data
+        """The object's tier and bytes: one GET per tier asked, hot first.
+
+        A move writes the target before it removes the source, so a move down (hot to warm
+        to cold) is always found in one pass; a move up (a recall to hot) can be missed in
+        the moment between the two, and is found by a second pass, asked only on a miss."""
+        for _ in range(2):
+            for store in self.stores:
+                data = store.get(key)
+                if data is not None:
+                    return store.tier, data
         return None
 
     def instance(self, study: str, series: str, sop: str) -> bytes | None:

@@ -6,6 +6,7 @@ import asyncio
 
 from pynetdicom import evt
 
+from apps.retrieve_leases import RetrieveLeases
 from infra.audit_recorder import AuditRecorder
 from infra.auth.tokens import service_token
 from infra.internal_api import InternalApi, api_base_url
@@ -53,7 +54,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     # Who read what over DIMSE, published in batches (infra/audit_recorder.py).
     recorder = AuditRecorder(clients.publisher, "gateway", settings.audit.flush_seconds)
     flushing = asyncio.create_task(recorder.run(stop))
-    retrieve = RetrieveSource(catalog=catalog, load=load)
+    leases = RetrieveLeases(settings, asyncio.get_running_loop())
+    retrieve = RetrieveSource(catalog=catalog, load=load, lease=leases.held)
     find = FindRouter()
     for sop_class in FIND_SOP_CLASSES:
         handler = FindHandler(catalog, settings.dicom.find_max_matches, recorder)

@@ -20,6 +20,7 @@ from activities.prefetch import PrefetchActivities
 from activities.routing import RoutingActivities
 from activities.storage import StorageActivities
 from activities.storage_rules import StorageRuleActivities
+from activities.study_lock import LockActivities
 from activities.sync import SyncActivities
 from apps.landings import landings
 from apps.schedules import (
@@ -36,6 +37,7 @@ from infra.metrics import serve_metrics
 from infra.settings import Settings
 from infra.storage.archive import ArchiveStore, make_minio
 from infra.storage.tier_stores import make_tiers
+from infra.study_locks import StudyLocks
 from infra.temporal_client import connect_temporal, prometheus_runtime
 from infra.tls.contexts import client_context, server_credentials
 from ingest.wiring import start_with_retry
@@ -51,6 +53,7 @@ from workflows.route_delivery import RouteDeliveryWorkflow
 from workflows.storage_commitment import StorageCommitmentWorkflow
 from workflows.storage_rules import StorageRulesWorkflow
 from workflows.study_ingest import StudyIngestWorkflow
+from workflows.study_lock import StudyLockWorkflow
 from workflows.sync import SyncWorkflow
 
 log = logging.getLogger(__name__)
@@ -150,6 +153,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     fixity = FixityActivities(tiers)
     migration = MigrationActivities(tiers, publisher)
     storage_rules = StorageRuleActivities(catalog)
+    locks = LockActivities(StudyLocks(client, settings.temporal.ingest_task_queue))
     worker = Worker(
         client,
         task_queue=settings.temporal.ingest_task_queue,
@@ -167,6 +171,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             FixityWorkflow,
             StudyMigrationWorkflow,
             StorageRulesWorkflow,
+            StudyLockWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -194,6 +199,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             fixity.check_fixity,
             migration.migrate_page,
             storage_rules.storage_candidates,
+            locks.acquire_study_lock,
+            locks.release_study_lock,
         ],
         max_concurrent_activities=16,
     )

@@ -18,7 +18,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.events import EventActivities
     from schemas.events import InstancesPurged
     from schemas.lifecycle import PurgeInput, PurgeResult
+    from schemas.locks import PRIORITY_PURGE
     from schemas.workflows import JobProgress, PublishEvents
+    from workflows.migration import acquire_lock, release_lock
     from workflows.prefetch import PATIENT_ID, STUDY_UID
 
 # Storage down, or a deleted copy still landing: keep trying, backing off to 10 minutes.
@@ -57,14 +59,21 @@ class DeletionWorkflow:
         wait = (start.purge_after - workflow.now()).total_seconds()
         if wait > 0:
             await workflow.sleep(wait)
+        # Never beside a move of the study (it holds the study's lease while it copies).
+        self._stage = "waiting for the study lock"
+        study = start.scope.study_instance_uid
+        grant = await acquire_lock(study, workflow.info().workflow_id, PRIORITY_PURGE)
         self._stage = "purging"
-        result = await workflow.execute_activity_method(
-            DeletionActivities.purge_deleted,
-            start,
-            start_to_close_timeout=timedelta(hours=2),
-            heartbeat_timeout=timedelta(seconds=90),
-            retry_policy=PURGE_RETRY,
-        )
+        try:
+            result = await workflow.execute_activity_method(
+                DeletionActivities.purge_deleted,
+                start,
+                start_to_close_timeout=timedelta(hours=2),
+                heartbeat_timeout=timedelta(seconds=90),
+                retry_policy=PURGE_RETRY,
+            )
+        finally:
+            await release_lock(study, grant)
         purged = InstancesPurged(
             event_id=workflow.uuid4(),
             occurred_at=workflow.now(),

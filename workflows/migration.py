@@ -1,6 +1,7 @@
 """StudyMigrationWorkflow: a study's archived objects moved to another tier, page by page
 (activities/migration.py: copy, verify by content, announce `pacs.instance.migrated`, remove
-the source), until no object of the study is left outside the target tier.
+the source), until no object of the study is left outside the target tier; all of it under
+the study's exclusive lease (workflows/study_lock.py), so never beside a purge or a retrieve.
 
 Id `migrate:<study>`: one move of a study at a time (a second request while one runs is
 refused, whichever tier it asks for); found in the jobs API by StudyInstanceUID and PatientID.
@@ -16,11 +17,44 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.migration import MigrationActivities
+    from activities.study_lock import LockActivities
+    from schemas.locks import PRIORITY_MIGRATION, LockGrant, LockRequest
     from schemas.tiers import MigrationInput, MigrationPage, MigrationResult
     from schemas.workflows import JobProgress
 
 # A store down: keep trying, backing off to 2 minutes.
 STEP_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=2))
+# How long one ask for the study's lease waits; then it asks again (for as long as it takes).
+LOCK_WAIT = timedelta(minutes=10)
+# A move holds the study at most this long (a worker that died does not hold it forever).
+LOCK_TTL = timedelta(hours=12)
+
+
+async def acquire_lock(study: str, owner: str, priority: int) -> LockGrant:
+    """An exclusive lease on the study, for a workflow's step that changes its storage."""
+    request = LockRequest(
+        mode="exclusive",
+        owner=owner,
+        ttl_seconds=LOCK_TTL.total_seconds(),
+        priority=priority,
+        wait_seconds=LOCK_WAIT.total_seconds(),
+    )
+    return await workflow.execute_activity_method(
+        LockActivities.acquire_study_lock,
+        args=[study, request],
+        start_to_close_timeout=LOCK_WAIT + timedelta(minutes=1),
+        heartbeat_timeout=timedelta(seconds=60),
+        retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+    )
+
+
+async def release_lock(study: str, grant: LockGrant) -> None:
+    await workflow.execute_activity_method(
+        LockActivities.release_study_lock,
+        args=[study, grant.token],
+        start_to_close_timeout=timedelta(minutes=1),
+        retry_policy=STEP_RETRY,
+    )
 
 
 def migration_workflow_id(study_instance_uid: str) -> str:
@@ -39,6 +73,17 @@ class StudyMigrationWorkflow:
 
     @workflow.run
     async def run(self, start: MigrationInput) -> MigrationResult:
+        study = start.study_instance_uid
+        # Never beside a purge, or a retrieve under way (they hold the study's lease).
+        self._stage = "waiting for the study lock"
+        grant = await acquire_lock(study, workflow.info().workflow_id, PRIORITY_MIGRATION)
+        self._stage = "moving"
+        try:
+            return await self._move(start)
+        finally:
+            await release_lock(study, grant)
+
+    async def _move(self, start: MigrationInput) -> MigrationResult:
         result = MigrationResult(study_instance_uid=start.study_instance_uid, to_tier=start.to_tier)
         page = MigrationPage(
             study_instance_uid=start.study_instance_uid,

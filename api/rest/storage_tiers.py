@@ -1,6 +1,7 @@
 """Storage tiers through REST (admin only, each change audited): move a study to a tier
 (`POST /api/studies/{study}/migrate`), see each tier's usage (`GET /api/storage/tiers`),
-and apply the storage rules now or see what they would move (`POST /api/storage/apply-rules`).
+apply the storage rules now or see what they would move (`POST /api/storage/apply-rules`),
+and see or force-release a study's leases (`/api/studies/{study}/lock`).
 The rules themselves are CRUD at /api/storage/rules (api/rest/storage_rules.py)."""
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from api.deps import (
 from api.rest.studies import UidPath
 from infra.auth.permissions import Permission
 from infra.readmodels.tiers import StorageTiers
+from infra.study_locks import StudyLocks
 from schemas.catalog import InstanceQuery
+from schemas.locks import LockGrant, LockState
 from schemas.tiers import TIER_NAMES, MigrationInput, RuleMatch, RulesRunInput, TierUsage
 from workflows.deletion import study_keys
 from workflows.migration import StudyMigrationWorkflow, migration_workflow_id
@@ -167,3 +170,29 @@ async def apply_rules(
     audit(request, "apply-storage-rules", "success", workflow_id, caller)
     accepted = JobAccepted(workflow_id=workflow_id, status_url=f"/api/jobs/{workflow_id}")
     return JSONResponse(accepted.model_dump(), status_code=202)
+
+
+async def _locks(services: Services) -> StudyLocks:
+    return StudyLocks(await services.temporal(), services.settings.temporal.ingest_task_queue)
+
+
+@router.get("/studies/{study}/lock", response_model=LockState)
+async def study_lock(study: UidPath, services: ServicesDep) -> LockState:
+    """Who holds a lease on the study's storage (a move, a purge, retrieves), and who waits."""
+    return await (await _locks(services)).state(study)
+
+
+class Released(BaseModel):
+    released: list[LockGrant]
+
+
+@router.post("/studies/{study}/lock/release", response_model=Released)
+async def release_study_lock(
+    study: UidPath, request: Request, services: ServicesDep, caller: CallerDep
+) -> Released:
+    """Drop every lease on the study now (a holder that hangs); audited with who held them.
+    What they protected goes on: a move or purge whose lease went finishes its step."""
+    released = await (await _locks(services)).force_release(study)
+    owners = ", ".join(g.owner for g in released) or "nothing held"
+    audit(request, "lock-release", "success", owners, caller, study_instance_uid=study)
+    return Released(released=released)

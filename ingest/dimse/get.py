@@ -50,9 +50,10 @@ class GetHandler:
         log.info("C-GET from %s: %d instances", calling_ae, len(instances))
         audit_retrieve(self.recorder, "c-get", assoc, instances)
         yield len(instances)
-        yield from sub_operations(
-            instances,
-            self.source.load,
-            lambda sop_class: accepted_syntaxes(assoc, sop_class),
-            lambda: bool(event.is_cancelled),
-        )
+        with self.source.leased(instances, f"c-get:{calling_ae}"):
+            yield from sub_operations(
+                instances,
+                self.source.load,
+                lambda sop_class: accepted_syntaxes(assoc, sop_class),
+                lambda: bool(event.is_cancelled),
+            )

@@ -152,6 +152,7 @@ class MoveHandler:
             },
         )
         yield len(instances)
-        yield from sub_operations(
-            instances, self.source.load, link.syntaxes, lambda: bool(event.is_cancelled)
-        )
+        with self.source.leased(instances, f"c-move:{calling_ae}"):
+            yield from sub_operations(
+                instances, self.source.load, link.syntaxes, lambda: bool(event.is_cancelled)
+            )

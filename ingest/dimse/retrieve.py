@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,6 +78,15 @@ class RetrieveSource:
 
     catalog: Catalog
     load: Callable[[CatalogInstance], bytes | None]
+    # Shared leases on the studies sent, held while sending (apps/retrieve_leases.py).
+    lease: Callable[[Iterable[str], str], AbstractContextManager[None]] | None = None
+
+    def leased(
+        self, instances: Sequence[CatalogInstance], owner: str
+    ) -> AbstractContextManager[None]:
+        if self.lease is None:
+            return nullcontext()
+        return self.lease({i.study_instance_uid for i in instances}, owner)
 
 
 class RetrieveError(Exception):

@@ -6,7 +6,9 @@ exactly one verified copy of each instance once the move has finished."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,15 @@ from typing import Any
 import pydicom
 import pytest
 from azure.storage.blob import ContainerClient
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, build_role, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    StudyRootQueryRetrieveInformationModelGet,
+)
 
+from infra.dimse.nodelay import set_nodelay
 from infra.settings import TierSettings
 from infra.storage.archive import make_minio
 from tests.azurite import Azurite
@@ -229,3 +239,82 @@ async def test_a_worker_killed_mid_move_leaves_one_verified_copy_of_each(
     for key, data in blobs.items():
         assert data == sent[key.rsplit("/", 1)[1].removesuffix(".dcm")]
     assert hot_and_warm_keys(tiered, study) == {"hot": set(), "warm": set()}
+
+
+def slow_c_get(platform: Platform, study: str, delay: float) -> tuple[int, int]:
+    """A C-GET of the study whose receiver takes `delay` seconds per instance: the final
+    status and how many instances arrived."""
+    received: list[str] = []
+
+    def store(event: Any) -> int:
+        time.sleep(delay)
+        received.append(str(event.dataset.SOPInstanceUID))
+        return 0x0000
+
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = study
+    ae = AE(ae_title="SLOWGET")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    assoc = ae.associate(
+        *platform.dicom, ae_title="PACS",
+        ext_neg=[build_role(CTImageStorage, scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, store), (evt.EVT_CONN_OPEN, set_nodelay)],
+    )  # fmt: skip
+    assert assoc.is_established
+    try:
+        responses = list(assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet))
+    finally:
+        assoc.release()
+    return int(responses[-1][0].Status), len(received)
+
+
+def lock_state(platform: Platform, study: str) -> dict[str, Any]:
+    answer = platform.get(f"/api/studies/{study}/lock")
+    assert answer.status_code == 200, answer.text
+    state: dict[str, Any] = answer.json()
+    return state
+
+
+async def test_a_move_waits_for_a_retrieve_under_way_and_an_admin_can_release_it(
+    tiered: Platform, azurite: Azurite, tmp_path: Path, dcmtk: None
+) -> None:
+    images = list(ct_series(10, size=32, patient_id="TIERS-3"))
+    study = str(images[0].StudyInstanceUID)
+    send(tiered, tmp_path / "in", images)
+    await in_tier(tiered, study, "hot", 10)
+    client = tiered.client()
+
+    # A C-GET that takes ~5 s holds the study: the move waits for it, moving nothing.
+    retrieve = asyncio.create_task(asyncio.to_thread(slow_c_get, tiered, study, 0.5))
+    await eventually(lambda: lock_state(tiered, study)["holders"], 20, interval=0.1)
+    moved = client.post(f"/api/studies/{study}/migrate", json={"tier": "warm"})
+    assert moved.status_code == 202, moved.text
+    state = await eventually(lambda: (s := lock_state(tiered, study))["waiting"] and s, 20)
+    assert [h["owner"] for h in state["holders"]] == ["c-get:SLOWGET"]
+    assert state["holders"][0]["mode"] == "shared"
+    assert [w["owner"] for w in state["waiting"]] == [f"migrate:{study}"]
+    job = client.get(moved.json()["status_url"]).json()
+    assert job["progress"]["stage"] == "waiting for the study lock"
+    assert hot_and_warm_keys(tiered, study)["warm"] == set()
+    status, count = await retrieve
+    assert (status, count) == (0x0000, 10)
+    await job_done(tiered, moved.json()["status_url"])
+    await in_tier(tiered, study, "warm", 10)
+
+    # A retrieve that holds the study too long: the admin releases it, the move goes on,
+    # and the retrieve still delivers every instance (reads find them in either tier).
+    retrieve = asyncio.create_task(asyncio.to_thread(slow_c_get, tiered, study, 1.0))
+    await eventually(lambda: lock_state(tiered, study)["holders"], 20, interval=0.1)
+    moved = client.post(f"/api/studies/{study}/migrate", json={"tier": "hot"})
+    await eventually(lambda: lock_state(tiered, study)["waiting"], 20)
+    released = client.post(f"/api/studies/{study}/lock/release")
+    assert released.status_code == 200, released.text
+    assert [g["owner"] for g in released.json()["released"]] == ["c-get:SLOWGET"]
+    await job_done(tiered, moved.json()["status_url"])
+    assert not retrieve.done()  # moved while the retrieve was still sending
+    assert await retrieve == (0x0000, 10)
+    await in_tier(tiered, study, "hot", 10)
+    entries = tiered.get("/api/audit/access", params={"StudyInstanceUID": study}).json()
+    assert any(e["action"] == "lock-release" for e in entries["entries"])

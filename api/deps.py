@@ -26,6 +26,7 @@ from infra.auth.permissions import Permission
 from infra.clickhouse import ClickHouse
 from infra.eventlog import EventPublisher
 from infra.readmodels.audit import AuditTrail
+from infra.readmodels.catalog.corrections import PatientCorrections
 from infra.readmodels.catalog.deletions import PendingDeletions
 from infra.readmodels.catalog.scope import Visible, VisibleStudies
 from infra.readmodels.catalog.search import CatalogReader
@@ -68,6 +69,8 @@ class Services:
     catalog: CatalogReader | None = None
     # Deletions whose bytes are not purged yet: retrieves by UID ask it first.
     pending_deletions: PendingDeletions = field(default_factory=PendingDeletions)
+    # Corrected patient attributes per study: retrieves coerce them into what they send.
+    corrections: PatientCorrections = field(default_factory=PatientCorrections)
     # Which studies a scoped caller may read (infra/auth/scope.py).
     visible: VisibleStudies | None = None
     worklist: WorklistProjection | None = None
@@ -224,12 +227,13 @@ def require(permission: Permission) -> Any:
 VISIBLE_WITHIN_SECONDS = 5.0
 
 
-async def publish_visible(services: Services, event: Event) -> None:
-    """Append `event` (503 when the log does not acknowledge it), then wait until every read
-    model has applied it, so the caller's next read sees the change."""
+async def publish_visible(services: Services, event: Event, *more: Event) -> None:
+    """Append `event` (and `more`; 503 when the log does not acknowledge them), then wait
+    until every read model has applied them, so the caller's next read sees the change."""
     try:
         await asyncio.wait_for(
-            services.publisher.publish(event), services.settings.ingest.accept_timeout_seconds
+            services.publisher.publish_many([event, *more]),
+            services.settings.ingest.accept_timeout_seconds,
         )
     except Exception as exc:
         log.warning("event %s not acknowledged: %r", event.type, exc)

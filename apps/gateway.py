@@ -9,6 +9,7 @@ from pynetdicom import evt
 from apps.retrieve_leases import RetrieveLeases
 from infra.audit_recorder import AuditRecorder
 from infra.auth.tokens import service_token
+from infra.dicom.coerce import coerce_patient
 from infra.internal_api import InternalApi, api_base_url
 from infra.metrics import serve_metrics_from
 from infra.settings import Settings
@@ -43,13 +44,15 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     catalog = InternalApi(api_base_url(settings), service_token(settings, "gateway"))
 
     def load(instance: CatalogInstance) -> bytes | None:
-        return load_instance(
+        data = load_instance(
             clients.landing,
             clients.tiers,
             instance.study_instance_uid,
             instance.series_instance_uid,
             instance.sop_instance_uid,
         )
+        # Sent with its study's corrected patient attributes (the catalog says which).
+        return None if data is None else coerce_patient(data, instance.patient_changes)
 
     # Who read what over DIMSE, published in batches (infra/audit_recorder.py).
     recorder = AuditRecorder(clients.publisher, "gateway", settings.audit.flush_seconds)

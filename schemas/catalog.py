@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.security import StudyRuleModel
 
@@ -30,6 +30,9 @@ class CatalogInstance(BaseModel):
     size: int = 0
     sha256: str = ""
     received_at: datetime | None = None
+    # Corrected patient attributes of its study (DICOM keyword -> value), which a retrieve
+    # coerces into the object it sends; filled in for retrieves (the internal API).
+    patient_changes: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("received_at")
     @classmethod

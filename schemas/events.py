@@ -147,6 +147,22 @@ class StorageRuleDeleted(EventBase):
     actor: str
 
 
+class StudyPatientUpdated(EventBase):
+    """A study's patient attributes were corrected, or the study was merged into another
+    patient: the catalog shows the new values, also for instances received later, and every
+    retrieve coerces them into the objects it sends (stored objects are not rewritten).
+    One event per study, keyed by it, so it is ordered with the study's instances."""
+
+    type: Literal["pacs.study.patient-updated"] = "pacs.study.patient-updated"
+    version: Literal[1] = 1
+    study_instance_uid: str
+    patient_id: str  # the study's PatientID before
+    kind: Literal["correction", "merge"]
+    changes: dict[str, str]  # DICOM keyword -> new value (schemas/patients.py)
+    reason: str = ""
+    actor: str
+
+
 class InstancesDeleted(EventBase):
     """A study, series or instance was deleted: gone from every read model at once; its
     bytes stay until `purge_after`, then a DeletionWorkflow removes them. What is received
@@ -609,6 +625,7 @@ Event = Annotated[
     | InstanceStored
     | InstanceMigrated
     | StorageRuleEvent
+    | StudyPatientUpdated
     | StudyStabilized
     | StudyDeidentified
     | StudyLabelsSet
@@ -651,7 +668,8 @@ def event_key(event: Event) -> str:
         | RouteEvent
         | DeletionEvent
         | InstanceDamaged
-        | InstanceMigrated,
+        | InstanceMigrated
+        | StudyPatientUpdated,
     ):
         return event.study_instance_uid
     if isinstance(event, SyncConflictFound):

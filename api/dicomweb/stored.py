@@ -12,6 +12,7 @@ from fastapi import HTTPException
 from pydicom import Dataset
 
 from api.deps import Services, catalog_of
+from infra.dicom.coerce import coerce_patient
 from infra.dicom.header import validate_uid
 from infra.dicom.pixels import PixelError, load_dataset
 from infra.storage.locate import load_instance
@@ -51,12 +52,18 @@ async def instance_bytes(services: Services, study: str, series: str, instance: 
         raise HTTPException(
             404, f"instance {instance} of series {series} not found in study {study}"
         )
-    return data
+    return await _coerced(services, study, data)
+
+
+async def _coerced(services: Services, study: str, data: bytes) -> bytes:
+    """With the study's corrected patient attributes, if it has any (a dict look-up)."""
+    changes = services.corrections.of(study)
+    return await asyncio.to_thread(coerce_patient, data, changes) if changes else data
 
 
 async def listed_bytes(services: Services, item: CatalogInstance) -> bytes | None:
     """The bytes of a listed instance, or None when it went away since it was listed."""
-    return await asyncio.to_thread(
+    data = await asyncio.to_thread(
         load_instance,
         services.landing,
         services.tiers,
@@ -64,6 +71,7 @@ async def listed_bytes(services: Services, item: CatalogInstance) -> bytes | Non
         item.series_instance_uid,
         item.sop_instance_uid,
     )
+    return None if data is None else await _coerced(services, item.study_instance_uid, data)
 
 
 async def instance_dataset(services: Services, study: str, series: str, instance: str) -> Dataset:

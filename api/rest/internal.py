@@ -78,7 +78,15 @@ async def list_instances(
     visible = await _visible(services, query.scope)
     if visible is not None:
         found = [item for item in found if item.study_instance_uid in visible.studies]
-    return found
+    changes = {
+        s: c for s in {i.study_instance_uid for i in found} if (c := services.corrections.of(s))
+    }
+    return [
+        i.model_copy(update={"patient_changes": changes[i.study_instance_uid]})
+        if i.study_instance_uid in changes
+        else i
+        for i in found
+    ]
 
 
 async def _visible(services: Services, scope: list[StudyRuleModel] | None) -> Visible | None:

@@ -43,6 +43,7 @@ from schemas.events import (
     StorageRuleEvent,
     StudyDeidentified,
     StudyLabelsSet,
+    StudyPatientUpdated,
     SyncCompleted,
     SyncConflictFound,
     SyncRelationDeleted,
@@ -169,6 +170,8 @@ def event_row(record: LogRecord) -> list[Any]:
         sop = scope.sop_instance_uids[0] if len(scope.sop_instance_uids) == 1 else ""
         if isinstance(event, InstancesDeleted):
             patient, client = event.patient_id, event.actor
+    elif isinstance(event, StudyPatientUpdated):
+        study, patient, client = event.study_instance_uid, event.patient_id, event.actor
     elif isinstance(event, InstanceMigrated):
         study, series, sop = (event.study_instance_uid, event.series_instance_uid,
                               event.sop_instance_uid)  # fmt: skip

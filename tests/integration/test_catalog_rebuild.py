@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 
 from infra.eventlog import EventPublisher
 from infra.stack import settings_to_env
-from schemas.events import Event, InstanceReceived, InstancesDeleted
+from schemas.events import Event, InstanceReceived, InstancesDeleted, StudyPatientUpdated
 from schemas.lifecycle import DeletionScope
 from tests.integration.conftest import Platform, eventually
 from tests.synthetic import synthetic_events
@@ -87,6 +87,25 @@ def deletions(events: list[InstanceReceived]) -> list[Event]:
     ]  # fmt: skip
 
 
+def corrections(events: list[InstanceReceived]) -> list[Event]:
+    """The fourth study merged into the fifth's patient, the sixth's name corrected."""
+    studies = sorted({e.instance.study_instance_uid for e in events})[3:6]
+    fourth, fifth, sixth = (
+        next(e for e in events if e.instance.study_instance_uid == uid) for uid in studies
+    )
+    return [
+        StudyPatientUpdated(
+            study_instance_uid=studies[0], patient_id=fourth.patient_id, kind="merge",
+            changes={"PatientID": fifth.patient_id, "PatientName": "MERGED^PATIENT"},
+            actor="test",
+        ),
+        StudyPatientUpdated(
+            study_instance_uid=studies[2], patient_id=sixth.patient_id, kind="correction",
+            changes={"PatientName": "CORRECTED^NAME", "PatientSex": "O"}, actor="test",
+        ),
+    ]  # fmt: skip
+
+
 async def test_rebuild_equals_live_at_ten_thousand_instances(
     platform: Platform, temporal_client: Any
 ) -> None:
@@ -97,6 +116,7 @@ async def test_rebuild_equals_live_at_ten_thousand_instances(
         for start in range(0, len(events), 1000):
             await publisher.publish_many(events[start : start + 1000])
         await publisher.publish_many(deletions(events))
+        await publisher.publish_many(corrections(events))
     finally:
         await publisher.stop()
     patients = sorted({e.patient_id for e in events})

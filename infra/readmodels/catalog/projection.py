@@ -24,6 +24,13 @@ from typing import Any
 from infra.clickhouse import ClickHouse
 from infra.readmodels.base import LogRecord
 from infra.readmodels.catalog.attributes import COPIED, LISTS, TABLES, Level, first_value
+from infra.readmodels.catalog.corrections import (
+    CORRECTION_COLUMNS,
+    CORRECTIONS_DDL,
+    PatientCorrections,
+    corrected_metadata,
+    rewrite_study,
+)
 from infra.readmodels.catalog.deletions import DELETION_COLUMNS, DELETIONS_DDL, PendingDeletions
 from infra.readmodels.catalog.resident import ResidentCatalog
 from infra.readmodels.catalog.tables import (
@@ -38,8 +45,15 @@ from infra.readmodels.catalog.tables import (
     table_ddl,
 )
 from infra.storage.metadata import MetadataStore
-from schemas.events import InstanceReceived, InstancesDeleted, InstancesPurged, StudyLabelsSet
+from schemas.events import (
+    InstanceReceived,
+    InstancesDeleted,
+    InstancesPurged,
+    StudyLabelsSet,
+    StudyPatientUpdated,
+)
 from schemas.lifecycle import DeletionScope
+from schemas.patients import PATIENT_ATTRIBUTES
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +63,11 @@ METADATA_COLUMNS = [
 ]  # fmt: skip
 LABEL_COLUMNS = ["study_instance_uid", "labels", "log_partition", "log_offset"]
 ALL_TABLES = (
-    *TABLES.values(), "instance_metadata", "study_labels", "catalog_deletions", "catalog_positions",
+    *TABLES.values(), "instance_metadata", "study_labels", "catalog_deletions",
+    "patient_corrections", "catalog_positions",
 )  # fmt: skip
+# The catalog column of each patient attribute a correction may change.
+PATIENT_COLUMNS = {a.keyword: a.column for a in COPIED if a.keyword in PATIENT_ATTRIBUTES}
 
 
 def event_metadata(event: InstanceReceived, store: MetadataStore | None = None) -> dict[str, Any]:
@@ -82,9 +99,15 @@ def event_metadata(event: InstanceReceived, store: MetadataStore | None = None) 
 
 
 def _instance_row(
-    record: LogRecord, event: InstanceReceived, store: MetadataStore | None
+    record: LogRecord,
+    event: InstanceReceived,
+    store: MetadataStore | None,
+    corrected: dict[str, str],
 ) -> tuple[list[Any], list[Any]]:
     metadata = event_metadata(event, store)
+    if corrected:
+        # Received after its study's patient was corrected: listed with the new values.
+        metadata = corrected_metadata(metadata, corrected)
     ref = event.instance
     values: dict[str, Any] = {}
     for attribute in COPIED:
@@ -183,8 +206,11 @@ class CatalogProjection:
         resident: ResidentCatalog | None = None,
         metadata: MetadataStore | None = None,
         pending: PendingDeletions | None = None,
+        corrections: PatientCorrections | None = None,
     ) -> None:
         self.clickhouse = clickhouse
+        # Patient corrections per study, which retrieves coerce into what they send.
+        self.corrections = corrections if corrections is not None else PatientCorrections()
         # Deletions not purged yet, which retrieves by UID consult (kept equal here).
         self.pending = pending
         # Headers too large for their events are read back from here.
@@ -211,7 +237,9 @@ class CatalogProjection:
         self.clickhouse.command(METADATA_DDL)
         self.clickhouse.command(LABELS_DDL)
         self.clickhouse.command(DELETIONS_DDL)
+        self.clickhouse.command(CORRECTIONS_DDL)
         self.clickhouse.command(POSITIONS_DDL)
+        self.corrections.load(self.clickhouse)
         if self.resident is not None:
             self.resident.load()
         if self.pending is not None:
@@ -267,7 +295,9 @@ class CatalogProjection:
                     [event.study_instance_uid, event.labels, record.partition, record.offset]
                 )
             elif isinstance(record.event, InstanceReceived):
-                row, meta_row = _instance_row(record, record.event, self.metadata)
+                study = record.event.instance.study_instance_uid
+                corrected = self.corrections.of(study)
+                row, meta_row = _instance_row(record, record.event, self.metadata, corrected)
                 rows.append(row)
                 meta_rows.append(meta_row)
                 studies.add(record.event.instance.study_instance_uid)
@@ -283,6 +313,12 @@ class CatalogProjection:
                 self._delete(record.event.scope)
             elif isinstance(record.event, InstancesPurged):
                 deletions.append(self._deletion_row(record, record.event, purged=True))
+            elif isinstance(record.event, StudyPatientUpdated):
+                # Like a deletion: it applies to what came before it in the log.
+                self._write(rows, meta_rows, studies, patients)
+                rows, meta_rows = [], []
+                studies, patients = set(), set()
+                self._correct(record, record.event)
         self._write(rows, meta_rows, studies, patients)
         if labels:
             self.clickhouse.insert("study_labels", labels, LABEL_COLUMNS)
@@ -361,7 +397,23 @@ class CatalogProjection:
             )
         self._aggregate({study}, patients)
 
+    def _correct(self, record: LogRecord, event: StudyPatientUpdated) -> None:
+        study = event.study_instance_uid
+        merged = self.corrections.merged(study, event.changes)
+        position = (record.partition, record.offset)
+        self.clickhouse.insert(
+            "patient_corrections", [[study, json.dumps(merged), *position]], CORRECTION_COLUMNS
+        )
+        before = rewrite_study(self.clickhouse, study, event.changes, position, PATIENT_COLUMNS)
+        # The patients the study left are recomputed from what they have left (none: gone).
+        self.clickhouse.command(
+            f"DELETE FROM {TABLES[Level.PATIENT]} WHERE patient_id IN {{p:Array(String)}}",
+            {"p": sorted(before)},
+        )
+        self._aggregate({study}, before | {merged.get("PatientID", event.patient_id)})
+
     def drop(self) -> None:
+        self.corrections.clear()
         for table in ALL_TABLES:
             self.clickhouse.command(f"DROP TABLE IF EXISTS {table}")
         if self.resident is not None:

@@ -115,14 +115,14 @@ class DeletionActivities:
                     removed, size = removed + 1, size + item.size
         return removed, size
 
-    def _tombstone_rejected(self, request: RejectionInput) -> list[Tombstoned]:
+    def _tombstone(self, deletion_ids: list[str], scopes: list[DeletionScope]) -> list[Tombstoned]:
         stored: list[Tombstoned] = []
-        for deletion_id, scope in zip(request.deletion_ids, request.note.scopes, strict=True):
+        for deletion_id, scope in zip(deletion_ids, scopes, strict=True):
             listed = self._listed(scope)
             if not listed:
                 continue
-            # Only what is stored: an instance the note names that never arrived here is
-            # a new arrival when it does (as after a DELETE).
+            # Only what is stored: an instance named that never arrived here is a new
+            # arrival when it does (as after a DELETE). A scope without instances is whole.
             narrowed = scope.model_copy(
                 update={"sop_instance_uids": [u for u in scope.sop_instance_uids if u in listed]}
             )
@@ -134,7 +134,14 @@ class DeletionActivities:
     async def tombstone_rejected(self, request: RejectionInput) -> list[Tombstoned]:
         """Tombstones for what a rejection note lists and the catalog (caught up) holds: the
         deletions to record, each with its scope narrowed to the instances stored."""
-        return await asyncio.to_thread(self._tombstone_rejected, request)
+        return await asyncio.to_thread(self._tombstone, request.deletion_ids, request.note.scopes)
+
+    @activity.defn
+    async def tombstone_scopes(
+        self, deletion_ids: list[str], scopes: list[DeletionScope]
+    ) -> list[Tombstoned]:
+        """Tombstones for what the catalog (caught up) holds of each scope (retention)."""
+        return await asyncio.to_thread(self._tombstone, deletion_ids, scopes)
 
     @activity.defn
     async def purge_deleted(self, request: PurgeInput) -> PurgeResult:

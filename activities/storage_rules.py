@@ -1,4 +1,5 @@
-"""What the storage rules move now: asked of the API, which holds the read models."""
+"""What the storage and retention rules select now: asked of the API, which holds the read
+models."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from temporalio import activity
 
 from infra.internal_api import InternalApi
+from schemas.retention import RetentionMatch
 from schemas.tiers import RuleMatch
 
 
@@ -17,3 +19,7 @@ class StorageRuleActivities:
     @activity.defn
     async def storage_candidates(self, limit: int) -> list[RuleMatch]:
         return await asyncio.to_thread(self.catalog.storage_candidates, limit)
+
+    @activity.defn
+    async def retention_candidates(self, limit: int) -> list[RetentionMatch]:
+        return await asyncio.to_thread(self.catalog.retention_candidates, limit)

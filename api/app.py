@@ -35,6 +35,8 @@ from api.rest import (
     patients,
     prefetch,
     prefetch_rules,
+    retention,
+    retention_rules,
     routing,
     schedules,
     storage_rules,
@@ -57,6 +59,7 @@ from infra.readmodels.catalog.scope import VisibleStudies
 from infra.readmodels.catalog.search import CatalogReader
 from infra.readmodels.nodes import NodeRegistry
 from infra.readmodels.prefetch import open_prefetch_rules
+from infra.readmodels.retention_rules import open_retention_rules
 from infra.readmodels.routing import open_routing_rules
 from infra.readmodels.runner import ProjectorRunner
 from infra.readmodels.security import SecurityProjection
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
             services.sync = open_sync_relations(clickhouse)
             services.tier_model = StorageTiers(clickhouse)
             services.storage_rules = open_storage_rules(clickhouse)
+            services.retention_rules = open_retention_rules(clickhouse)
             TierUsageCollector.register(services.tier_model)
             services.projector = ProjectorRunner(
                 clickhouse,
@@ -132,6 +136,7 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
                     services.sync,
                     services.tier_model,
                     services.storage_rules,
+                    services.retention_rules,
                     AuditProjection(clickhouse),
                 ],
                 cfg.kafka.projection_poll_interval_seconds,
@@ -197,6 +202,8 @@ def create_app(settings: Settings | None = None, run_projectors: bool = True) ->
         fixity,
         storage_rules,
         storage_tiers,
+        retention_rules,
+        retention,
         schedules,
         certificates,
         observability,

@@ -32,6 +32,7 @@ from infra.readmodels.catalog.scope import Visible, VisibleStudies
 from infra.readmodels.catalog.search import CatalogReader
 from infra.readmodels.nodes import NodeRegistry
 from infra.readmodels.prefetch import PrefetchRules
+from infra.readmodels.retention_rules import RetentionRules
 from infra.readmodels.routing import RoutingRules
 from infra.readmodels.runner import ProjectorRunner
 from infra.readmodels.security import SecurityProjection
@@ -82,6 +83,7 @@ class Services:
     sync: SyncRelations | None = None
     tier_model: StorageTiers | None = None  # each instance's tier; usage per tier
     storage_rules: StorageRules | None = None
+    retention_rules: RetentionRules | None = None
     # PHI accesses and security decisions, published in batches (infra/audit_recorder.py).
     recorder: AuditRecorder | None = None
     # Set once the user admin is checked (api/bootstrap.py); until then not ready.

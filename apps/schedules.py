@@ -17,10 +17,13 @@ from temporalio.client import (
 from infra.schedules import ensure_schedule
 from infra.settings import Settings
 from schemas.lifecycle import FixityInput
+from schemas.retention import RetentionRunInput
 from schemas.tiers import RulesRunInput
 from workflows.fixity import SCHEDULE_ID as FIXITY_SCHEDULE
 from workflows.fixity import FixityWorkflow, fixity_workflow_id
 from workflows.node_health import SCHEDULE_ID, NodeHealthWorkflow
+from workflows.retention import SCHEDULE_ID as RETENTION_SCHEDULE
+from workflows.retention import RetentionWorkflow, retention_workflow_id
 from workflows.storage_rules import SCHEDULE_ID as TIER_SCHEDULE
 from workflows.storage_rules import StorageRulesWorkflow, rules_workflow_id
 
@@ -93,6 +96,31 @@ async def ensure_tier_rules_schedule(client: Client, settings: Settings) -> None
     wanted = settings.tiers.rules_interval_seconds > 0
     schedule = tier_rules_schedule(settings) if wanted else None
     await ensure_schedule(client, TIER_SCHEDULE, schedule)
+
+
+def retention_schedule(settings: Settings) -> Schedule:
+    lifecycle = settings.lifecycle
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RetentionWorkflow.run,
+            RetentionRunInput(grace_seconds=lifecycle.delete_grace_seconds),
+            id=retention_workflow_id("scheduled"),  # the server appends the run's time
+            task_queue=settings.temporal.ingest_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(seconds=lifecycle.retention_interval_seconds))
+            ]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_retention_schedule(client: Client, settings: Settings) -> None:
+    """The `retention` schedule as the settings say: made, updated, or (0) gone."""
+    wanted = settings.lifecycle.retention_interval_seconds > 0
+    schedule = retention_schedule(settings) if wanted else None
+    await ensure_schedule(client, RETENTION_SCHEDULE, schedule)
 
 
 async def ensure_fixity_schedule(client: Client, settings: Settings) -> None:

@@ -26,6 +26,7 @@ from apps.landings import landings
 from apps.schedules import (
     ensure_fixity_schedule,
     ensure_node_health_schedule,
+    ensure_retention_schedule,
     ensure_tier_rules_schedule,
 )
 from infra.auth.sealing import Sealer
@@ -49,6 +50,7 @@ from workflows.mpps import MppsWorkflow
 from workflows.node_health import NodeHealthWorkflow
 from workflows.prefetch import PrefetchWorkflow
 from workflows.rejection import RejectionWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.route_delivery import RouteDeliveryWorkflow
 from workflows.storage_commitment import StorageCommitmentWorkflow
 from workflows.storage_rules import StorageRulesWorkflow
@@ -150,6 +152,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     await ensure_node_health_schedule(client, settings)
     await ensure_fixity_schedule(client, settings)
     await ensure_tier_rules_schedule(client, settings)
+    await ensure_retention_schedule(client, settings)
     fixity = FixityActivities(tiers)
     migration = MigrationActivities(tiers, publisher)
     storage_rules = StorageRuleActivities(catalog)
@@ -172,6 +175,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             StudyMigrationWorkflow,
             StorageRulesWorkflow,
             StudyLockWorkflow,
+            RetentionWorkflow,
         ],
         activities=[
             activities.archive_instances,
@@ -199,6 +203,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             fixity.check_fixity,
             migration.migrate_page,
             storage_rules.storage_candidates,
+            storage_rules.retention_candidates,
+            deletion.tombstone_scopes,
             locks.acquire_study_lock,
             locks.release_study_lock,
         ],

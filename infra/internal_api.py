@@ -27,6 +27,7 @@ from infra.settings import Settings
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.nodes import HealthStatus, Node
 from schemas.prefetch import PrefetchRule
+from schemas.retention import RetentionMatch
 from schemas.routing import RoutingRule
 from schemas.security import DimseIdentity, StudyRuleModel
 from schemas.tiers import RuleMatch
@@ -41,6 +42,7 @@ _NODES: TypeAdapter[list[Node]] = TypeAdapter(list[Node])
 _RULES: TypeAdapter[list[RoutingRule]] = TypeAdapter(list[RoutingRule])
 _PREFETCH_RULES: TypeAdapter[list[PrefetchRule]] = TypeAdapter(list[PrefetchRule])
 _MATCHES: TypeAdapter[list[RuleMatch]] = TypeAdapter(list[RuleMatch])
+_RETENTION: TypeAdapter[list[RetentionMatch]] = TypeAdapter(list[RetentionMatch])
 _STATUSES: TypeAdapter[dict[str, HealthStatus]] = TypeAdapter(dict[str, HealthStatus])
 _WORKLIST_ITEMS: TypeAdapter[list[WorklistItemView]] = TypeAdapter(list[WorklistItemView])
 
@@ -135,6 +137,11 @@ class InternalApi:
         """The studies the enabled storage rules move now, and to which tier."""
         path = f"/api/internal/storage-candidates?limit={limit}"
         return _MATCHES.validate_json(self._request("GET", path))
+
+    def retention_candidates(self, limit: int) -> list[RetentionMatch]:
+        """The studies the enabled retention rules delete now."""
+        path = f"/api/internal/retention-candidates?limit={limit}"
+        return _RETENTION.validate_json(self._request("GET", path))
 
     def node_statuses(self) -> dict[str, HealthStatus]:
         """Each checked node's last health status."""

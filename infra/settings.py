@@ -389,6 +389,9 @@ class LifecycleSettings(BaseModel):
     delete_grace_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
     # How often the `fixity` schedule re-reads the whole archive (0: never; on demand only).
     fixity_interval_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
+    # How often the `retention` schedule applies the retention rules (0: never). With no
+    # rule (the default) a run deletes nothing.
+    retention_interval_seconds: float = Field(default=24 * 3600.0, ge=0)
 
 
 class TierSettings(BaseModel):

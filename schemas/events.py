@@ -21,6 +21,7 @@ from schemas.lifecycle import DeletionScope, FixityProblem
 from schemas.mpps import InstanceVerification, MppsState
 from schemas.nodes import HealthStatus, Node, NodeProbe
 from schemas.prefetch import PrefetchRule
+from schemas.retention import RetentionRule
 from schemas.routing import RoutingRule, Via
 from schemas.security import ApiKey, User
 from schemas.sync import SettledConflict, SyncRelation
@@ -136,6 +137,23 @@ class StorageRuleSaved(EventBase):
     type: Literal["pacs.storage-rule.saved"] = "pacs.storage-rule.saved"
     version: Literal[1] = 1
     rule: StorageRule
+    actor: str
+
+
+class RetentionRuleSaved(EventBase):
+    """A retention rule was made or changed: its whole new version."""
+
+    type: Literal["pacs.retention-rule.saved"] = "pacs.retention-rule.saved"
+    version: Literal[1] = 1
+    rule: RetentionRule
+    actor: str
+
+
+class RetentionRuleDeleted(EventBase):
+    type: Literal["pacs.retention-rule.deleted"] = "pacs.retention-rule.deleted"
+    version: Literal[1] = 1
+    name: str
+    rule_version: int
     actor: str
 
 
@@ -612,7 +630,7 @@ SecurityEvent = (
 )
 NodeHealthEvent = NodeChecked | NodeStatusChanged
 RoutingRuleEvent = RoutingRuleSaved | RoutingRuleDeleted
-StorageRuleEvent = StorageRuleSaved | StorageRuleDeleted
+StorageRuleEvent = StorageRuleSaved | StorageRuleDeleted | RetentionRuleSaved | RetentionRuleDeleted
 PrefetchEvent = PrefetchRuleSaved | PrefetchRuleDeleted | PrefetchCompleted
 SyncEvent = SyncRelationSaved | SyncRelationDeleted | SyncCompleted | SyncConflictFound
 RouteEvent = RouteDelivered | RouteFailed
@@ -708,6 +726,10 @@ def event_key(event: Event) -> str:
         return f"storage-rule:{event.rule.name}"
     if isinstance(event, StorageRuleDeleted):
         return f"storage-rule:{event.name}"
+    if isinstance(event, RetentionRuleSaved):
+        return f"retention-rule:{event.rule.name}"
+    if isinstance(event, RetentionRuleDeleted):
+        return f"retention-rule:{event.name}"
     if isinstance(event, PrefetchCompleted):
         return f"patient:{event.patient_id}"
     if isinstance(event, SyncRelationSaved):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from schemas.nodes import SavedVersion
+from schemas.study_ages import StudyAges
 
 # In the order studies age through them; `hot` is the archive bucket.
 TIER_NAMES = ("hot", "warm", "cold")
@@ -51,35 +52,11 @@ class MigrationResult(BaseModel):
     damaged: list[str] = Field(default_factory=list)
 
 
-class StorageRuleBody(BaseModel):
-    """A storage rule: studies that meet every condition it names move to `to_tier`.
-
-    It must name at least one age (of the study, since received, or since last read): a
-    rule by modality alone would move every such study at once, the unbounded threshold
-    dcm4chee users were bitten by. Rules only move studies down (hot to warm to cold); a
-    study comes back up by a manual move or a recall on read.
-    """
+class StorageRuleBody(StudyAges):
+    """A storage rule: studies that meet every condition it names move to `to_tier`. Rules
+    only move studies down (hot to warm to cold); a study comes back up by a manual move."""
 
     to_tier: Literal["warm", "cold"]
-    # StudyDate older than this many days.
-    study_older_than_days: float | None = Field(default=None, ge=0)
-    # The study's newest instance received more than this many days ago.
-    received_more_than_days: float | None = Field(default=None, ge=0)
-    # Not read (WADO, C-GET, C-MOVE) for this many days; never read: since received.
-    idle_more_than_days: float | None = Field(default=None, ge=0)
-    # Only studies with one of these in ModalitiesInStudy (none: any modality).
-    modalities: list[str] = Field(default_factory=list)
-    enabled: bool = True
-
-    @model_validator(mode="after")
-    def _names_an_age(self) -> StorageRuleBody:
-        ages = (self.study_older_than_days, self.received_more_than_days, self.idle_more_than_days)
-        if all(a is None for a in ages):
-            raise ValueError(
-                "a storage rule needs an age: study_older_than_days, received_more_than_days"
-                " or idle_more_than_days"
-            )
-        return self
 
 
 class StorageRule(StorageRuleBody, SavedVersion):

@@ -12,12 +12,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.deletion import DeletionActivities
     from activities.events import EventActivities
-    from schemas.events import InstancesPurged
-    from schemas.lifecycle import PurgeInput, PurgeResult
+    from schemas.events import Event, InstancesDeleted, InstancesPurged
+    from schemas.lifecycle import PurgeInput, PurgeResult, Tombstoned
     from schemas.locks import PRIORITY_PURGE
     from schemas.workflows import JobProgress, PublishEvents
     from workflows.migration import acquire_lock, release_lock
@@ -91,3 +92,44 @@ class DeletionWorkflow:
         )
         self._stage = "purged"
         return result
+
+
+async def record_deletions(
+    stored: list[Tombstoned], grace_seconds: float, patient_id: str, reason: str, actor: str
+) -> None:
+    """What follows the tombstones of workflow-made deletions (a rejection note, a retention
+    run), in the order a DELETE takes: a DeletionWorkflow each (abandoned: the grace period
+    outlives the caller), then `pacs.instances.deleted`, which hides them everywhere."""
+    now = workflow.now()
+    purge_after = now + timedelta(seconds=grace_seconds)
+    events: list[Event] = []
+    for done in stored:
+        purge = PurgeInput(
+            deletion_id=done.deletion_id, scope=done.scope, deleted_at=now, purge_after=purge_after
+        )
+        await workflow.start_child_workflow(
+            DeletionWorkflow.run,
+            purge,
+            id=deletion_workflow_id(done.deletion_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=search_attributes(purge, patient_id),
+        )
+        events.append(
+            InstancesDeleted(
+                event_id=workflow.uuid4(),
+                occurred_at=now,
+                deletion_id=done.deletion_id,
+                scope=done.scope,
+                patient_id=patient_id,
+                reason=reason,
+                actor=actor,
+                purge_after=purge_after,
+            )
+        )
+    if events:
+        await workflow.execute_activity_method(
+            EventActivities.publish_events,
+            PublishEvents(events=events),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+        )

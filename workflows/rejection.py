@@ -14,15 +14,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.deletion import DeletionActivities
-    from activities.events import EventActivities
-    from schemas.events import Event, InstancesDeleted
-    from schemas.lifecycle import PurgeInput, RejectionInput, RejectionResult
-    from schemas.workflows import JobProgress, PublishEvents
-    from workflows.deletion import DeletionWorkflow, deletion_workflow_id, search_attributes
+    from schemas.lifecycle import RejectionInput, RejectionResult
+    from schemas.workflows import JobProgress
+    from workflows.deletion import record_deletions
 
 # The catalog or storage down: keep trying (the note is stored; its effect must follow).
 STEP_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
@@ -50,41 +47,8 @@ class RejectionWorkflow:
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=STEP_RETRY,
         )
-        now = workflow.now()
-        purge_after = now + timedelta(seconds=start.grace_seconds)
-        events: list[Event] = []
-        for done in stored:
-            deletion_id, scope = done.deletion_id, done.scope
-            purge = PurgeInput(
-                deletion_id=deletion_id, scope=scope, deleted_at=now, purge_after=purge_after
-            )
-            # Abandoned: the grace period outlives this workflow, which ends when recorded.
-            await workflow.start_child_workflow(
-                DeletionWorkflow.run,
-                purge,
-                id=deletion_workflow_id(deletion_id),
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                search_attributes=search_attributes(purge, start.patient_id),
-            )
-            events.append(
-                InstancesDeleted(
-                    event_id=workflow.uuid4(),
-                    occurred_at=now,
-                    deletion_id=deletion_id,
-                    scope=scope,
-                    patient_id=start.patient_id,
-                    reason=f"{note.reason} ({note.reason_code}), note {note.sop_instance_uid}",
-                    actor=start.actor,
-                    purge_after=purge_after,
-                )
-            )
-        if events:
-            await workflow.execute_activity_method(
-                EventActivities.publish_events,
-                PublishEvents(events=events),
-                start_to_close_timeout=timedelta(minutes=1),
-                retry_policy=STEP_RETRY,
-            )
+        reason = f"{note.reason} ({note.reason_code}), note {note.sop_instance_uid}"
+        await record_deletions(stored, start.grace_seconds, start.patient_id, reason, start.actor)
         self._done = True
         rejected = {u for done in stored for u in done.scope.sop_instance_uids}
         listed = [u for scope in note.scopes for u in scope.sop_instance_uids]

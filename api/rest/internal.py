@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import CatalogDep, Services, ServicesDep, nodes_of, read_model_unavailable, require
 from api.identity import Caller, Unauthenticated, user_caller
+from api.rest.retention import retention_matches
 from api.rest.storage_tiers import rule_matches
 from infra.auth.permissions import Permission
 from infra.auth.scope import scope_from_models, scope_models
@@ -24,6 +25,7 @@ from infra.readmodels.matching import QueryError
 from schemas.catalog import CatalogInstance, InstanceQuery
 from schemas.nodes import HealthStatus, Node
 from schemas.prefetch import PrefetchRule
+from schemas.retention import RetentionMatch
 from schemas.routing import RoutingRule
 from schemas.security import DimseIdentity, StudyRuleModel
 from schemas.tiers import RuleMatch
@@ -172,6 +174,14 @@ async def storage_candidates(
 ) -> list[RuleMatch]:
     """What the enabled storage rules move now, for the rules workflow."""
     return await asyncio.to_thread(rule_matches, services, limit)
+
+
+@router.get("/retention-candidates", response_model=list[RetentionMatch])
+async def retention_candidates(
+    services: ServicesDep, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000
+) -> list[RetentionMatch]:
+    """What the enabled retention rules delete now, for the retention workflow."""
+    return await asyncio.to_thread(retention_matches, services, limit)
 
 
 @router.get("/node-health", response_model=dict[str, HealthStatus])

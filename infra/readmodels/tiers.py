@@ -3,9 +3,7 @@ or the tier an identical copy was found in) and `pacs.instance.migrated`; rows g
 deletion's bytes are purged (`pacs.instances.purged`), so usage counts what storage holds.
 
 Answers `GET /api/studies/{study}/storage` (each instance's tier), per-tier usage (the API
-and /metrics), and which studies a storage rule moves: that query joins this table with the
-catalog's study and instance tables and the audit trail's accesses, in the same ClickHouse,
-by their table names (read models do not import each other).
+and /metrics), and which studies a storage rule moves (infra/readmodels/study_ages.py).
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 
 from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
@@ -21,6 +19,7 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from infra.clickhouse import ClickHouse
 from infra.readmodels.base import LogRecord
 from infra.readmodels.documents import Positions
+from infra.readmodels.study_ages import matching_studies
 from schemas.events import InstanceMigrated, InstancesPurged, InstanceStored
 from schemas.tiers import TIER_NAMES, StorageRule, TierUsage
 
@@ -44,9 +43,6 @@ COLUMNS = [
     "since", "log_partition", "log_offset",
 ]  # fmt: skip
 
-# What counts as reading a study's images (audit_access actions): WADO of any kind, C-GET,
-# C-MOVE. Queries (QIDO, C-FIND) do not keep a study hot.
-READ_ACTIONS = "(action LIKE 'wado%' OR action IN ('c-get', 'c-move'))"
 
 log = logging.getLogger(__name__)
 
@@ -136,50 +132,9 @@ class StorageTiers:
         self, rule: StorageRule, limit: int, now: datetime | None = None
     ) -> list[tuple[str, str]]:
         """Studies the rule moves now, with their PatientID: some instance in a tier before
-        the rule's, and every condition the rule names holds (it must name an age)."""
-        now = now or datetime.now(UTC)
+        the rule's, and every condition the rule names holds."""
         earlier = list(TIER_NAMES[: TIER_NAMES.index(rule.to_tier)])
-        conditions = []
-        params: dict[str, Any] = {"earlier": earlier, "limit": limit}
-
-        def before(days: float) -> datetime:
-            return now - timedelta(days=days)
-
-        if rule.study_older_than_days is not None:
-            # StudyDate is DICOM DA (YYYYMMDD): compared as text; a study without one is
-            # never old by this condition.
-            conditions.append("s.study_date != '' AND s.study_date < {study_before:String}")
-            params["study_before"] = before(rule.study_older_than_days).strftime("%Y%m%d")
-        if rule.received_more_than_days is not None:
-            conditions.append("r.received < {received_before:DateTime64(3, 'UTC')}")
-            params["received_before"] = before(rule.received_more_than_days)
-        if rule.idle_more_than_days is not None:
-            # Never read: idle since it was received (a missing join row is 1970 in
-            # ClickHouse's LEFT JOIN, which greatest() passes over).
-            conditions.append(
-                "greatest(r.received, a.accessed) < {idle_before:DateTime64(3, 'UTC')}"
-            )
-            params["idle_before"] = before(rule.idle_more_than_days)
-        if rule.modalities:
-            conditions.append("hasAny(s.modalities_in_study, {modalities:Array(String)})")
-            params["modalities"] = rule.modalities
-        sql = f"""
-            SELECT l.study_instance_uid, s.patient_id
-            FROM (SELECT DISTINCT study_instance_uid FROM instance_tiers FINAL
-                  WHERE tier IN {{earlier:Array(String)}}) AS l
-            INNER JOIN (SELECT study_instance_uid, patient_id, study_date, modalities_in_study
-                        FROM studies FINAL) AS s USING (study_instance_uid)
-            INNER JOIN (SELECT study_instance_uid, max(received_at) AS received
-                        FROM instances FINAL GROUP BY study_instance_uid) AS r
-                USING (study_instance_uid)
-            LEFT JOIN (SELECT study_instance_uid, max(occurred_at) AS accessed
-                       FROM audit_access WHERE {READ_ACTIONS} GROUP BY study_instance_uid) AS a
-                USING (study_instance_uid)
-            WHERE {" AND ".join(conditions)}
-            ORDER BY l.study_instance_uid
-            LIMIT {{limit:UInt32}}
-        """
-        return [(str(s), str(p)) for s, p in self.clickhouse.rows(sql, params)]
+        return matching_studies(self.clickhouse, rule, limit, now, in_tiers=earlier)
 
 
 class TierUsageCollector:

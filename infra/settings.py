@@ -420,6 +420,9 @@ class TiersSettings(BaseModel):
     rules_interval_seconds: float = Field(default=3600.0, ge=0)
     # Studies a rules run moves at once (each its own StudyMigrationWorkflow).
     migrations_at_once: int = Field(default=4, ge=1)
+    # A WADO read from warm or cold moves the study back to hot (a recall), at most one
+    # move of a study at a time.
+    recall_on_read: bool = False
     # How long a C-GET or C-MOVE waits for its shared lease on a study being moved (then it
     # goes on without: reads find each instance in whichever tier holds it).
     retrieve_lock_wait_seconds: float = Field(default=60.0, ge=0)

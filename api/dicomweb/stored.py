@@ -12,10 +12,11 @@ from fastapi import HTTPException
 from pydicom import Dataset
 
 from api.deps import Services, catalog_of
+from api.dicomweb.recall import read_from
 from infra.dicom.coerce import coerce_patient
 from infra.dicom.header import validate_uid
 from infra.dicom.pixels import PixelError, load_dataset
-from infra.storage.locate import load_instance
+from infra.storage.locate import locate_instance
 from schemas.catalog import CatalogInstance, InstanceQuery
 
 
@@ -45,14 +46,15 @@ async def instance_bytes(services: Services, study: str, series: str, instance: 
             raise HTTPException(
                 404, f"instance {instance} of series {series} not found in study {study}"
             )
-    data = await asyncio.to_thread(
-        load_instance, services.landing, services.tiers, study, series, instance
+    found = await asyncio.to_thread(
+        locate_instance, services.landing, services.tiers, study, series, instance
     )
-    if data is None:
+    if found is None:
         raise HTTPException(
             404, f"instance {instance} of series {series} not found in study {study}"
         )
-    return await _coerced(services, study, data)
+    read_from(services, study, found[0])
+    return await _coerced(services, study, found[1])
 
 
 async def _coerced(services: Services, study: str, data: bytes) -> bytes:
@@ -63,15 +65,18 @@ async def _coerced(services: Services, study: str, data: bytes) -> bytes:
 
 async def listed_bytes(services: Services, item: CatalogInstance) -> bytes | None:
     """The bytes of a listed instance, or None when it went away since it was listed."""
-    data = await asyncio.to_thread(
-        load_instance,
+    found = await asyncio.to_thread(
+        locate_instance,
         services.landing,
         services.tiers,
         item.study_instance_uid,
         item.series_instance_uid,
         item.sop_instance_uid,
     )
-    return None if data is None else await _coerced(services, item.study_instance_uid, data)
+    if found is None:
+        return None
+    read_from(services, item.study_instance_uid, found[0])
+    return await _coerced(services, item.study_instance_uid, found[1])
 
 
 async def instance_dataset(services: Services, study: str, series: str, instance: str) -> Dataset:

@@ -4,16 +4,10 @@ change an event, each saved content a new version. The `retention` schedule (or
 
 from __future__ import annotations
 
-from api.deps import Services
-from api.rest.rule_crud import RuleKind, build_router
+from api.rest.rule_crud import RuleKind, build_router, no_check
 from schemas.events import RetentionRuleDeleted, RetentionRuleSaved
 from schemas.nodes import NODE_NAME_PATTERN
 from schemas.retention import RetentionRule, RetentionRuleBody
-
-
-def _nothing_to_check(services: Services, body: RetentionRuleBody) -> None:
-    """A rule names ages and modalities only, which its model checks."""
-
 
 RETENTION = RuleKind(
     "retention",
@@ -22,6 +16,6 @@ RETENTION = RuleKind(
     lambda services: services.retention_rules,
     lambda rule, actor: RetentionRuleSaved(rule=rule, actor=actor),
     lambda name, version, actor: RetentionRuleDeleted(name=name, rule_version=version, actor=actor),
-    _nothing_to_check,
+    no_check,
 )
 router = build_router("/api/retention/rules", "retention", RETENTION, NODE_NAME_PATTERN)

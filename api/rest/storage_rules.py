@@ -4,16 +4,10 @@ change an event, each saved content a new version. The `tier-migration` schedule
 
 from __future__ import annotations
 
-from api.deps import Services
-from api.rest.rule_crud import RuleKind, build_router
+from api.rest.rule_crud import RuleKind, build_router, no_check
 from schemas.events import StorageRuleDeleted, StorageRuleSaved
 from schemas.nodes import NODE_NAME_PATTERN
 from schemas.tiers import StorageRule, StorageRuleBody
-
-
-def _nothing_to_check(services: Services, body: StorageRuleBody) -> None:
-    """A rule names tiers and ages only, which its model checks."""
-
 
 STORAGE = RuleKind(
     "storage",
@@ -22,6 +16,6 @@ STORAGE = RuleKind(
     lambda services: services.storage_rules,
     lambda rule, actor: StorageRuleSaved(rule=rule, actor=actor),
     lambda name, version, actor: StorageRuleDeleted(name=name, rule_version=version, actor=actor),
-    _nothing_to_check,
+    no_check,
 )
 router = build_router("/api/storage/rules", "storage", STORAGE, NODE_NAME_PATTERN)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, cast
 
@@ -126,6 +126,23 @@ def get_bytes(client: Minio, bucket: str, key: str) -> bytes | None:
         raise
     try:
         return response.read()
+    finally:
+        response.close()
+        response.release_conn()
+
+
+@contextmanager
+def open_object(client: Minio, bucket: str, key: str) -> Iterator[Readable | None]:
+    """An object as a stream (None when it does not exist), closed on leaving."""
+    try:
+        response = client.get_object(bucket, key)
+    except S3Error as exc:
+        if not is_not_found(exc):
+            raise
+        yield None
+        return
+    try:
+        yield response
     finally:
         response.close()
         response.release_conn()
@@ -263,21 +280,8 @@ class ArchiveStore:
             response.release_conn()
         return sha.hexdigest()
 
-    @contextmanager
-    def open(self, key: str) -> Iterator[Readable | None]:
-        """The object as a stream (None when it does not exist), closed on leaving."""
-        try:
-            response = self.client.get_object(self.bucket, key)
-        except S3Error as exc:
-            if not is_not_found(exc):
-                raise
-            yield None
-            return
-        try:
-            yield response
-        finally:
-            response.close()
-            response.release_conn()
+    def open(self, key: str) -> AbstractContextManager[Readable | None]:
+        return open_object(self.client, self.bucket, key)
 
     def remove(self, key: str) -> None:
         self.client.remove_object(self.bucket, key)

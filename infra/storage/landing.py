@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 from minio import Minio
-from minio.error import S3Error
 
-from infra.storage.archive import Readable, get_bytes, is_not_found
+from infra.storage.archive import Readable, get_bytes, open_object
 
 
 def landing_key(study: str, series: str, sop: str, sha256: str) -> str:
@@ -228,22 +227,8 @@ class S3Landing:
     def get(self, key: str) -> bytes | None:
         return get_bytes(self.client, self.bucket, key)
 
-    @contextmanager
-    def reader(self, key: str) -> Iterator[Readable | None]:
-        try:
-            response = self.client.get_object(self.bucket, key)
-        except S3Error as exc:
-            if not is_not_found(exc):
-                raise
-            response = None
-        if response is None:
-            yield None
-            return
-        try:
-            yield response
-        finally:
-            response.close()
-            response.release_conn()
+    def reader(self, key: str) -> AbstractContextManager[Readable | None]:
+        return open_object(self.client, self.bucket, key)
 
     def delete(self, key: str) -> None:
         self.client.remove_object(self.bucket, key)

@@ -25,6 +25,7 @@ from api.deps import Services
 from api.dicomweb import frames, rendered, wado, wado_uri
 from infra.dicom.header import read_header
 from infra.multipart import Part, parse_content_type, split_multipart
+from infra.readmodels.catalog.corrections import PatientCorrections
 from infra.readmodels.catalog.deletions import PendingDeletions
 from infra.settings import Settings
 from infra.storage.archive import archive_key
@@ -56,6 +57,10 @@ class MemoryStore:
 
     def instance(self, study: str, series: str, sop: str) -> bytes | None:
         return self.get(archive_key(study, series, sop))
+
+    def fetch(self, key: str) -> tuple[str, bytes] | None:
+        data = self.get(key)
+        return None if data is None else ("hot", data)
 
 
 class MemoryCatalog:
@@ -102,6 +107,7 @@ class Server:
         self.authenticator = authenticator()
         self.recorder = None  # no audit trail in these tests
         self.pending_deletions = PendingDeletions()
+        self.corrections = PatientCorrections()
         app.state.services = cast(Services, self)
         self.client = TestClient(app, headers=ADMIN)
 

@@ -96,7 +96,9 @@ async def test_a_corrected_name_and_a_merge_show_everywhere(
     )
     # When the answer comes: QIDO, C-FIND, and the objects sent.
     assert {name_of(r) for r in qido_studies(platform, "FIX-A").values()} == {"RIGHT^NAME"}
-    found = cfind(platform, tmp_path / "find", "STUDY", PatientName="RIGHT^NAME", PatientID="")
+    found = cfind(
+        platform, tmp_path / "find", "STUDY", PatientName="RIGHT^NAME", StudyInstanceUID=""
+    )
     assert {str(d.StudyInstanceUID) for d in found} == set(fixed.json()["studies"])
     assert cfind(platform, tmp_path / "find", "STUDY", PatientName="WRONG^NAME") == []
     sent = wado(platform, first[0])
@@ -118,8 +120,9 @@ async def test_a_corrected_name_and_a_merge_show_everywhere(
     assert {r["00100030"]["Value"][0] for r in studies.values()} == {"19700202"}
     assert cfind(platform, tmp_path / "find", "PATIENT", PatientID="FIX-A") == []
     [patient] = cfind(
-        platform, tmp_path / "find", "PATIENT", PatientID="FIX-B", NumberOfPatientRelatedStudies=""
-    )
+        platform, tmp_path / "find", "PATIENT",
+        PatientID="FIX-B", PatientName="", NumberOfPatientRelatedStudies="",
+    )  # fmt: skip
     assert patient.NumberOfPatientRelatedStudies == 3 and patient.PatientName == "TARGET^PATIENT"
     got = retrieved(platform, str(second[0].StudyInstanceUID), tmp_path / "get2")
     assert [(d.PatientID, d.PatientName, d.PatientSex) for d in got] == [

@@ -181,10 +181,26 @@ async def test_viewer_opens_a_ct_study_stored_through_dimse(
     except AssertionError:
         pytest.fail(f"QIDO never listed study {study_uid}; last answer: {last_answer}")
 
-    # Logged in on the login page (a session cookie), then as a client whose every request
-    # carries the bearer token (what an authenticating proxy in front of the viewer does).
-    for mode in ("login", "bearer"):
-        await _view_study(platform, chromium, tmp_path / mode, study_uid, login=mode == "login")
+    # Logged in on the login page (a session cookie), with the study in the hot tier; then,
+    # the study moved to the cold tier, as a client whose every request carries the bearer
+    # token (what an authenticating proxy in front of the viewer does).
+    await _view_study(platform, chromium, tmp_path / "login", study_uid, login=True)
+    await move_to(platform, study_uid, "cold")
+    await _view_study(platform, chromium, tmp_path / "bearer", study_uid, login=False)
+
+
+async def move_to(platform: Platform, study_uid: str, tier: str) -> None:
+    moved = await asyncio.to_thread(
+        platform.post, f"/api/studies/{study_uid}/migrate", json={"tier": tier}
+    )
+    assert moved.status_code == 202, moved.text
+
+    async def done() -> bool:
+        job = await asyncio.to_thread(platform.get, moved.json()["status_url"])
+        listed = await asyncio.to_thread(platform.get, f"/api/studies/{study_uid}/storage")
+        return job.json()["status"] == "Completed" and {r["tier"] for r in listed.json()} == {tier}
+
+    await eventually(done, timeout=60)
 
 
 async def _view_study(

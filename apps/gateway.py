@@ -58,7 +58,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     recorder = AuditRecorder(clients.publisher, "gateway", settings.audit.flush_seconds)
     flushing = asyncio.create_task(recorder.run(stop))
     leases = RetrieveLeases(settings, asyncio.get_running_loop())
-    retrieve = RetrieveSource(catalog=catalog, load=load, lease=leases.held)
+    lease = leases.held if settings.tiers.retrieve_lock_wait_seconds > 0 else None
+    retrieve = RetrieveSource(catalog=catalog, load=load, lease=lease)
     find = FindRouter()
     for sop_class in FIND_SOP_CLASSES:
         handler = FindHandler(catalog, settings.dicom.find_max_matches, recorder)

@@ -424,7 +424,8 @@ class TiersSettings(BaseModel):
     # move of a study at a time.
     recall_on_read: bool = False
     # How long a C-GET or C-MOVE waits for its shared lease on a study being moved (then it
-    # goes on without: reads find each instance in whichever tier holds it).
+    # goes on without: reads find each instance in whichever tier holds it). 0: retrieves
+    # take no lease (a move may then run beside one).
     retrieve_lock_wait_seconds: float = Field(default=60.0, ge=0)
 
     def local_buckets(self) -> list[str]:

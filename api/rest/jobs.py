@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Services, ServicesDep, audit, audited, require
 from infra.auth.permissions import Permission
+from schemas.locks import LOCK_WORKFLOW
 from schemas.workflows import JobProgress
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], dependencies=[require(Permission.ADMIN)])
@@ -92,6 +93,10 @@ def _query(job_type: str | None, status: str | None, keys: dict[str, str | None]
     clauses = []
     if job_type:
         clauses.append(f"WorkflowType = '{job_type.translate(SAFE)}'")
+    else:
+        # Study leases are not jobs (one per retrieved study): /api/studies/{study}/lock
+        # shows them; `type=StudyLockWorkflow` still lists them here.
+        clauses.append(f"WorkflowType != '{LOCK_WORKFLOW}'")
     if status:
         found = STATUSES.get(status.replace("_", "").lower())
         if found is None:

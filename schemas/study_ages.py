@@ -29,3 +29,10 @@ class StudyAges(BaseModel):
                 " or idle_more_than_days"
             )
         return self
+
+
+class ApplyRules(BaseModel):
+    """A request to apply rules now (storage or retention): a dry run unless asked."""
+
+    dry_run: bool = True  # the default is to look first
+    limit: int = Field(default=1000, ge=1, le=100_000)  # studies selected at most

@@ -11,12 +11,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from api.deps import CallerDep, Services, ServicesDep, audit, read_model_unavailable, require
 from infra.auth.permissions import Permission
 from infra.readmodels.study_ages import matching_studies
 from schemas.retention import RetentionMatch, RetentionRunInput
+from schemas.study_ages import ApplyRules
 from workflows.retention import RetentionWorkflow, retention_workflow_id
 
 router = APIRouter(
@@ -39,11 +40,6 @@ def retention_matches(services: Services, limit: int) -> list[RetentionMatch]:
     return sorted(chosen.values(), key=lambda m: m.study_instance_uid)[:limit]
 
 
-class ApplyRequest(BaseModel):
-    dry_run: bool = True  # the default is to look first
-    limit: int = Field(default=1000, ge=1, le=100_000)
-
-
 class RetentionReport(BaseModel):
     dry_run: bool
     matched: list[RetentionMatch]
@@ -51,7 +47,7 @@ class RetentionReport(BaseModel):
 
 @router.post("/apply", response_model=RetentionReport)
 async def apply_retention(
-    body: ApplyRequest, request: Request, services: ServicesDep, caller: CallerDep
+    body: ApplyRules, request: Request, services: ServicesDep, caller: CallerDep
 ) -> Any:
     """Dry run (the default): 200 with the studies the rules would delete now. Otherwise 202
     with the RetentionWorkflow that deletes them."""

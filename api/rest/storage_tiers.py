@@ -31,6 +31,7 @@ from infra.readmodels.tiers import StorageTiers
 from infra.study_locks import StudyLocks
 from schemas.catalog import InstanceQuery
 from schemas.locks import LockGrant, LockState
+from schemas.study_ages import ApplyRules
 from schemas.tiers import TIER_NAMES, MigrationInput, RuleMatch, RulesRunInput, TierUsage
 from workflows.deletion import study_keys
 from workflows.migration import StudyMigrationWorkflow, migration_workflow_id
@@ -140,11 +141,6 @@ async def tier_usage(services: ServicesDep) -> list[TierView]:
     return [TierView(**u.model_dump(), location=services.tiers[u.tier].location) for u in usage]
 
 
-class ApplyRequest(BaseModel):
-    dry_run: bool = True  # the default is to look first
-    limit: int = Field(default=1000, ge=1, le=100_000)
-
-
 class RulesReport(BaseModel):
     dry_run: bool
     matched: list[RuleMatch]
@@ -152,7 +148,7 @@ class RulesReport(BaseModel):
 
 @router.post("/storage/apply-rules", response_model=RulesReport | JobAccepted)
 async def apply_rules(
-    body: ApplyRequest, request: Request, services: ServicesDep, caller: CallerDep
+    body: ApplyRules, request: Request, services: ServicesDep, caller: CallerDep
 ) -> Any:
     """Dry run (the default): 200 with the studies the rules would move now, and where.
     Otherwise 202: a StorageRulesWorkflow moves them (as the `tier-migration` schedule does)."""

@@ -19,7 +19,7 @@ from temporalio import activity
 
 from activities.heartbeat import heartbeating
 from infra.internal_api import InternalApi
-from infra.storage.archive import archive_key
+from infra.storage.archive import archive_key, instance_of_key
 from infra.storage.deletions import Deletions, StoredPart
 from infra.storage.landing import Landing
 from infra.storage.tiers import Tiers
@@ -108,8 +108,7 @@ class DeletionActivities:
         )
         for store in self.tiers.stores[1:]:
             for item in list(store.listing(prefix)):
-                _, series, name = item.key.split("/", 2)
-                sop = name.removesuffix(".dcm")
+                _, series, sop = instance_of_key(item.key)
                 if scope.covers(study, series, sop) and sop not in again:
                     store.remove(item.key)
                     removed, size = removed + 1, size + item.size

@@ -20,6 +20,7 @@ from temporalio import activity
 
 from activities.heartbeat import heartbeating
 from infra.eventlog import EventPublisher
+from infra.storage.archive import instance_of_key
 from infra.storage.tiers import Found, Tiers, TierStore, spooled
 from schemas.events import InstanceMigrated, fact_event_id
 from schemas.tiers import MigrationPage, MigrationPageResult
@@ -36,11 +37,6 @@ class _Moved:
     sources: list[Found]
     damaged: str = ""
     copied: bool = False
-
-
-def _uids(key: str) -> tuple[str, str, str]:
-    study, series, name = key.split("/")
-    return study, series, name.removesuffix(".dcm")
 
 
 class MigrationActivities:
@@ -83,7 +79,7 @@ class MigrationActivities:
             copied = in_target is None or not target.verify(in_target.stored, digest)
             if copied:
                 target.put_verified(key, spool, digest)
-        study, series, sop = _uids(key)
+        study, series, sop = instance_of_key(key)
         event = InstanceMigrated(
             # A retried page announces again under the same id; another run of the same
             # workflow id (the study moved back and forth) under its own.

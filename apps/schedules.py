@@ -1,8 +1,13 @@
-"""The Temporal Schedules the platform keeps: made (or brought up to date) at worker start."""
+"""The Temporal Schedules the platform keeps: made (or brought up to date) at worker start.
+
+Each runs one workflow every N seconds from settings (0: the schedule is removed), and a
+run still going when the next is due is not doubled (overlap SKIP): a probe round stuck on
+a slow node, a scrub of a large archive, moves or deletions still running."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -28,102 +33,60 @@ from workflows.storage_rules import SCHEDULE_ID as TIER_SCHEDULE
 from workflows.storage_rules import StorageRulesWorkflow, rules_workflow_id
 
 
-def node_health_schedule(settings: Settings) -> Schedule:
-    federation = settings.federation
-    return Schedule(
+async def _ensure_every(
+    client: Client,
+    settings: Settings,
+    schedule_id: str,
+    seconds: float,
+    run: Any,
+    arg: Any,
+    workflow_id: str,  # the server appends each run's time
+    execution_timeout: timedelta | None = None,
+) -> None:
+    """The schedule as the settings say: made, updated, or (interval 0) gone."""
+    schedule = Schedule(
         action=ScheduleActionStartWorkflow(
-            NodeHealthWorkflow.run,
-            federation.probe_timeout_seconds,
-            id="node-health-round",  # the server appends the round's time
+            run,
+            arg,
+            id=workflow_id,
             task_queue=settings.temporal.ingest_task_queue,
-            execution_timeout=timedelta(seconds=max(60.0, 10 * federation.probe_timeout_seconds)),
+            execution_timeout=execution_timeout,
         ),
-        spec=ScheduleSpec(
-            intervals=[
-                ScheduleIntervalSpec(every=timedelta(seconds=federation.health_interval_seconds))
-            ]
-        ),
-        # A round still probing a slow node when the next is due: skip, never pile up.
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=seconds))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
+    await ensure_schedule(client, schedule_id, schedule if seconds > 0 else None)
 
 
 async def ensure_node_health_schedule(client: Client, settings: Settings) -> None:
-    """The `node-health` schedule as the settings say: made, updated, or (interval 0) gone."""
-    wanted = settings.federation.health_interval_seconds > 0
-    await ensure_schedule(client, SCHEDULE_ID, node_health_schedule(settings) if wanted else None)
-
-
-def fixity_schedule(settings: Settings) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            FixityWorkflow.run,
-            FixityInput(),
-            id=fixity_workflow_id("", "scheduled"),  # the server appends the run's time
-            task_queue=settings.temporal.ingest_task_queue,
-        ),
-        spec=ScheduleSpec(
-            intervals=[
-                ScheduleIntervalSpec(
-                    every=timedelta(seconds=settings.lifecycle.fixity_interval_seconds)
-                )
-            ]
-        ),
-        # A scrub of a large archive still reading when the next is due: let it finish.
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-    )
-
-
-def tier_rules_schedule(settings: Settings) -> Schedule:
-    tiers = settings.tiers
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            StorageRulesWorkflow.run,
-            RulesRunInput(at_once=tiers.migrations_at_once),
-            id=rules_workflow_id("scheduled"),  # the server appends the run's time
-            task_queue=settings.temporal.ingest_task_queue,
-        ),
-        spec=ScheduleSpec(
-            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=tiers.rules_interval_seconds))]
-        ),
-        # Moves still running when the next run is due: let them finish first.
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-    )
-
-
-async def ensure_tier_rules_schedule(client: Client, settings: Settings) -> None:
-    """The `tier-migration` schedule as the settings say: made, updated, or (0) gone."""
-    wanted = settings.tiers.rules_interval_seconds > 0
-    schedule = tier_rules_schedule(settings) if wanted else None
-    await ensure_schedule(client, TIER_SCHEDULE, schedule)
-
-
-def retention_schedule(settings: Settings) -> Schedule:
-    lifecycle = settings.lifecycle
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            RetentionWorkflow.run,
-            RetentionRunInput(grace_seconds=lifecycle.delete_grace_seconds),
-            id=retention_workflow_id("scheduled"),  # the server appends the run's time
-            task_queue=settings.temporal.ingest_task_queue,
-        ),
-        spec=ScheduleSpec(
-            intervals=[
-                ScheduleIntervalSpec(every=timedelta(seconds=lifecycle.retention_interval_seconds))
-            ]
-        ),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-    )
-
-
-async def ensure_retention_schedule(client: Client, settings: Settings) -> None:
-    """The `retention` schedule as the settings say: made, updated, or (0) gone."""
-    wanted = settings.lifecycle.retention_interval_seconds > 0
-    schedule = retention_schedule(settings) if wanted else None
-    await ensure_schedule(client, RETENTION_SCHEDULE, schedule)
+    federation = settings.federation
+    await _ensure_every(
+        client, settings, SCHEDULE_ID, federation.health_interval_seconds,
+        NodeHealthWorkflow.run, federation.probe_timeout_seconds, "node-health-round",
+        execution_timeout=timedelta(seconds=max(60.0, 10 * federation.probe_timeout_seconds)),
+    )  # fmt: skip
 
 
 async def ensure_fixity_schedule(client: Client, settings: Settings) -> None:
-    """The `fixity` schedule as the settings say: made, updated, or (interval 0) gone."""
-    wanted = settings.lifecycle.fixity_interval_seconds > 0
-    await ensure_schedule(client, FIXITY_SCHEDULE, fixity_schedule(settings) if wanted else None)
+    await _ensure_every(
+        client, settings, FIXITY_SCHEDULE, settings.lifecycle.fixity_interval_seconds,
+        FixityWorkflow.run, FixityInput(), fixity_workflow_id("", "scheduled"),
+    )  # fmt: skip
+
+
+async def ensure_tier_rules_schedule(client: Client, settings: Settings) -> None:
+    tiers = settings.tiers
+    await _ensure_every(
+        client, settings, TIER_SCHEDULE, tiers.rules_interval_seconds,
+        StorageRulesWorkflow.run, RulesRunInput(at_once=tiers.migrations_at_once),
+        rules_workflow_id("scheduled"),
+    )  # fmt: skip
+
+
+async def ensure_retention_schedule(client: Client, settings: Settings) -> None:
+    lifecycle = settings.lifecycle
+    await _ensure_every(
+        client, settings, RETENTION_SCHEDULE, lifecycle.retention_interval_seconds,
+        RetentionWorkflow.run, RetentionRunInput(grace_seconds=lifecycle.delete_grace_seconds),
+        retention_workflow_id("scheduled"),
+    )  # fmt: skip

@@ -153,6 +153,12 @@ def archive_key(study_instance_uid: str, series_instance_uid: str, sop_instance_
     return f"{study_instance_uid}/{series_instance_uid}/{sop_instance_uid}.dcm"
 
 
+def instance_of_key(key: str) -> tuple[str, str, str]:
+    """Study, series and SOP Instance UIDs of an `archive_key`."""
+    study, series, name = key.split("/")
+    return study, series, name.removesuffix(".dcm")
+
+
 def version_key(key: str, sha256: str) -> str:
     """Where an overwritten version is kept."""
     return f"versions/{key.removesuffix('.dcm')}/{sha256}.dcm"

@@ -53,6 +53,9 @@ async def apply_retention(
     with the RetentionWorkflow that deletes them."""
     if body.dry_run:
         matched = await asyncio.to_thread(retention_matches, services, body.limit)
+        for m in matched:  # the report names each study's patient: a PHI read, audited
+            audit(request, "retention-dry-run", "success", m.rule, caller,
+                  study_instance_uid=m.study_instance_uid, patient_id=m.patient_id)  # fmt: skip
         return RetentionReport(dry_run=True, matched=matched)
     workflow_id = retention_workflow_id(uuid.uuid4().hex[:12])
     client = await services.temporal()

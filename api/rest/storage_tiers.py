@@ -154,6 +154,9 @@ async def apply_rules(
     Otherwise 202: a StorageRulesWorkflow moves them (as the `tier-migration` schedule does)."""
     if body.dry_run:
         matched = await asyncio.to_thread(rule_matches, services, body.limit)
+        for m in matched:  # the report names each study's patient: a PHI read, audited
+            audit(request, "storage-rules-dry-run", "success", m.rule, caller,
+                  study_instance_uid=m.study_instance_uid, patient_id=m.patient_id)  # fmt: skip
         return RulesReport(dry_run=True, matched=matched)
     workflow_id = rules_workflow_id(uuid.uuid4().hex[:12])
     client = await services.temporal()

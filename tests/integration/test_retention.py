@@ -42,6 +42,16 @@ async def test_a_retention_rule_deletes_what_its_dry_run_listed(
             {"rule": "xc-policy", "study_instance_uid": study, "patient_id": "RETAIN-1"}
         ]}  # fmt: skip
         assert len(qido_instances(platform, study)) == 2  # a dry run deletes nothing
+        # The report names the study's patient: a PHI read, in the audit trail.
+        await eventually(
+            lambda: any(
+                e["action"] == "retention-dry-run"
+                for e in platform.get(
+                    "/api/audit/access", params={"StudyInstanceUID": study}
+                ).json()["entries"]
+            ),
+            30,
+        )
         run = client.post("/api/retention/apply", json={"dry_run": False})
         assert run.status_code == 202, run.text
         url = run.json()["status_url"]
